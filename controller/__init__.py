@@ -1,0 +1,1 @@
+"""The DGDR controller: generic machinery (`machinery`) and the DGDR logic (`dgdr`)."""
