@@ -1,0 +1,269 @@
+"""The controller loop: N workers take keys from a workqueue and call a level-based reconcile.
+
+The contract is controller-runtime's (``pkg/internal/controller``): a reconcile gets only a key,
+reads the world from the caches and returns a :class:`Result`:
+
+===========================  ===========================================  ==================
+reconcile outcome            queue action                                 ``result`` label
+===========================  ===========================================  ==================
+raises (not terminal)        ``add_rate_limited`` (per-key backoff)       ``error``
+raises :class:`TerminalError`  nothing                                    ``error``
+``requeue_after > 0``        ``forget``, then ``add_after`` (no backoff)  ``requeue_after``
+``requeue=True``             ``add_rate_limited``                         ``requeue``
+``Result()``                 ``forget``                                   ``success``
+===========================  ===========================================  ==================
+
+A reconcile never loops by itself: to look again later it returns a result, and the queue's
+dedup and processing sets guarantee that one key is never reconciled by two workers at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from controller.machinery import logging_setup as ctx
+from controller.machinery.workqueue import RateLimiter, WorkQueue
+from metrics import runtime as m
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a reconcile wants next: nothing, a backed-off retry, or a look after a delay."""
+
+    requeue: bool = False
+    requeue_after: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.requeue_after is not None and not (
+            math.isfinite(self.requeue_after) and self.requeue_after >= 0
+        ):
+            raise ValueError(
+                f"Result.requeue_after must be a finite number >= 0, got {self.requeue_after}"
+            )
+
+
+class TerminalError(Exception):
+    """A failure that retrying cannot fix (bad input): counted, logged, never requeued."""
+
+
+Reconciler = Callable[[str], Awaitable[Result]]
+
+
+class EventSource(Protocol):
+    """What :meth:`Controller.watch` needs from an informer."""
+
+    def add_handler(
+        self, fn: Callable[[str, dict[str, Any], dict[str, Any] | None], None]
+    ) -> None: ...
+
+
+def object_key(obj: dict[str, Any]) -> str:
+    """``namespace/name``, or ``name`` for a cluster-scoped object (the informer's key)."""
+    meta = obj.get("metadata") or {}
+    name = meta.get("name")
+    if not name:
+        raise ValueError("object has no metadata.name")
+    namespace = meta.get("namespace")
+    return f"{namespace}/{name}" if namespace else str(name)
+
+
+class Controller:
+    """One reconcile function, its workqueue and its workers.
+
+    Keys can be enqueued at any time, also before :meth:`start` (a follower's queue fills from
+    its warm caches, so a new leader starts on every key at once). Workers run between
+    :meth:`start` and :meth:`stop` / :meth:`abort`; the controller owns their tasks.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        reconcile: Reconciler,
+        *,
+        workers: int = 1,
+        rate_limiter: RateLimiter | None = None,
+        reconcile_timeout: float | None = None,
+    ) -> None:
+        if not name:
+            raise ValueError("controller name must not be empty")
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        if reconcile_timeout is not None and reconcile_timeout <= 0:
+            raise ValueError(f"reconcile_timeout must be > 0, got {reconcile_timeout}")
+        self.name = name
+        self.workers = workers
+        self.reconcile_timeout = reconcile_timeout
+        self.queue = WorkQueue(name, rate_limiter)
+        self._reconcile = reconcile
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._started = False
+        m.init_controller(name, workers)
+        self._active = m.ACTIVE_WORKERS.labels(name)
+        self._time = m.RECONCILE_TIME.labels(name)
+        self._errors = m.RECONCILE_ERRORS.labels(name)
+        self._terminal = m.TERMINAL_RECONCILE_ERRORS.labels(name)
+        self._timeouts = m.RECONCILE_TIMEOUTS.labels(name)
+        self._results = {r: m.RECONCILE_TOTAL.labels(name, r) for r in m.RECONCILE_RESULTS}
+
+    # ---- event mapping ------------------------------------------------------------------------
+
+    def watch(
+        self,
+        informer: EventSource,
+        to_keys: Callable[[dict[str, Any]], Iterable[str]] | None = None,
+    ) -> None:
+        """Enqueue the keys ``to_keys`` maps each event's object to (default: the object's own
+        key). On an update, the keys of the old object are enqueued too, so an object whose
+        mapping changed (a label moved it to another owner) wakes both owners."""
+        mapper = to_keys if to_keys is not None else lambda obj: (object_key(obj),)
+
+        def handler(event_type: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+            keys = set(mapper(obj))
+            if old is not None:
+                keys.update(mapper(old))
+            for key in keys:
+                self.queue.add(key)
+
+        informer.add_handler(handler)
+
+    def enqueue(self, key: str) -> None:
+        self.queue.add(key)
+
+    def enqueue_after(self, key: str, delay: float) -> None:
+        self.queue.add_after(key, delay)
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return any(not task.done() for task in self._tasks)
+
+    def start(self) -> None:
+        """Start the workers (once; a stopped controller is not restarted)."""
+        if self._started:
+            return
+        self._started = True
+        for index in range(self.workers):
+            task = asyncio.create_task(self._worker(), name=f"{self.name}-worker-{index}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def stop(self, grace: float) -> bool:
+        """Graceful stop: take no new key, let the keys in flight finish within ``grace`` s,
+        then cancel what is left. ``True`` when every worker finished in time."""
+        self.queue.shutdown(discard_queued=True)
+        tasks = set(self._tasks)
+        if not tasks:
+            return True
+        _, pending = await asyncio.wait(tasks, timeout=max(grace, 0.0))
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning(
+                "workers did not finish within the shutdown deadline; cancelled",
+                extra={"controller": self.name, "cancelled": len(pending)},
+            )
+            await asyncio.wait(pending)
+        return not pending
+
+    async def abort(self) -> None:
+        """Stop acting now (the lease is lost): cancel every worker mid-reconcile."""
+        self.queue.shutdown(discard_queued=True)
+        tasks = set(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+    # ---- the loop -----------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            if key is None:
+                return
+            try:
+                await self._reconcile_one(key)
+            finally:
+                self.queue.done(key)
+
+    async def _reconcile_one(self, key: str) -> None:
+        tokens = (
+            ctx.controller_name.set(self.name),
+            ctx.object_key.set(key),
+            ctx.reconcile_id.set(str(uuid.uuid4())),
+        )
+        self._active.inc()
+        started = time.perf_counter()
+        try:
+            result = await self._call(key)
+        finally:
+            self._time.observe(time.perf_counter() - started)
+            self._active.dec()
+            ctx.reconcile_id.reset(tokens[2])
+            ctx.object_key.reset(tokens[1])
+            ctx.controller_name.reset(tokens[0])
+        self._apply(key, result)
+
+    async def _call(self, key: str) -> Result | BaseException:
+        """Run the reconcile; an exception is returned (logged here, with the key) not raised."""
+        try:
+            if self.reconcile_timeout is None:
+                result = await self._reconcile(key)
+            else:
+                async with asyncio.timeout(self.reconcile_timeout) as deadline:
+                    try:
+                        result = await self._reconcile(key)
+                    except asyncio.CancelledError:
+                        if deadline.expired():
+                            self._timeouts.inc()
+                        raise
+        except asyncio.CancelledError:
+            raise
+        except TerminalError as err:
+            log.error("reconcile failed terminally: %s", err, exc_info=err)
+            return err
+        except TimeoutError as err:
+            log.error("reconcile timed out after %ss", self.reconcile_timeout)
+            return err
+        except Exception as err:
+            log.error("reconcile failed: %s", err, exc_info=err)
+            return err
+        if not isinstance(result, Result):
+            err = TypeError(f"reconcile of {key!r} returned {type(result).__name__}, not Result")
+            log.error("%s", err)
+            return err
+        return result
+
+    def _apply(self, key: str, outcome: Result | BaseException) -> None:
+        if isinstance(outcome, TerminalError):
+            self._errors.inc()
+            self._terminal.inc()
+            self._results["error"].inc()
+            self.queue.forget(key)
+        elif isinstance(outcome, BaseException):
+            self._errors.inc()
+            self._results["error"].inc()
+            self.queue.add_rate_limited(key)
+        elif outcome.requeue_after:
+            self._results["requeue_after"].inc()
+            self.queue.forget(key)
+            self.queue.add_after(key, outcome.requeue_after)
+        elif outcome.requeue:
+            self._results["requeue"].inc()
+            self.queue.add_rate_limited(key)
+        else:
+            self._results["success"].inc()
+            self.queue.forget(key)
+
+
+__all__ = ["Controller", "EventSource", "Reconciler", "Result", "TerminalError", "object_key"]
