@@ -7,7 +7,14 @@ alerts written for Go controllers read this one unchanged. The workqueue familie
 ``workqueue_depth`` also carries ``priority``, empty because this queue has no priorities.
 """
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+)
 
 from metrics import REGISTRY
 
@@ -138,6 +145,18 @@ LEADER_ELECTION_SLOWPATH = Counter(
     registry=REGISTRY,
 )
 
+EVENT_LOOP_LAG = Gauge(
+    "controller_event_loop_lag_seconds",
+    "How late the asyncio event loop last woke a timer: a blocked loop shows here first.",
+    registry=REGISTRY,
+)
+
+# The process and runtime families controller-runtime exports (process_*, python_gc_*,
+# python_info), registered into this project's registry rather than the global default one.
+ProcessCollector(registry=REGISTRY)
+for _collector in (GC_COLLECTOR, PLATFORM_COLLECTOR):
+    REGISTRY.register(_collector)
+
 
 def init_controller(controller: str, workers: int) -> None:
     """Create every child at zero so ``rate()`` works from the first scrape, as controller-runtime's
@@ -154,6 +173,7 @@ def init_controller(controller: str, workers: int) -> None:
 
 __all__ = [
     "ACTIVE_WORKERS",
+    "EVENT_LOOP_LAG",
     "LEADER_ELECTION_MASTER_STATUS",
     "LEADER_ELECTION_SLOWPATH",
     "MAX_CONCURRENT_RECONCILES",
