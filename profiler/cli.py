@@ -1,0 +1,205 @@
+"""Command line: plan a deployment from a DGDR manifest (or a bare spec) with no cluster at all.
+
+Exit codes: 0 planned; 2 the input is invalid (each problem printed with its field path);
+3 the request cannot be served (the model does not fit the GPU budget); 4 the request asks for
+something not available (thorough profiling); 1 anything else the profiler refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
+
+import yaml
+
+from profiler.errors import InfeasibleError, NotAvailableError, ProfilerError, SpecError
+from profiler.plan import PlanResult, plan
+from profiler.request import PlanRequest
+
+EXIT_INVALID = 2
+EXIT_INFEASIBLE = 3
+EXIT_NOT_AVAILABLE = 4
+
+
+class InputError(Exception):
+    """The file could not be read as a DGDR manifest or spec."""
+
+
+def load_spec(text: str) -> tuple[dict[str, Any], str, str | None]:
+    """(spec, DGDR name, namespace) from a DGDR manifest or a bare spec, YAML or JSON."""
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise InputError(f"not valid YAML or JSON: {exc}") from exc
+    if not docs:
+        raise InputError("the input is empty")
+    doc = next(
+        (
+            d
+            for d in docs
+            if isinstance(d, Mapping) and d.get("kind") == "DynamoGraphDeploymentRequest"
+        ),
+        docs[0],
+    )
+    if not isinstance(doc, Mapping):
+        raise InputError(f"expected a DGDR manifest or a spec object, got {type(doc).__name__}")
+    if "kind" in doc or "apiVersion" in doc:
+        kind = doc.get("kind")
+        if kind != "DynamoGraphDeploymentRequest":
+            raise InputError(f"kind: expected DynamoGraphDeploymentRequest, got {kind!r}")
+        spec = doc.get("spec")
+        if not isinstance(spec, Mapping):
+            raise InputError("spec: required, and must be an object")
+        meta = doc.get("metadata") if isinstance(doc.get("metadata"), Mapping) else {}
+        assert isinstance(meta, Mapping)
+        name = meta.get("name") if isinstance(meta.get("name"), str) else None
+        ns = meta.get("namespace") if isinstance(meta.get("namespace"), str) else None
+        return dict(spec), name or "plan", ns
+    return dict(doc), "plan", None
+
+
+def _read(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _table(result: PlanResult, out: TextIO) -> None:
+    head = (
+        "#",
+        "mode",
+        "backend",
+        "workers",
+        "GPUs",
+        "TTFT ms",
+        "ITL ms",
+        "tok/s/GPU",
+        "tok/s/user",
+        "SLA",
+        "pareto",
+    )
+    rows: list[tuple[str, ...]] = []
+    for i, c in enumerate(result.candidates, 1):
+        rows.append(
+            (
+                "*" if c is result.chosen else str(i),
+                c.mode,
+                c.backend,
+                c.label,
+                str(c.gpus),
+                f"{c.ttft_ms:.1f}",
+                f"{c.itl_ms:.2f}",
+                f"{c.tokens_s_per_gpu:.1f}",
+                f"{c.tokens_s_per_user:.1f}",
+                "yes" if c.meets_sla else "no",
+                "yes" if c.pareto else "",
+            )
+        )
+    widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
+    for r in (head, *rows):
+        out.write("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() + "\n")
+    c = result.chosen
+    out.write(
+        f"\nchosen ({result.picking_mode}): {c.mode} {c.backend} {c.label} on {c.gpus} GPUs: "
+        f"TTFT {c.ttft_ms:.1f} ms, ITL {c.itl_ms:.2f} ms, {c.tokens_s_per_gpu:.1f} tokens/s/GPU, "
+        f"{c.tokens_s_per_user:.1f} tokens/s/user\n"
+    )
+    for w in result.warnings:
+        out.write(f"warning: {w}\n")
+    out.write(
+        f"{result.configs_evaluated} configurations evaluated in {result.elapsed_s:.3f} s; "
+        f"DGD {result.dgd['metadata']['name']}\n"
+    )
+
+
+def _write_manifests(result: PlanResult, path: str) -> None:
+    """ConfigMaps first, the DGD last: the layout of upstream's final_config.yaml."""
+    docs = [*result.configmaps, result.dgd]
+    with open(path, "w", encoding="utf-8") as fh:
+        yaml.safe_dump_all(docs, fh, sort_keys=False, default_flow_style=False)
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    try:
+        spec, name, ns = load_spec(_read(args.file))
+        request = PlanRequest.from_spec(spec, dgdr_name=name, namespace=ns)
+        result = plan(request)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except SpecError as exc:
+        infeasible = all("infeasible" in e.message for e in exc.errors)
+        print(
+            "error: infeasible request:" if infeasible else "error: invalid spec:", file=sys.stderr
+        )
+        for e in exc.errors:
+            print(f"  {e}", file=sys.stderr)
+        return EXIT_INFEASIBLE if infeasible else EXIT_INVALID
+    except InfeasibleError as exc:
+        print(f"error: infeasible request: {exc}", file=sys.stderr)
+        return EXIT_INFEASIBLE
+    except NotAvailableError as exc:
+        print(f"error: not available: {exc}", file=sys.stderr)
+        return EXIT_NOT_AVAILABLE
+    except ProfilerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.output:
+        try:
+            _write_manifests(result, args.output)
+        except OSError as exc:
+            print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+    if args.json:
+        json.dump(result.to_json(), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        _table(result, sys.stdout)
+        if args.output:
+            print(f"wrote {args.output}")
+    return 0
+
+
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    from profiler.estimate_csv import estimate_csv
+
+    try:
+        rows = estimate_csv(args.input, args.output)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {rows} rows to {args.output}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dgdr-profiler",
+        description="Plan a Dynamo deployment (DGD) from a DGDR spec, without a cluster.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    pl = sub.add_parser("plan", help="search configurations and generate the DGD")
+    pl.add_argument("file", help="DGDR manifest or bare spec, YAML or JSON; - for stdin")
+    pl.add_argument("--json", action="store_true", help="print one JSON object")
+    pl.add_argument(
+        "-o", "--output", help="write the manifests as YAML (planner ConfigMaps, then the DGD)"
+    )
+    pl.set_defaults(func=_cmd_plan)
+    es = sub.add_parser("estimate", help="add predicted TTFT and TPOT to calibration-style rows")
+    es.add_argument("--input", required=True, help="CSV in the layout of silicon_calibration.csv")
+    es.add_argument("--output", required=True, help="CSV to write")
+    es.set_defaults(func=_cmd_estimate)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    code: int = args.func(args)
+    return code

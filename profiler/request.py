@@ -1,0 +1,556 @@
+"""The planning request: a DGDR ``.spec`` read once, checked completely, then trusted.
+
+Every check collects into one list so a user fixes their manifest in one round trip, and every
+message starts with the path of the field it is about (``spec.sla.ttft``), which is what the
+controller puts in its ``Failed`` condition and what the command line prints.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from profiler.errors import FieldError, ProfilerError, SpecError
+from profiler.hardware import SKUS, GpuSpec, get_gpu
+from profiler.models import ModelArch, quant_for, resolve_model
+from profiler.search import min_gpus_to_fit
+
+BACKENDS = ("vllm", "sglang", "trtllm")
+DEFAULT_ISL = 4000
+DEFAULT_OSL = 1000
+DEFAULT_TTFT_MS = 2000.0
+DEFAULT_ITL_MS = 30.0
+DEFAULT_MOUNT_PATH = "/opt/model-cache"
+# Grove builds pod names from "<dgd>-<service>"; upstream rejects anything longer than this.
+MAX_DGD_SERVICE_NAME = 45
+RUNTIME_VERSION_RE = re.compile(r"^(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})$")
+DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+# Worker service names per backend and layout, as upstream's backend_components.py has them.
+SERVICE_NAMES: dict[str, dict[str, str]] = {
+    "vllm": {"agg": "VllmWorker", "prefill": "VllmPrefillWorker", "decode": "VllmDecodeWorker"},
+    "sglang": {"agg": "decode", "prefill": "prefill", "decode": "decode"},
+    "trtllm": {"agg": "TRTLLMWorker", "prefill": "prefill", "decode": "decode"},
+    "mocker": {"agg": "decode", "prefill": "prefill", "decode": "decode"},
+}
+FRONTEND_SERVICE = "Frontend"
+PLANNER_SERVICE = "Planner"
+
+_PLANNER_TARGETS = ("throughput", "latency", "load", "sla")
+_PLANNER_SWEEP_MODES = ("none", "rapid", "thorough")
+_PLANNER_MODES = ("disagg", "prefill", "decode", "agg")
+_PLANNER_BACKENDS = ("vllm", "sglang", "trtllm", "mocker")
+
+
+@dataclass(frozen=True)
+class ModelCache:
+    """Where the weights live on a PVC; the generated workers mount it and read from it."""
+
+    pvc_name: str
+    mount_path: str = DEFAULT_MOUNT_PATH
+    model_path: str | None = None
+
+    @property
+    def model_dir(self) -> str | None:
+        """The model directory inside the container (``pvcModelPath`` may already be absolute)."""
+        if not self.model_path:
+            return None
+        if self.model_path.startswith("/"):
+            return self.model_path
+        return self.mount_path.rstrip("/") + "/" + self.model_path
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """Everything ``plan`` needs, with defaults applied; built by ``from_spec`` after validation."""
+
+    dgdr_name: str
+    namespace: str | None
+    model: str
+    arch: ModelArch
+    quant: str
+    backend: str  # auto | vllm | sglang | trtllm
+    backends: tuple[str, ...]  # the concrete backends to evaluate
+    image: str
+    search_strategy: str
+    gpu: GpuSpec
+    gpu_sku: str
+    num_gpus_per_node: int
+    total_gpus: int
+    isl: int
+    osl: int
+    concurrency: float | None = None
+    request_rate: float | None = None
+    ttft_ms: float | None = DEFAULT_TTFT_MS
+    itl_ms: float | None = DEFAULT_ITL_MS
+    e2e_latency_ms: float | None = None
+    optimization_type: str | None = None
+    planner: dict[str, Any] | None = None
+    mocker: bool = False
+    kv_router: bool = False
+    trust_remote_code: bool = False
+    runtime_version_override: str | None = None
+    model_cache: ModelCache | None = None
+    overrides_dgd: dict[str, Any] | None = None
+    tolerations: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+
+    @property
+    def dgd_name(self) -> str:
+        return dgd_name_for(self.dgdr_name, self.overrides_dgd)
+
+    @property
+    def planner_enabled(self) -> bool:
+        return self.planner is not None and planner_enabled(self.planner)
+
+    @property
+    def picking_mode(self) -> str:
+        """``autoscale`` | ``load_match`` | ``default``: dgdr-spec.md §5.5, chosen automatically."""
+        if self.planner_enabled:
+            return "autoscale"
+        if self.concurrency is not None or self.request_rate is not None:
+            return "load_match"
+        return "default"
+
+    @classmethod
+    def from_spec(
+        cls, spec: Mapping[str, Any], *, dgdr_name: str = "plan", namespace: str | None = None
+    ) -> PlanRequest:
+        """Parse and check a DGDR spec; raises ``SpecError`` holding every problem found."""
+        parsed = _parse(spec, dgdr_name=dgdr_name)
+        if parsed.errors:
+            raise SpecError(parsed.errors)
+        assert parsed.request_kwargs is not None
+        return cls(dgdr_name=dgdr_name, namespace=namespace, **parsed.request_kwargs)
+
+
+def validate_spec(spec: Mapping[str, Any]) -> list[FieldError]:
+    """Semantic checks of a DGDR spec (never raises): known model and SKU, budget, CRD rules."""
+    try:
+        return _parse(spec, dgdr_name=None).errors
+    except Exception as exc:  # a bug here must not take a reconcile down with it
+        return [FieldError("spec", f"could not be checked: {exc}")]
+
+
+def dgd_name_for(dgdr_name: str, overrides_dgd: Mapping[str, Any] | None) -> str:
+    """``overrides.dgd.metadata.name`` when given, else ``<dgdr>-dgd`` (dgdr-spec.md §6.1)."""
+    if overrides_dgd:
+        meta = overrides_dgd.get("metadata")
+        if isinstance(meta, Mapping) and isinstance(meta.get("name"), str) and meta["name"]:
+            return str(meta["name"])
+    return f"{dgdr_name}-dgd"
+
+
+def planner_enabled(cfg: Mapping[str, Any]) -> bool:
+    """Upstream's PlannerConfig coercion: targets other than ``sla`` force load scaling on."""
+    ets, els = _planner_scaling(cfg)
+    return ets or els
+
+
+def _planner_scaling(cfg: Mapping[str, Any]) -> tuple[bool, bool]:
+    target = cfg.get("optimization_target", "throughput")
+    if target != "sla":
+        return False, True
+    return bool(cfg.get("enable_throughput_scaling", True)), bool(
+        cfg.get("enable_load_scaling", False)
+    )
+
+
+def too_long_services(dgd_name: str, backend: str, *, planner: bool, mocker: bool) -> list[str]:
+    """Services whose ``<dgd>-<service>`` would pass the 45-character limit."""
+    names = set(SERVICE_NAMES["mocker" if mocker else backend].values()) | {FRONTEND_SERVICE}
+    if planner:
+        names.add(PLANNER_SERVICE)
+    return sorted(n for n in names if len(dgd_name) + 1 + len(n) > MAX_DGD_SERVICE_NAME)
+
+
+@dataclass
+class _Parsed:
+    errors: list[FieldError]
+    request_kwargs: dict[str, Any] | None
+
+
+class _Reader:
+    """Typed access to a nested camelCase dict that records a FieldError instead of raising."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+
+    def add(self, path: str, message: str) -> None:
+        self.errors.append(FieldError(path, message))
+
+    def obj(self, parent: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
+        value = parent.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            self.add(path, f"must be an object, got {type(value).__name__}")
+            return {}
+        return value
+
+    def string(self, parent: Mapping[str, Any], key: str, path: str) -> str | None:
+        value = parent.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            self.add(path, f"must be a string, got {type(value).__name__}")
+            return None
+        return value
+
+    def boolean(self, parent: Mapping[str, Any], key: str, path: str) -> bool:
+        value = parent.get(key)
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            self.add(path, f"must be true or false, got {value!r}")
+            return False
+        return value
+
+    def positive(
+        self, parent: Mapping[str, Any], key: str, path: str, *, integer: bool = False
+    ) -> float | None:
+        value = parent.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.add(path, f"must be a number, got {value!r}")
+            return None
+        if integer and float(value) != int(value):
+            self.add(path, f"must be a whole number, got {value!r}")
+            return None
+        if not value > 0:
+            self.add(path, f"must be greater than 0, got {value!r}")
+            return None
+        return float(value)
+
+    def choice(
+        self, parent: Mapping[str, Any], key: str, path: str, allowed: tuple[str, ...]
+    ) -> str | None:
+        value = self.string(parent, key, path)
+        if value is not None and value not in allowed:
+            self.add(path, f"must be one of {', '.join(allowed)}; got {value!r}")
+            return None
+        return value
+
+
+def _parse(spec: Mapping[str, Any], *, dgdr_name: str | None) -> _Parsed:
+    errors: list[FieldError] = []
+    r = _Reader(errors)
+    if not isinstance(spec, Mapping):
+        return _Parsed([FieldError("spec", "must be an object")], None)
+
+    # --- model, backend, strategy, image -------------------------------------------------------
+    model = r.string(spec, "model", "spec.model")
+    if model is not None and not model.strip():
+        r.add("spec.model", "must not be empty")
+        model = None
+    elif spec.get("model") is None:
+        r.add("spec.model", "required: the Hugging Face id or served name of the model")
+    backend = r.choice(spec, "backend", "spec.backend", ("auto", *BACKENDS)) or "auto"
+    strategy = (
+        r.choice(spec, "searchStrategy", "spec.searchStrategy", ("rapid", "thorough")) or "rapid"
+    )
+    if strategy == "thorough" and backend == "auto":
+        r.add(
+            "spec.backend",
+            "searchStrategy thorough needs a concrete backend (vllm, sglang or trtllm), not auto",
+        )
+    image = r.string(spec, "image", "spec.image")
+    if image is not None and not image.strip():
+        image = None
+    if image is None:
+        r.add(
+            "spec.image",
+            "required: the Dynamo image the worker, frontend and planner images are derived from",
+        )
+    rvo = r.string(spec, "runtimeVersionOverride", "spec.runtimeVersionOverride")
+    if rvo is not None and not RUNTIME_VERSION_RE.match(rvo):
+        r.add("spec.runtimeVersionOverride", f"must be a version like 1.2.0, got {rvo!r}")
+        rvo = None
+
+    # --- model cache ---------------------------------------------------------------------------
+    mc = r.obj(spec, "modelCache", "spec.modelCache")
+    model_cache: ModelCache | None = None
+    pvc = r.string(mc, "pvcName", "spec.modelCache.pvcName")
+    mount = r.string(mc, "pvcMountPath", "spec.modelCache.pvcMountPath") or DEFAULT_MOUNT_PATH
+    model_path = r.string(mc, "pvcModelPath", "spec.modelCache.pvcModelPath")
+    if mount and not mount.startswith("/"):
+        r.add("spec.modelCache.pvcMountPath", f"must be an absolute path, got {mount!r}")
+    if pvc:
+        model_cache = ModelCache(pvc_name=pvc, mount_path=mount, model_path=model_path)
+    elif model_path:
+        r.add("spec.modelCache.pvcName", "required when spec.modelCache.pvcModelPath is set")
+
+    # --- hardware ------------------------------------------------------------------------------
+    hw = r.obj(spec, "hardware", "spec.hardware")
+    sku = r.string(hw, "gpuSku", "spec.hardware.gpuSku")
+    vram = r.positive(hw, "vramMb", "spec.hardware.vramMb")
+    per_node = r.positive(hw, "numGpusPerNode", "spec.hardware.numGpusPerNode", integer=True)
+    total = r.positive(hw, "totalGpus", "spec.hardware.totalGpus", integer=True)
+    gpu: GpuSpec | None = None
+    if sku is None:
+        r.add(
+            "spec.hardware.gpuSku",
+            f"required for planning (one of {', '.join(SKUS)}); the controller discovers it "
+            "from the cluster's nodes, the command line needs it in the spec",
+        )
+    elif sku not in SKUS:
+        r.add("spec.hardware.gpuSku", f"unknown GPU SKU {sku!r}; must be one of {', '.join(SKUS)}")
+    else:
+        try:
+            gpu = get_gpu(
+                sku,
+                vram_mb=int(vram) if vram is not None else None,
+                gpus_per_node=int(per_node) if per_node is not None else None,
+            )
+        except ValueError as exc:
+            r.add("spec.hardware.gpuSku", str(exc))
+    gpus_per_node = int(per_node) if per_node is not None else (gpu.gpus_per_node if gpu else 0)
+    total_gpus = int(total) if total is not None else gpus_per_node
+
+    # --- workload ------------------------------------------------------------------------------
+    wl = r.obj(spec, "workload", "spec.workload")
+    isl = r.positive(wl, "isl", "spec.workload.isl", integer=True) or DEFAULT_ISL
+    osl = r.positive(wl, "osl", "spec.workload.osl", integer=True) or DEFAULT_OSL
+    concurrency = r.positive(wl, "concurrency", "spec.workload.concurrency")
+    rate = r.positive(wl, "requestRate", "spec.workload.requestRate")
+    if wl.get("concurrency") is not None and wl.get("requestRate") is not None:
+        r.add(
+            "spec.workload.concurrency",
+            "concurrency and requestRate are mutually exclusive; give one of them",
+        )
+
+    # --- SLA -----------------------------------------------------------------------------------
+    sla = r.obj(spec, "sla", "spec.sla")
+    ttft = r.positive(sla, "ttft", "spec.sla.ttft")
+    itl = r.positive(sla, "itl", "spec.sla.itl")
+    e2e = r.positive(sla, "e2eLatency", "spec.sla.e2eLatency")
+    opt = r.choice(sla, "optimizationType", "spec.sla.optimizationType", ("latency", "throughput"))
+    has_ttft, has_itl = sla.get("ttft") is not None, sla.get("itl") is not None
+    if sla.get("e2eLatency") is not None and (has_ttft or has_itl):
+        r.add(
+            "spec.sla.e2eLatency",
+            "e2eLatency replaces ttft and itl; give either e2eLatency or ttft and itl",
+        )
+    elif has_ttft != has_itl:
+        missing = "spec.sla.itl" if has_ttft else "spec.sla.ttft"
+        r.add(missing, "ttft and itl must be given together")
+    if sla.get("e2eLatency") is not None:
+        ttft_t: float | None = None
+        itl_t: float | None = None
+    elif has_ttft or has_itl:
+        ttft_t, itl_t = ttft, itl
+    else:
+        ttft_t, itl_t = DEFAULT_TTFT_MS, DEFAULT_ITL_MS
+
+    # --- features ------------------------------------------------------------------------------
+    feats = r.obj(spec, "features", "spec.features")
+    planner_cfg: dict[str, Any] | None = None
+    if feats.get("planner") is not None:
+        if isinstance(feats["planner"], Mapping):
+            planner_cfg = dict(feats["planner"])
+            _check_planner(r, planner_cfg)
+        else:
+            r.add("spec.features.planner", "must be an object (a PlannerConfig)")
+    mocker = r.boolean(
+        r.obj(feats, "mocker", "spec.features.mocker"), "enabled", "spec.features.mocker.enabled"
+    )
+    kv_router = r.boolean(
+        r.obj(feats, "kvRouter", "spec.features.kvRouter"),
+        "enabled",
+        "spec.features.kvRouter.enabled",
+    )
+    if (
+        mocker
+        and planner_cfg is not None
+        and planner_cfg.get("pre_deployment_sweeping_mode") == ("none")
+    ):
+        r.add(
+            "spec.features.mocker.enabled",
+            "mocker workers need performance data: the planner's pre_deployment_sweeping_mode "
+            "must not be none",
+        )
+
+    # --- overrides -----------------------------------------------------------------------------
+    ov = r.obj(spec, "overrides", "spec.overrides")
+    trust = r.boolean(ov, "trustRemoteCode", "spec.overrides.trustRemoteCode")
+    dgd_ov: dict[str, Any] | None = None
+    if ov.get("dgd") is not None:
+        if isinstance(ov["dgd"], Mapping):
+            dgd_ov = dict(ov["dgd"])
+            _check_dgd_override(r, dgd_ov)
+        else:
+            r.add("spec.overrides.dgd", "must be an object (a partial DynamoGraphDeployment)")
+    tolerations = _job_tolerations(r, ov)
+
+    # --- model (needs the cache path) ----------------------------------------------------------
+    arch: ModelArch | None = None
+    quant = "bf16"
+    if model is not None:
+        config_path = _config_path(model_cache)
+        try:
+            arch = resolve_model(model, config_path=config_path)
+            quant = quant_for(model, arch)
+        except ProfilerError as exc:
+            r.add("spec.model", str(exc))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            r.add("spec.modelCache.pvcModelPath", f"could not read the model's config.json: {exc}")
+
+    # --- backends ------------------------------------------------------------------------------
+    amd = gpu is not None and gpu.vendor.lower() == "amd"
+    if backend == "trtllm" and amd:
+        r.add("spec.backend", f"TensorRT-LLM does not run on AMD GPUs ({sku}); use vllm or sglang")
+    backends = tuple(b for b in BACKENDS if not (b == "trtllm" and amd))
+    if backend != "auto":
+        backends = (backend,)
+    with_planner = planner_cfg is not None and planner_enabled(planner_cfg)
+    override_name = dgd_name_for("", dgd_ov) if dgd_ov is not None else "-dgd"
+    if dgdr_name is not None or override_name != "-dgd":
+        name = dgd_name_for(dgdr_name or "", dgd_ov)
+        path = "metadata.name" if override_name == "-dgd" else "spec.overrides.dgd.metadata.name"
+        fitting = tuple(
+            b
+            for b in backends
+            if not too_long_services(name, b, planner=with_planner, mocker=mocker)
+        )
+        if not fitting:
+            long = too_long_services(name, backends[-1], planner=with_planner, mocker=mocker)
+            r.add(
+                path,
+                f"DGD name {name!r} plus service name {long[0]!r} is longer than "
+                f"{MAX_DGD_SERVICE_NAME} characters; shorten the DGDR name",
+            )
+        else:
+            backends = fitting
+
+    # --- budget --------------------------------------------------------------------------------
+    if arch is not None and gpu is not None and total_gpus > 0:
+        need = min_gpus_to_fit(arch, gpu, quant, int(isl), int(osl), total_gpus)
+        if need is None or need > total_gpus:
+            needs = (
+                f"needs at least {need} {sku} GPUs"
+                if need is not None
+                else f"does not fit on any layout of {sku} GPUs this profiler knows"
+            )
+            r.add(
+                "spec.hardware.totalGpus",
+                f"infeasible: {model} ({quant}) with isl {int(isl)} + osl {int(osl)} {needs}; "
+                f"the budget is {total_gpus}",
+            )
+
+    if errors:
+        return _Parsed(errors, None)
+    assert model is not None and arch is not None and gpu is not None and image is not None
+    assert sku is not None
+    return _Parsed(
+        errors,
+        {
+            "model": model,
+            "arch": arch,
+            "quant": quant,
+            "backend": backend,
+            "backends": backends,
+            "image": image,
+            "search_strategy": strategy,
+            "gpu": gpu,
+            "gpu_sku": sku,
+            "num_gpus_per_node": gpus_per_node,
+            "total_gpus": total_gpus,
+            "isl": int(isl),
+            "osl": int(osl),
+            "concurrency": concurrency,
+            "request_rate": rate,
+            "ttft_ms": ttft_t,
+            "itl_ms": itl_t,
+            "e2e_latency_ms": e2e,
+            "optimization_type": opt,
+            "planner": planner_cfg,
+            "mocker": mocker,
+            "kv_router": kv_router,
+            "trust_remote_code": trust,
+            "runtime_version_override": rvo,
+            "model_cache": model_cache,
+            "overrides_dgd": dgd_ov,
+            "tolerations": tolerations,
+        },
+    )
+
+
+def _config_path(cache: ModelCache | None) -> str | None:
+    """The model's config.json on the cache, when this process can see it (the command line can;
+    a controller that does not mount the PVC falls back to the catalog)."""
+    if cache is None or cache.model_dir is None:
+        return None
+    path = os.path.join(cache.model_dir, "config.json")
+    return path if os.path.isfile(path) else None
+
+
+def _check_planner(r: _Reader, cfg: Mapping[str, Any]) -> None:
+    base = "spec.features.planner"
+    target = r.choice(cfg, "optimization_target", f"{base}.optimization_target", _PLANNER_TARGETS)
+    r.choice(cfg, "mode", f"{base}.mode", _PLANNER_MODES)
+    r.choice(cfg, "backend", f"{base}.backend", _PLANNER_BACKENDS)
+    sweep = r.choice(
+        cfg,
+        "pre_deployment_sweeping_mode",
+        f"{base}.pre_deployment_sweeping_mode",
+        (_PLANNER_SWEEP_MODES),
+    )
+    for key in ("ttft_ms", "itl_ms", "max_gpu_budget", "min_endpoint"):
+        r.positive(cfg, key, f"{base}.{key}")
+    for key in ("enable_throughput_scaling", "enable_load_scaling", "advisory"):
+        r.boolean(cfg, key, f"{base}.{key}")
+    ets, _ = _planner_scaling(cfg)
+    if target == "sla" and ets and sweep in (None, "none"):
+        r.add(
+            f"{base}.pre_deployment_sweeping_mode",
+            "throughput scaling needs pre-deployment performance data: set "
+            "pre_deployment_sweeping_mode to rapid",
+        )
+    thr = cfg.get("throughput_adjustment_interval_seconds", 180)
+    load = cfg.get("load_adjustment_interval_seconds", 5)
+    if (
+        isinstance(thr, int | float)
+        and isinstance(load, int | float)
+        and not isinstance(thr, bool)
+        and not isinstance(load, bool)
+        and load >= thr
+    ):
+        r.add(
+            f"{base}.load_adjustment_interval_seconds",
+            f"must be shorter than throughput_adjustment_interval_seconds ({thr})",
+        )
+
+
+def _check_dgd_override(r: _Reader, dgd: Mapping[str, Any]) -> None:
+    base = "spec.overrides.dgd"
+    meta = r.obj(dgd, "metadata", f"{base}.metadata")
+    name = r.string(meta, "name", f"{base}.metadata.name")
+    if name is not None and (len(name) > 253 or not DNS_SUBDOMAIN_RE.match(name)):
+        r.add(
+            f"{base}.metadata.name",
+            f"must be a DNS-1123 name (lowercase, digits, '-', '.'), got {name!r}",
+        )
+    spec = r.obj(dgd, "spec", f"{base}.spec")
+    services = r.obj(spec, "services", f"{base}.spec.services")
+    for svc, body in services.items():
+        if body is not None and not isinstance(body, Mapping):
+            r.add(f"{base}.spec.services.{svc}", "must be an object")
+
+
+def _job_tolerations(r: _Reader, ov: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
+    """Tolerations the user gave the profiling Job; upstream copies them onto every service."""
+    job = ov.get("profilingJob")
+    if not isinstance(job, Mapping):
+        return ()
+    tmpl = job.get("template")
+    pod = tmpl.get("spec") if isinstance(tmpl, Mapping) else None
+    tols = pod.get("tolerations") if isinstance(pod, Mapping) else None
+    if tols is None:
+        return ()
+    if not isinstance(tols, list) or not all(isinstance(t, Mapping) for t in tols):
+        r.add("spec.overrides.profilingJob.template.spec.tolerations", "must be a list of objects")
+        return ()
+    return tuple(dict(t) for t in tols)

@@ -1,0 +1,689 @@
+"""The SLA search: every worker layout, batch size and prefill:decode ratio, scored in bulk.
+
+The grid is built as flat numpy arrays and costed with a handful of calls to the estimator per
+backend, so a search over tens of thousands of deployments stays well inside a reconcile's time
+budget. Rows that cannot hold their KV cache are dropped; the rest are kept even when they miss
+the SLA, because when nothing meets it the user is owed the closest configuration and by how much
+it misses, not a silent failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from profiler.errors import InfeasibleError
+from profiler.estimator import (
+    Layout,
+    agg_serving,
+    decode_tpot_ms,
+    kv_capacity_tokens,
+    prefill_ttft_ms,
+)
+from profiler.hardware import GpuSpec
+from profiler.models import ModelArch
+
+if TYPE_CHECKING:
+    from profiler.request import PlanRequest
+
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+
+# AIConfigurator's default sweeps (profiler.md §1.4-1.5): concurrency per aggregated worker, and
+# batch per decode worker; decode batches are per attention-DP rank, so they scale with dp.
+AGG_BATCHES = np.array(
+    [
+        *range(1, 16),
+        *range(16, 32, 4),
+        *range(32, 64, 8),
+        *range(64, 256, 16),
+        *range(256, 512, 32),
+        *(512, 640, 768, 896, 1024),
+    ],
+    dtype=np.int64,
+)
+DECODE_BATCHES = np.array(
+    [*range(1, 16), *range(16, 32, 2), *range(32, 128, 4), *range(128, 512, 8), 512],
+    dtype=np.int64,
+)
+PREFILL_TOKENS_PER_BATCH = 16384  # prefill batches up to floor(16384 / ISL) prompts, as AIC
+MAX_WORKERS_PER_ROLE = 32  # x prefill and y decode workers per disagg unit, 1..32 each, as AIC
+PREFILL_QUEUE_FACTOR = 1.8  # AIC's correction of static prefill latency for queueing
+PREFILL_DERATE = 0.9  # pipeline bubbles between prefill and decode (AIC)
+DECODE_DERATE = 0.92  # decode slots never all busy (AIC)
+PREFILL_KEEP = 3  # best prefill rows kept per layout for rate matching (plus the fastest)
+DECODE_KEEP = 4  # best decode rows kept per layout for rate matching (plus the fastest)
+TOP_CANDIDATES = 10
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One kind of worker in the deployment: its parallelism, batch and replica count."""
+
+    role: str  # agg | prefill | decode
+    tp: int
+    pp: int
+    ep: int
+    dp: int
+    batch: int  # sequences in flight per worker (prefill: prompts per batch)
+    replicas: int
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp * self.dp
+
+    @property
+    def parallel(self) -> str:
+        """Short label: TP4, TP8PP2, TEP8 (tensor + expert parallel), DEP8 (data + expert)."""
+        if self.dp > 1:
+            base = f"DEP{self.dp}" if self.ep > 1 else f"DP{self.dp}"
+        elif self.ep > 1:
+            base = f"TEP{self.tp}"
+        else:
+            base = f"TP{self.tp}"
+        return base + (f"PP{self.pp}" if self.pp > 1 else "")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "parallel": self.parallel,
+            "tp": self.tp,
+            "pp": self.pp,
+            "ep": self.ep,
+            "dp": self.dp,
+            "gpus": self.gpus,
+            "batch": self.batch,
+            "replicas": self.replicas,
+        }
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A complete deployment and what the performance model predicts for it."""
+
+    mode: str  # agg | disagg
+    backend: str
+    workers: tuple[Worker, ...]
+    gpus: int
+    ttft_ms: float
+    itl_ms: float
+    tokens_s: float
+    requests_s: float
+    meets_sla: bool
+    gpus_needed: int = 0  # load-match: GPUs the load needs (may exceed the budget)
+    pareto: bool = False
+
+    @property
+    def tokens_s_per_gpu(self) -> float:
+        return self.tokens_s / self.gpus if self.gpus else 0.0
+
+    @property
+    def tokens_s_per_user(self) -> float:
+        return 1000.0 / self.itl_ms if self.itl_ms > 0 else 0.0
+
+    def worker(self, role: str) -> Worker | None:
+        return next((w for w in self.workers if w.role == role), None)
+
+    @property
+    def label(self) -> str:
+        return " + ".join(f"{w.replicas}x{w.role}:{w.parallel}" for w in self.workers)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "backend": self.backend,
+            "label": self.label,
+            "workers": [w.to_json() for w in self.workers],
+            "gpus": self.gpus,
+            "ttft_ms": round(self.ttft_ms, 3),
+            "itl_ms": round(self.itl_ms, 4),
+            "tokens_s": round(self.tokens_s, 2),
+            "requests_s": round(self.requests_s, 4),
+            "tokens_s_per_gpu": round(self.tokens_s_per_gpu, 2),
+            "tokens_s_per_user": round(self.tokens_s_per_user, 2),
+            "meets_sla": self.meets_sla,
+            "pareto": self.pareto,
+        }
+
+
+@dataclass
+class SearchResult:
+    chosen: Candidate
+    candidates: list[Candidate]
+    configs_evaluated: int
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The SLA as the search applies it: ttft + itl, or one end-to-end latency."""
+
+    ttft_ms: float | None
+    itl_ms: float | None
+    e2e_ms: float | None
+    osl: int
+
+    def miss(self, ttft: F64, itl: F64) -> F64:
+        """How far over the SLA (1.0 = exactly on it); <= 1 meets it."""
+        if self.e2e_ms is not None:
+            return np.asarray((ttft + self.osl * itl) / self.e2e_ms, dtype=np.float64)
+        assert self.ttft_ms is not None and self.itl_ms is not None
+        return np.asarray(np.maximum(ttft / self.ttft_ms, itl / self.itl_ms), dtype=np.float64)
+
+
+# ------------------------------------------------------------------------------------------------
+# Worker layouts
+
+
+def _pow2_upto(n: int) -> list[int]:
+    out, v = [], 1
+    while v <= n:
+        out.append(v)
+        v *= 2
+    return out
+
+
+def worker_layouts(arch: ModelArch, gpu: GpuSpec, max_gpus: int) -> list[tuple[int, int, int, int]]:
+    """(tp, pp, ep, dp) per worker, by architecture, as upstream sweeps them (dgdr-spec.md §5.4).
+
+    Dense: TP within the NVLink domain (up to 8, 16 where the domain is larger), PP across nodes.
+    GQA MoE: TP, TEP and DEP; MLA MoE: TEP and DEP, up to four nodes per worker.
+    """
+    domain = max(gpu.gpus_per_node, getattr(gpu, "scaleup_domain", 0) or 0)
+    tp_cap = min(domain, 16 if domain > 8 else 8)
+    out: list[tuple[int, int, int, int]] = []
+    if not arch.is_moe:
+        for tp in _pow2_upto(min(tp_cap, max_gpus)):
+            if arch.heads % tp:
+                continue
+            for pp in _pow2_upto(min(16, arch.layers, max_gpus // tp)):
+                out.append((tp, pp, 1, 1))
+        return out
+    moe_cap = min(max_gpus, 4 * max(gpu.gpus_per_node, 1), 64, max(arch.num_experts, 1))
+    mla = getattr(arch, "attention", "gqa") == "mla"
+    for n in _pow2_upto(moe_cap):
+        if not mla and n <= tp_cap and arch.heads % n == 0:
+            out.append((n, 1, 1, 1))  # TP: experts sharded by tensor parallelism
+        if n > 1 and arch.heads % n == 0:
+            out.append((n, 1, n, 1))  # TEP
+        if n > 1:
+            out.append((1, 1, n, n))  # DEP: attention data-parallel, experts spread
+        if n == 1 and mla:
+            out.append((1, 1, 1, 1))
+    return out
+
+
+def _layout(rows: Sequence[tuple[int, int, int, int]] | I64) -> Layout:
+    a = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+    return Layout(tp=a[:, 0].copy(), pp=a[:, 1].copy(), ep=a[:, 2].copy(), dp=a[:, 3].copy())
+
+
+def min_gpus_to_fit(
+    arch: ModelArch, gpu: GpuSpec, quant: str, isl: int, osl: int, budget: int
+) -> int | None:
+    """Fewest GPUs on which one worker holds the weights and one request's KV cache, or None."""
+    limit = max(budget, 512)
+    layouts = worker_layouts(arch, gpu, limit)
+    if not layouts:
+        return None
+    arr = np.asarray(layouts, dtype=np.int64)
+    cap = kv_capacity_tokens(arch, gpu, quant, _layout(arr))
+    gpus = arr[:, 0] * arr[:, 1] * arr[:, 3]
+    ok = np.isfinite(cap) & (cap >= isl + osl)
+    return int(gpus[ok].min()) if ok.any() else None
+
+
+# ------------------------------------------------------------------------------------------------
+# The search
+
+
+@dataclass
+class _Pool:
+    """Every scored deployment of the search, as parallel arrays (one row per deployment)."""
+
+    mode: list[I64] = field(default_factory=list)  # 0 agg, 1 disagg
+    backend: list[I64] = field(default_factory=list)
+    ref: list[I64] = field(default_factory=list)  # row in the backend's agg or pair table
+    sig: list[I64] = field(default_factory=list)  # layout signature (dedup of the top list)
+    ttft: list[F64] = field(default_factory=list)
+    itl: list[F64] = field(default_factory=list)
+    gpus: list[I64] = field(default_factory=list)
+    need: list[I64] = field(default_factory=list)
+    tok: list[F64] = field(default_factory=list)
+    req: list[F64] = field(default_factory=list)
+    rep: list[I64] = field(default_factory=list)  # agg replicas, or disagg unit replicas
+    xs: list[I64] = field(default_factory=list)
+    eff: list[F64] = field(default_factory=list)  # per-GPU efficiency the autoscale pick ranks by
+    ys: list[I64] = field(default_factory=list)
+
+    def cat(self, name: str) -> NDArray[Any]:
+        parts: list[NDArray[Any]] = getattr(self, name)
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+
+@dataclass
+class _BackendTables:
+    agg: dict[str, NDArray[Any]]
+    prefill: dict[str, NDArray[Any]]
+    decode: dict[str, NDArray[Any]]
+    pairs: tuple[I64, I64]  # indices into prefill and decode tables
+
+
+def search(req: PlanRequest, progress: Callable[[str, str], None] | None = None) -> SearchResult:
+    """Score the whole grid for every backend and pick per the request's mode (§5.5)."""
+    arch, gpu, quant = req.arch, req.gpu, req.quant
+    isl, osl, total = req.isl, req.osl, req.total_gpus
+    targets = Targets(req.ttft_ms, req.itl_ms, req.e2e_latency_ms, osl)
+    mode = req.picking_mode
+    disagg_only = mode == "autoscale" or req.mocker
+    layouts = worker_layouts(arch, gpu, total)
+    if not layouts:
+        raise InfeasibleError(f"no worker layout of {req.gpu_sku} GPUs fits a budget of {total}")
+    lay = np.asarray(layouts, dtype=np.int64)
+    lay_gpus = lay[:, 0] * lay[:, 1] * lay[:, 3]
+    cap = np.asarray(kv_capacity_tokens(arch, gpu, quant, _layout(lay)), dtype=np.float64)
+    cap = np.where(np.isfinite(cap), cap, 0.0)
+    if not (cap >= isl + osl).any():
+        least = min_gpus_to_fit(arch, gpu, quant, isl, osl, total)
+        raise InfeasibleError(
+            f"{req.model} ({quant}) does not fit in {total} {req.gpu_sku} GPUs with isl {isl} + "
+            f"osl {osl}"
+            + (
+                f"; it needs at least {least} GPUs"
+                if least
+                else "; no layout this profiler knows fits"
+            )
+        )
+    load_rate = req.request_rate
+    load_conc = req.concurrency
+    pool = _Pool()
+    evaluated = 0
+    tables: list[_BackendTables] = []
+    for bi, backend in enumerate(req.backends):
+        if progress is not None:
+            progress("SweepingPrefill", f"estimating {backend} on {len(layouts)} worker layouts")
+        # -- aggregated rows: layout x concurrency ------------------------------------------------
+        agg_t: dict[str, NDArray[Any]] = {}
+        if not disagg_only:
+            li, b = _grid(len(layouts), AGG_BATCHES)
+            b = b * lay[li, 3]
+            fits = cap[li] >= b * (isl + osl)
+            li, b = li[fits], b[fits]
+            ttft, tpot = agg_serving(arch, gpu, backend, quant, _layout(lay[li]), isl, osl, b)
+            ttft, tpot = np.asarray(ttft, np.float64), np.asarray(tpot, np.float64)
+            ok = np.isfinite(ttft) & np.isfinite(tpot) & (ttft > 0) & (tpot > 0)
+            li, b, ttft, tpot = li[ok], b[ok], ttft[ok], tpot[ok]
+            evaluated += int(li.size)
+            req_s = b * 1000.0 / (ttft + max(osl - 1, 1) * tpot)  # per worker, Little's law
+            g = lay_gpus[li]
+            rep, need = _replicas(mode, total, g, req_s, b.astype(np.float64), load_rate, load_conc)
+            agg_t = {"li": li, "b": b, "ttft": ttft, "tpot": tpot}
+            n = li.size
+            pool.mode.append(np.zeros(n, np.int64))
+            pool.backend.append(np.full(n, bi, np.int64))
+            pool.ref.append(np.arange(n, dtype=np.int64))
+            pool.sig.append(li.astype(np.int64))
+            pool.ttft.append(ttft)
+            pool.itl.append(tpot)
+            pool.gpus.append(rep * g)
+            pool.need.append(need)
+            pool.tok.append(rep * req_s * osl)
+            pool.req.append(rep * req_s)
+            pool.rep.append(rep)
+            pool.xs.append(np.ones(n, np.int64))
+            pool.eff.append(req_s * osl / g)
+            pool.ys.append(np.zeros(n, np.int64))
+        # -- disaggregated: prefill rows, decode rows, then rate-matched pairs --------------------
+        pmax = max(1, PREFILL_TOKENS_PER_BATCH // isl)
+        pli, pb = _grid(len(layouts), np.arange(1, pmax + 1, dtype=np.int64))
+        pb = pb * lay[pli, 3]
+        keep = cap[pli] >= pb * isl
+        pli, pb = pli[keep], pb[keep]
+        pttft = np.asarray(
+            prefill_ttft_ms(arch, gpu, backend, quant, _layout(lay[pli]), isl, pb), np.float64
+        )
+        pttft = pttft * PREFILL_QUEUE_FACTOR
+        dli, db = _grid(len(layouts), DECODE_BATCHES)
+        db = db * lay[dli, 3]
+        keep = cap[dli] >= db * (isl + osl)
+        dli, db = dli[keep], db[keep]
+        dtpot = np.asarray(
+            decode_tpot_ms(arch, gpu, backend, quant, _layout(lay[dli]), isl, osl, db), np.float64
+        )
+        okp = np.isfinite(pttft) & (pttft > 0)
+        okd = np.isfinite(dtpot) & (dtpot > 0)
+        pli, pb, pttft = pli[okp], pb[okp], pttft[okp]
+        dli, db, dtpot = dli[okd], db[okd], dtpot[okd]
+        evaluated += int(pli.size + dli.size)
+        p_rate = pb * 1000.0 / pttft  # requests/s of one prefill worker
+        d_rate = db * 1000.0 / (dtpot * max(osl - 1, 1))  # requests/s of one decode worker
+        psel = _keep_per_layout(pli, p_rate / lay_gpus[pli], pttft, targets, "ttft", PREFILL_KEEP)
+        dsel = _keep_per_layout(dli, d_rate / lay_gpus[dli], dtpot, targets, "itl", DECODE_KEEP)
+        pi, di = (a.ravel() for a in np.meshgrid(psel, dsel, indexing="ij"))
+        prefill_t = {"li": pli, "b": pb, "ttft": pttft, "rate": p_rate}
+        decode_t = {"li": dli, "b": db, "tpot": dtpot, "rate": d_rate}
+        tables.append(_BackendTables(agg_t, prefill_t, decode_t, (pi, di)))
+        if pi.size == 0:
+            continue
+        gp, gd = lay_gpus[pli[pi]], lay_gpus[dli[di]]
+        x, y, rep, need, rate, n_eval = _rate_match(
+            mode, total, gp, gd, p_rate[pi], d_rate[di], db[di], load_rate, load_conc
+        )
+        evaluated += n_eval
+        n = pi.size
+        pool.mode.append(np.ones(n, np.int64))
+        pool.backend.append(np.full(n, bi, np.int64))
+        pool.ref.append(np.arange(n, dtype=np.int64))
+        pool.sig.append(len(layouts) + pli[pi] * len(layouts) + dli[di])
+        pool.ttft.append(pttft[pi])
+        pool.itl.append(dtpot[di])
+        pool.gpus.append(rep * (x * gp + y * gd))
+        pool.need.append(need)
+        pool.tok.append(rep * rate * osl)
+        pool.req.append(rep * rate)
+        pool.rep.append(rep)
+        pool.xs.append(x)
+        # Balanced pools (what a planner converges to): 1 / (GPU-seconds per request).
+        pool.eff.append(
+            osl / (gp / (PREFILL_DERATE * p_rate[pi]) + gd / (DECODE_DERATE * d_rate[di]))
+        )
+        pool.ys.append(y)
+
+    if progress is not None:
+        progress("SelectingConfig", f"picking among {evaluated} configurations ({mode})")
+    if not pool.mode:
+        raise InfeasibleError(f"no configuration of {req.model} fits {total} {req.gpu_sku} GPUs")
+    cols = {k: pool.cat(k) for k in pool.__dataclass_fields__}
+    usable = cols["rep"] > 0
+    if not usable.any():
+        raise InfeasibleError(f"no configuration of {req.model} fits {total} {req.gpu_sku} GPUs")
+    miss = targets.miss(cols["ttft"], cols["itl"])
+    order = _rank(req, cols, miss, usable)
+    order = order[usable[order]]
+    top = _top_unique(order, cols["sig"] + cols["backend"] * 10**9 + cols["mode"] * 10**12)
+    pareto = _pareto(cols, usable)
+    cands = [_candidate(req, tables, lay, cols, miss, int(i), bool(pareto[i])) for i in top]
+    chosen = cands[0]
+    warnings = _warnings(req, chosen, targets, miss[top[0]])
+    return SearchResult(chosen, cands, evaluated, warnings)
+
+
+def _grid(n_layouts: int, batches: I64) -> tuple[I64, I64]:
+    li = np.repeat(np.arange(n_layouts, dtype=np.int64), batches.size)
+    b = np.tile(batches, n_layouts)
+    return li, b
+
+
+def _replicas(
+    mode: str,
+    total: int,
+    unit_gpus: I64,
+    unit_req_s: F64,
+    unit_conc: F64,
+    rate: float | None,
+    conc: float | None,
+) -> tuple[I64, I64]:
+    """(replicas placed, GPUs the load needs): the budget tiled, or the load matched and capped."""
+    fit = (total // unit_gpus).astype(np.int64)
+    if mode != "load_match":
+        return fit, fit * unit_gpus
+    if rate is not None:
+        want = np.ceil(rate / np.maximum(unit_req_s, 1e-12))
+    else:
+        assert conc is not None
+        want = np.ceil(conc / np.maximum(unit_conc, 1e-12))
+    want = np.maximum(want, 1).astype(np.int64)
+    return np.minimum(want, fit), want * unit_gpus
+
+
+def _keep_per_layout(
+    li: I64, per_gpu: F64, lat: F64, targets: Targets, which: str, keep: int
+) -> I64:
+    """The best rows per layout for rate matching: top ``keep`` by throughput per GPU among rows
+    that meet their side of the SLA, plus the fastest row (so a closest miss is always there)."""
+    if li.size == 0:
+        return np.zeros(0, np.int64)
+    if targets.e2e_ms is not None:
+        limit = targets.e2e_ms if which == "ttft" else targets.e2e_ms / targets.osl
+    else:
+        limit = float(targets.ttft_ms if which == "ttft" else targets.itl_ms)  # type: ignore[arg-type]
+    ok = lat <= limit
+    # Sort by layout, then SLA-meeting first, then throughput per GPU descending.
+    order = np.lexsort((-per_gpu, ~ok, li))
+    sli = li[order]
+    first = np.searchsorted(sli, sli, side="left")
+    rank = np.arange(sli.size) - first
+    chosen = order[(rank < keep) & ok[order]]
+    fastest = np.lexsort((lat, li))
+    fl = li[fastest]
+    head = np.ones(fl.size, bool)
+    head[1:] = fl[1:] != fl[:-1]
+    return np.unique(np.concatenate([chosen, fastest[head]]))
+
+
+def _rate_match(
+    mode: str,
+    total: int,
+    gp: I64,
+    gd: I64,
+    p_rate: F64,
+    d_rate: F64,
+    d_batch: I64,
+    rate: float | None,
+    conc: float | None,
+) -> tuple[I64, I64, I64, I64, F64, int]:
+    """Per (prefill, decode) pair, the best x prefill : y decode workers (1..32 each) in a unit.
+
+    A unit serves min(0.9 x P, 0.92 y D) requests/s on x gp + y gd GPUs; the budget holds
+    floor(total / unit) units. Default mode maximises what the budget serves; load-match takes
+    the fewest GPUs that carry the load; autoscale is one prefill and one decode worker.
+    """
+    n = gp.size
+    if mode == "autoscale":
+        one = np.ones(n, np.int64)
+        unit = gp + gd
+        r = np.minimum(PREFILL_DERATE * p_rate, DECODE_DERATE * d_rate)
+        rep = (unit <= total).astype(np.int64)
+        return one, one.copy(), rep, unit, r, n
+    k = np.arange(1, MAX_WORKERS_PER_ROLE + 1, dtype=np.int64)
+    xs, ys = (a.ravel() for a in np.meshgrid(k, k, indexing="ij"))
+    best_x = np.ones(n, np.int64)
+    best_y = np.ones(n, np.int64)
+    best_rep = np.zeros(n, np.int64)
+    best_need = np.full(n, np.iinfo(np.int64).max // 4, np.int64)
+    best_rate = np.zeros(n, np.float64)
+    evaluated = 0
+    # Pairs share few distinct (gp, gd); each group costs one broadcast over its valid (x, y).
+    keys = gp * 4096 + gd
+    for key in np.unique(keys):
+        idx = np.nonzero(keys == key)[0]
+        g_p, g_d = int(gp[idx[0]]), int(gd[idx[0]])
+        unit = xs * g_p + ys * g_d
+        valid = unit <= total
+        if not valid.any():
+            valid = unit == unit.min()  # over budget: keep the smallest unit, capped below
+        vx, vy, vu = xs[valid], ys[valid], unit[valid]
+        evaluated += idx.size * vx.size
+        r = np.minimum(
+            PREFILL_DERATE * p_rate[idx, None] * vx[None, :],
+            DECODE_DERATE * d_rate[idx, None] * vy[None, :],
+        )
+        fit = np.maximum(total // vu, 0)[None, :]
+        if mode == "load_match":
+            if rate is not None:
+                want = np.ceil(rate / np.maximum(r, 1e-12))
+            else:
+                assert conc is not None
+                cap_c = (d_batch[idx, None] * vy[None, :]).astype(np.float64)
+                want = np.ceil(conc / cap_c)
+            want = np.maximum(want, 1)
+            need = want * vu[None, :]
+            # fewest GPUs, then most requests/s per GPU
+            score = -need * 1e6 + r / vu[None, :]
+            j = np.argmax(score, axis=1)
+            rows = np.arange(idx.size)
+            rep = np.minimum(want[rows, j], fit[0, j]).astype(np.int64)
+            best_need[idx] = need[rows, j].astype(np.int64)
+        else:
+            served = r * fit
+            # most served within the budget, then fewest GPUs
+            score = served - 1e-9 * (fit * vu[None, :])
+            j = np.argmax(score, axis=1)
+            rows = np.arange(idx.size)
+            rep = fit[0, j].astype(np.int64)
+            best_need[idx] = (rep * vu[j]).astype(np.int64)
+        best_x[idx], best_y[idx] = vx[j], vy[j]
+        best_rep[idx] = rep
+        best_rate[idx] = r[rows, j]
+    return best_x, best_y, best_rep, best_need, best_rate, evaluated
+
+
+def _rank(req: PlanRequest, c: dict[str, NDArray[Any]], miss: F64, usable: NDArray[Any]) -> I64:
+    """Row order, best first: SLA-meeting rows before misses (closest miss first), then the
+    mode's objective (§5.5) and ``sla.optimizationType``."""
+    met = (miss <= 1.0) & usable
+    any_met = bool(met.any())
+    miss_key = np.where(met, 0.0, miss) if any_met else miss
+    miss_key = np.where(usable, miss_key, np.inf)
+    gpus = c["gpus"].astype(np.float64)
+    tok = c["tok"]
+    per_gpu = tok / np.maximum(gpus, 1)
+    latency = c["ttft"] + req.osl * c["itl"]
+    user = 1000.0 / c["itl"]
+    mode = req.picking_mode
+    keys: tuple[NDArray[Any], ...]
+    if req.optimization_type == "latency":
+        keys = (-per_gpu, latency, miss_key)
+    elif mode == "load_match":
+        keys = (-user, -per_gpu, c["need"].astype(np.float64), miss_key)
+    elif mode == "autoscale":
+        keys = (-user, -c["eff"], miss_key)
+    else:
+        keys = (-user, gpus, -tok, miss_key)
+    order: I64 = np.lexsort(keys).astype(np.int64)
+    return order
+
+
+def _top_unique(order: I64, sig: I64) -> list[int]:
+    """The best row of each distinct layout, in rank order, up to TOP_CANDIDATES (at least one
+    aggregated and one disaggregated row when both exist, so the table can compare them)."""
+    s = sig[order]
+    _, first = np.unique(s, return_index=True)
+    firsts = order[np.sort(first)]
+    top = [int(i) for i in firsts[:TOP_CANDIDATES]]
+    modes = sig // 10**12
+    for m in (0, 1):
+        if not any(int(modes[i]) == m for i in top):
+            extra = firsts[modes[firsts] == m]
+            if extra.size:
+                top.append(int(extra[0]))
+    return top
+
+
+def _pareto(c: dict[str, NDArray[Any]], usable: NDArray[Any]) -> NDArray[np.bool_]:
+    """Rows on the front of tokens/s/GPU against tokens/s/user (none better in both)."""
+    y = np.where(usable, c["tok"] / np.maximum(c["gpus"], 1), -np.inf)
+    x = 1000.0 / c["itl"]
+    order = np.lexsort((-y, -x))
+    best = np.maximum.accumulate(y[order])
+    prev = np.concatenate([[-np.inf], best[:-1]])
+    front = np.zeros(x.size, bool)
+    front[order] = (y[order] > prev) & usable[order]
+    return front
+
+
+def _candidate(
+    req: PlanRequest,
+    tables: list[_BackendTables],
+    lay: I64,
+    c: dict[str, NDArray[Any]],
+    miss: F64,
+    i: int,
+    pareto: bool,
+) -> Candidate:
+    backend = req.backends[int(c["backend"][i])]
+    t = tables[int(c["backend"][i])]
+    ref, rep = int(c["ref"][i]), int(c["rep"][i])
+    if int(c["mode"][i]) == 0:
+        tp, pp, ep, dp = (int(v) for v in lay[int(t.agg["li"][ref])])
+        workers: tuple[Worker, ...] = (Worker("agg", tp, pp, ep, dp, int(t.agg["b"][ref]), rep),)
+        mode = "agg"
+    else:
+        pi, di = int(t.pairs[0][ref]), int(t.pairs[1][ref])
+        ptp, ppp, pep, pdp = (int(v) for v in lay[int(t.prefill["li"][pi])])
+        dtp, dpp, dep, ddp = (int(v) for v in lay[int(t.decode["li"][di])])
+        x, y = int(c["xs"][i]), int(c["ys"][i])
+        workers = (
+            Worker("prefill", ptp, ppp, pep, pdp, int(t.prefill["b"][pi]), x * rep),
+            Worker("decode", dtp, dpp, dep, ddp, int(t.decode["b"][di]), y * rep),
+        )
+        mode = "disagg"
+    return Candidate(
+        mode=mode,
+        backend=backend,
+        workers=workers,
+        gpus=int(c["gpus"][i]),
+        ttft_ms=float(c["ttft"][i]),
+        itl_ms=float(c["itl"][i]),
+        tokens_s=float(c["tok"][i]),
+        requests_s=float(c["req"][i]),
+        meets_sla=bool(miss[i] <= 1.0),
+        gpus_needed=int(c["need"][i]),
+        pareto=pareto,
+    )
+
+
+def _pct(value: float, target: float) -> str:
+    return f"{(value / target - 1.0) * 100.0:.0f} %"
+
+
+def _warnings(req: PlanRequest, chosen: Candidate, targets: Targets, miss: float) -> list[str]:
+    out: list[str] = []
+    if miss > 1.0:
+        if targets.e2e_ms is not None:
+            e2e = chosen.ttft_ms + req.osl * chosen.itl_ms
+            out.append(
+                f"no configuration meets the SLA: best end-to-end latency {e2e:.0f} ms misses "
+                f"the {targets.e2e_ms:.0f} ms target by {_pct(e2e, targets.e2e_ms)}"
+            )
+        else:
+            assert targets.ttft_ms is not None and targets.itl_ms is not None
+            parts = []
+            if chosen.ttft_ms > targets.ttft_ms:
+                parts.append(
+                    f"best TTFT {chosen.ttft_ms:.0f} ms misses the {targets.ttft_ms:.0f} ms target"
+                    f" by {_pct(chosen.ttft_ms, targets.ttft_ms)}"
+                )
+            if chosen.itl_ms > targets.itl_ms:
+                parts.append(
+                    f"best ITL {chosen.itl_ms:.1f} ms misses the {targets.itl_ms:.1f} ms target"
+                    f" by {_pct(chosen.itl_ms, targets.itl_ms)}"
+                )
+            out.append("no configuration meets the SLA: " + "; ".join(parts))
+        out[-1] += "; the closest configuration was picked"
+    if req.picking_mode == "load_match" and chosen.gpus_needed > req.total_gpus:
+        load = (
+            f"{req.request_rate:g} requests/s"
+            if req.request_rate is not None
+            else f"concurrency {req.concurrency:g}"
+        )
+        out.append(
+            f"the load ({load}) needs {chosen.gpus_needed} GPUs, more than the "
+            f"totalGpus budget of {req.total_gpus}; the plan is capped at {chosen.gpus} GPUs"
+        )
+    return out
+
+
+__all__ = [
+    "Candidate",
+    "SearchResult",
+    "Targets",
+    "Worker",
+    "min_gpus_to_fit",
+    "search",
+    "worker_layouts",
+]
