@@ -1,0 +1,132 @@
+"""Fit the estimator's constants to measured serving points; write ``data/calibration.json``.
+
+Each prediction is a non-negative weighted sum of physical times (GEMM, attention/KV reads,
+collectives, per-layer and per-step overheads, prefill interference, queueing), so fitting is a
+non-negative least-squares problem per (metric, backend). The loss is the mean absolute relative
+error (iteratively reweighted), i.e. what the accuracy bench reports as MAPE. A fit takes well
+under a second, which makes leave-one-model-out evaluation cheap.
+
+Usage: ``python -m profiler.calibrate --data ../shared/ground_truth/silicon_calibration.csv``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from profiler.estimate_csv import CalRow, feature_blocks, metric_keys, read_rows
+from profiler.estimator import DEFAULT_COEFS
+
+F64 = NDArray[np.float64]
+METRICS = ("tpot", "ttft", "dtpot", "dttft")
+DEFAULT_DATA = Path("..") / "shared" / "ground_truth" / "silicon_calibration.csv"
+DEFAULT_OUT = Path(__file__).parent / "data" / "calibration.json"
+
+
+def nnls(a: F64, b: F64, max_iter: int = 200) -> F64:
+    """Lawson-Hanson non-negative least squares: argmin ||a x - b|| subject to x >= 0."""
+    n = a.shape[1]
+    x = np.zeros(n)
+    passive = np.zeros(n, dtype=bool)
+    w = a.T @ (b - a @ x)
+    tol = 1e-10 * max(1.0, float(np.abs(w).max(initial=0.0)))
+    for _ in range(max_iter):
+        if passive.all() or (w[~passive] <= tol).all():
+            break
+        j = int(np.argmax(np.where(passive, -np.inf, w)))
+        passive[j] = True
+        while True:
+            z = np.zeros(n)
+            z[passive] = np.linalg.lstsq(a[:, passive], b, rcond=None)[0]
+            if (z[passive] > 0).all():
+                x = z
+                break
+            neg = passive & (z <= 0)
+            alpha = float(np.min(x[neg] / (x[neg] - z[neg])))
+            x = x + alpha * (z - x)
+            passive &= x > 1e-15
+            x[~passive] = 0.0
+            if not passive.any():
+                break
+        w = a.T @ (b - a @ x)
+    return x
+
+
+def fit_relative(feats: F64, y: F64, iters: int = 12) -> F64:
+    """Non-negative weights minimising mean |pred/y - 1| (IRLS on the L1 relative error)."""
+    cols = np.flatnonzero(np.abs(feats).sum(axis=0) > 0)
+    a = feats[:, cols] / y[:, None]
+    scale = np.maximum(np.abs(a).max(axis=0), 1e-30)
+    a = a / scale
+    ones = np.ones(len(y))
+    wts = np.ones(len(y))
+    theta = np.zeros(len(cols))
+    for _ in range(iters):
+        sw = np.sqrt(wts)
+        theta = nnls(a * sw[:, None], ones * sw)
+        resid = np.abs(a @ theta - 1.0)
+        wts = 1.0 / np.maximum(resid, 0.02)
+    out = np.zeros(feats.shape[1])
+    out[cols] = theta / scale
+    return out
+
+
+def fit(rows: Sequence[CalRow], min_rows: int = 8) -> dict[str, dict[str, list[float]]]:
+    """Coefficients per metric and backend, plus a pooled ``*`` set for unseen backends."""
+    ftpot, fttft = feature_blocks(rows)
+    tk, fk = metric_keys(rows)
+    tpot = np.asarray([r.tpot_ms for r in rows]) / 1e3
+    ttft = np.asarray([r.ttft_ms for r in rows]) / 1e3
+    backends = np.asarray([r.backend for r in rows])
+    out: dict[str, dict[str, list[float]]] = {}
+    for metric in METRICS:
+        is_tpot = metric in ("tpot", "dtpot")
+        feats, y = (ftpot, tpot) if is_tpot else (fttft, ttft)
+        keys = np.asarray(tk if is_tpot else fk)
+        ok = (keys == metric) & np.isfinite(y) & (y > 0)
+        width = len(DEFAULT_COEFS[metric])
+        table: dict[str, list[float]] = {}
+        if ok.sum() >= min_rows:
+            table["*"] = fit_relative(feats[ok][:, :width], y[ok]).tolist()
+        for be in sorted(set(backends[ok].tolist())):
+            sel = ok & (backends == be)
+            if sel.sum() >= min_rows:
+                table[be] = fit_relative(feats[sel][:, :width], y[sel]).tolist()
+        out[metric] = table
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m profiler.calibrate", description=__doc__)
+    ap.add_argument("--data", default=str(DEFAULT_DATA), help="measured CSV (silicon layout)")
+    ap.add_argument("--out", default=str(DEFAULT_OUT), help="where to write calibration.json")
+    args = ap.parse_args(argv)
+    try:
+        _, _, parsed = read_rows(args.data)
+    except OSError as exc:
+        print(f"--data: cannot read {args.data!r}: {exc}", file=sys.stderr)
+        return 2
+    rows = [p for p in parsed if isinstance(p, CalRow)]
+    skipped = len(parsed) - len(rows)
+    coefs = fit(rows)
+    doc = {
+        "note": "Fitted by python -m profiler.calibrate; weights of the estimator's feature "
+        "columns (seconds per nominal second, or seconds per layer / per step).",
+        "data": Path(args.data).name,
+        "rows_used": len(rows),
+        "rows_skipped": skipped,
+        "coefs": coefs,
+    }
+    Path(args.out).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    print(f"fitted on {len(rows)} rows ({skipped} skipped) -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
