@@ -1,0 +1,166 @@
+"""What the API tests share: the CRD, the samples, and one table of invalid requests.
+
+The same table drives the API server test (admission must reject each case, naming the field)
+and the pure test (``validate_dgdr`` must report the same field), so the two layers cannot drift.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CRD_PATH = REPO / "deploy" / "crds" / "nvidia.com_dynamographdeploymentrequests.yaml"
+SAMPLES_DIR = REPO / "deploy" / "samples"
+# What the controller fills in before planning: a default image, and discovered hardware.
+DEFAULT_IMAGE = "dynamo-planner:1.1.0"
+DISCOVERED_HARDWARE = {"gpuSku": "h100_sxm", "numGpusPerNode": 8, "totalGpus": 8, "vramMb": 81559}
+
+
+def load_crd() -> dict[str, Any]:
+    crd: dict[str, Any] = yaml.safe_load(CRD_PATH.read_text())
+    return crd
+
+
+def crd_schema() -> dict[str, Any]:
+    (version,) = load_crd()["spec"]["versions"]
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def load_samples() -> dict[str, dict[str, Any]]:
+    return {p.stem: yaml.safe_load(p.read_text()) for p in sorted(SAMPLES_DIR.glob("*.yaml"))}
+
+
+def as_planned(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object as the controller plans it: image defaulted, missing hardware discovered."""
+    out = copy.deepcopy(obj)
+    out["spec"].setdefault("image", DEFAULT_IMAGE)
+    out["spec"].setdefault("hardware", dict(DISCOVERED_HARDWARE))
+    return out
+
+
+BASE_SPEC: dict[str, Any] = {
+    "model": "Qwen/Qwen3-0.6B",
+    "backend": "vllm",
+    "image": DEFAULT_IMAGE,
+    "hardware": dict(DISCOVERED_HARDWARE),
+    "sla": {"ttft": 500, "itl": 30},
+}
+
+
+@dataclass(frozen=True)
+class Invalid:
+    id: str
+    patch: dict[str, Any]  # merged into BASE_SPEC; a None value removes the key
+    field: str  # the field both the API server and validate_dgdr must name
+    name: str = "bad"
+    drop: tuple[str, ...] = field(default_factory=tuple)  # top-level spec keys to remove
+
+    def spec(self) -> dict[str, Any]:
+        spec = _merge(copy.deepcopy(BASE_SPEC), self.patch)
+        for key in self.drop:
+            spec.pop(key, None)
+        return spec
+
+    def obj(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "nvidia.com/v1beta1",
+            "kind": "DynamoGraphDeploymentRequest",
+            "metadata": {"name": self.name},
+            "spec": self.spec(),
+        }
+
+
+def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    for key, value in patch.items():
+        if value is None:
+            base.pop(key, None)
+        elif isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+INVALID: tuple[Invalid, ...] = (
+    # model non-empty
+    Invalid("model-missing", {}, "spec.model", drop=("model",)),
+    Invalid("model-empty", {"model": ""}, "spec.model"),
+    Invalid("model-blank", {"model": "   "}, "spec.model"),
+    # SLA numbers > 0
+    Invalid("ttft-zero", {"sla": {"ttft": 0}}, "spec.sla.ttft"),
+    Invalid("itl-negative", {"sla": {"itl": -5}}, "spec.sla.itl"),
+    Invalid(
+        "e2e-zero", {"sla": {"ttft": None, "itl": None, "e2eLatency": 0}}, "spec.sla.e2eLatency"
+    ),
+    Invalid("ttft-not-a-number", {"sla": {"ttft": "fast"}}, "spec.sla.ttft"),
+    # ttft and itl together
+    Invalid("ttft-without-itl", {"sla": {"itl": None}}, "spec.sla.itl"),
+    Invalid("itl-without-ttft", {"sla": {"ttft": None}}, "spec.sla.ttft"),
+    # e2eLatency alone
+    Invalid("e2e-with-ttft-itl", {"sla": {"e2eLatency": 5000}}, "spec.sla.e2eLatency"),
+    # concurrency xor requestRate
+    Invalid(
+        "concurrency-and-rate",
+        {"workload": {"concurrency": 8, "requestRate": 2}},
+        "spec.workload.concurrency",
+    ),
+    Invalid("concurrency-zero", {"workload": {"concurrency": 0}}, "spec.workload.concurrency"),
+    Invalid("rate-negative", {"workload": {"requestRate": -1}}, "spec.workload.requestRate"),
+    Invalid("isl-zero", {"workload": {"isl": 0}}, "spec.workload.isl"),
+    # thorough needs a concrete backend
+    Invalid("thorough-auto", {"backend": "auto", "searchStrategy": "thorough"}, "spec.backend"),
+    Invalid(
+        "thorough-default-backend",
+        {"searchStrategy": "thorough"},
+        "spec.backend",
+        drop=("backend",),
+    ),
+    # runtimeVersionOverride pattern
+    Invalid(
+        "version-leading-zero", {"runtimeVersionOverride": "01.2.3"}, "spec.runtimeVersionOverride"
+    ),
+    Invalid("version-two-parts", {"runtimeVersionOverride": "1.2"}, "spec.runtimeVersionOverride"),
+    Invalid(
+        "version-v-prefix", {"runtimeVersionOverride": "v1.2.3"}, "spec.runtimeVersionOverride"
+    ),
+    # enums
+    Invalid("backend-unknown", {"backend": "tensorrt"}, "spec.backend"),
+    Invalid(
+        "sku-product-string", {"hardware": {"gpuSku": "H100-SXM5-80GB"}}, "spec.hardware.gpuSku"
+    ),
+    Invalid("strategy-unknown", {"searchStrategy": "fast"}, "spec.searchStrategy"),
+    Invalid(
+        "optimization-hybrid", {"sla": {"optimizationType": "hybrid"}}, "spec.sla.optimizationType"
+    ),
+    # hardware bounds
+    Invalid("total-gpus-zero", {"hardware": {"totalGpus": 0}}, "spec.hardware.totalGpus"),
+    Invalid(
+        "gpus-per-node-negative",
+        {"hardware": {"numGpusPerNode": -8}},
+        "spec.hardware.numGpusPerNode",
+    ),
+    Invalid("vram-zero", {"hardware": {"vramMb": 0}}, "spec.hardware.vramMb"),
+    # model cache
+    Invalid(
+        "mount-path-relative",
+        {"modelCache": {"pvcName": "c", "pvcMountPath": "cache"}},
+        "spec.modelCache.pvcMountPath",
+    ),
+    # embedded DGD override needs apiVersion and kind
+    Invalid(
+        "dgd-override-no-kind",
+        {"overrides": {"dgd": {"spec": {}}}},
+        "spec.overrides.dgd.apiVersion",
+    ),
+    # types and unknown fields
+    Invalid("auto-apply-string", {"autoApply": "yes"}, "spec.autoApply"),
+    Invalid("unknown-field", {"replicas": 3}, "spec.replicas"),
+    # the name becomes a label value
+    Invalid("name-too-long", {}, "metadata.name", name="x" * 64),
+)
