@@ -77,3 +77,18 @@ def run(payload: dict[str, Any], progress: ProgressFn) -> Any:
     if action == "unpicklable_result":
         return threading.Lock()
     raise ValueError(f"unknown action {action!r}")
+
+
+ENV_COUNT_LOG = "PROFILE_COUNT_LOG"
+ENV_DELAY = "PROFILE_DELAY"
+
+
+def counted_profile(payload: dict[str, Any], progress: ProgressFn) -> dict[str, Any]:
+    """The real profiler, after logging this execution and waiting ``PROFILE_DELAY`` seconds."""
+    from controller.dgdr.profiling import profile_in_worker
+
+    with open(os.environ[ENV_COUNT_LOG], "a") as f:
+        f.write(f"{os.getpid()}\n")
+    progress("Waiting", str(os.getpid()))
+    time.sleep(float(os.environ.get(ENV_DELAY, "0")))
+    return profile_in_worker(payload, progress)

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pool_tasks
 import psutil
 import pytest
 import pytest_asyncio
@@ -29,6 +28,7 @@ from controller.dgdr.worker_pool import (
     WorkerPool,
 )
 from profiler.errors import FieldError, SpecError
+from tests.dgdr import pool_tasks
 
 Pool = WorkerPool[dict[str, Any], Any]
 FAST = PoolConfig(size=2, task_timeout=60.0, max_retries=2, backoff_initial=0.01, backoff_max=0.05)
@@ -223,7 +223,7 @@ async def test_exceptions_keep_class_and_attributes_and_are_not_retried(
         await pool.submit(_tid(), {"action": "raise_value", "message": "no good", "log": str(log)})
     with pytest.raises(RemoteError) as remote:
         await pool.submit(_tid(), {"action": "raise_unpicklable", "log": str(log)})
-    assert remote.value.type_name == "pool_tasks.Unpicklable"
+    assert remote.value.type_name == "tests.dgdr.pool_tasks.Unpicklable"
     assert "holds a lock" in str(remote.value)
     with pytest.raises(TypeError, match="pickle"):
         await pool.submit(_tid(), {"action": "unpicklable_result", "log": str(log)})
@@ -275,7 +275,7 @@ async def test_workers_that_cannot_load_the_function_break_the_start() -> None:
 
 _ORPHAN_SCRIPT = """
 import asyncio, json, sys
-import pool_tasks
+from tests.dgdr import pool_tasks
 from controller.dgdr.worker_pool import PoolConfig, WorkerPool
 
 async def main():

@@ -1,0 +1,327 @@
+"""Runs the profiler for a DGDR in the worker pool, sharing one result between identical requests.
+
+Identical means same spec, same DGDR name and same namespace. The name is part of the key on
+purpose: the profiler derives the DGD name (``<dgdr>-dgd``), the planner ConfigMap names, the
+namespace in every manifest and a length check on ``<dgd>-<service>`` from it, so a result made for
+one name is not a result for another; renaming one after the fact would copy those rules here and
+skip that check. What the cache does share is what a controller repeats: a DGDR reconciled again
+while its profile runs (requeue, resync, a cancelled reconcile, a new leader in this process) joins
+the running profile, and one reconciled again soon after gets the finished result, failures that
+the spec causes included. Crashes, timeouts and cancellations are never cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import hashlib
+import inspect
+import json
+import logging
+import pickle
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from controller.dgdr.worker_pool import (
+    PoolConfig,
+    PoolError,
+    ProgressFn,
+    TaskCancelledError,
+    WorkerPool,
+)
+from metrics import dgdr as dgdr_metrics
+from profiler.errors import ProfilerError
+from profiler.plan import plan
+from profiler.request import PlanRequest
+
+log = logging.getLogger(__name__)
+
+OnProgress = Callable[[str, str], Awaitable[None] | None]
+Source = Literal["computed", "joined", "cached"]
+
+
+@dataclass(frozen=True)
+class ProfilingConfig:
+    """The pool's sizes and bounds, and how long and how many finished results are kept."""
+
+    pool: PoolConfig = field(default_factory=lambda: PoolConfig(task_timeout=300.0))
+    cache_ttl: float = 600.0
+    cache_size: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.cache_ttl < 0:
+            raise ValueError(f"cache_ttl must be >= 0, got {self.cache_ttl}")
+        if self.cache_size < 0:
+            raise ValueError(f"cache_size must be >= 0, got {self.cache_size}")
+
+
+@dataclass(frozen=True)
+class PlanOutcome:
+    """A finished profile: ``result`` is ``PlanResult.to_json()``; each caller gets its own copy."""
+
+    result: dict[str, Any]
+    dgd: dict[str, Any]
+    configmaps: list[dict[str, Any]]
+    seconds: float
+    """Wall time of the profile in the pool, queueing and retries included."""
+    source: Source
+    """``computed`` by this call, ``joined`` a running identical one, or ``cached`` from one."""
+
+    @property
+    def shared(self) -> bool:
+        return self.source != "computed"
+
+
+def profile_in_worker(payload: dict[str, Any], progress: ProgressFn) -> dict[str, Any]:
+    """The worker side: parse the spec and plan, all in the worker process (both are CPU work)."""
+    request = PlanRequest.from_spec(
+        payload["spec"], dgdr_name=payload["dgdr_name"], namespace=payload["namespace"]
+    )
+    return plan(request, progress).to_json()
+
+
+def request_key(spec: Mapping[str, Any], *, dgdr_name: str, namespace: str) -> str:
+    """Canonical hash of everything the profiler's output depends on."""
+    canonical = json.dumps(
+        {"spec": spec, "dgdrName": dgdr_name, "namespace": namespace},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass
+class _Finished:
+    expires: float
+    result: dict[str, Any] | None
+    error: BaseException | None
+    seconds: float
+
+
+class _Subscriber:
+    """One ``run()`` call waiting on a flight; its queue is drained by that call, in order."""
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        self.queue: asyncio.Queue[tuple[str, Any, Any]] = asyncio.Queue()
+
+
+@dataclass
+class _Flight:
+    """One profile being computed, and everyone waiting for it."""
+
+    key: str
+    history: list[tuple[str, str]] = field(default_factory=list)
+    subscribers: set[_Subscriber] = field(default_factory=set)
+    job: asyncio.Task[None] | None = None
+
+
+class ProfileRunner:
+    """Profiles DGDR specs in a process pool; ``start()`` before use, ``close()`` when done."""
+
+    def __init__(
+        self,
+        config: ProfilingConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        worker_fn: Callable[[dict[str, Any], ProgressFn], dict[str, Any]] = profile_in_worker,
+    ) -> None:
+        """``worker_fn`` is ``profile_in_worker`` or a top-level function that wraps it."""
+        self._config = config or ProfilingConfig()
+        self._clock = clock
+        self._pool: WorkerPool[dict[str, Any], dict[str, Any]] = WorkerPool(
+            worker_fn, self._config.pool, on_stats=dgdr_metrics.set_pool
+        )
+        self._flights: dict[str, _Flight] = {}
+        self._finished: OrderedDict[str, _Finished] = OrderedDict()
+        self._computed = 0
+
+    @property
+    def pool(self) -> WorkerPool[dict[str, Any], dict[str, Any]]:
+        return self._pool
+
+    @property
+    def profiles_computed(self) -> int:
+        """Profiles that actually ran in the pool (not joined, not served from the cache)."""
+        return self._computed
+
+    async def start(self) -> None:
+        await self._pool.start()
+
+    async def close(self) -> None:
+        """Stop every running profile (their callers get ``PoolClosedError``) and the workers."""
+        await self._pool.close()
+        jobs = [f.job for f in self._flights.values() if f.job is not None]
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
+        self._finished.clear()
+
+    async def __aenter__(self) -> ProfileRunner:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def run(
+        self,
+        key: str,
+        spec: Mapping[str, Any],
+        *,
+        dgdr_name: str,
+        namespace: str,
+        on_progress: OnProgress | None = None,
+    ) -> PlanOutcome:
+        """Profile ``spec`` for the DGDR ``key`` (``namespace/name``) and return the outcome.
+
+        ``on_progress(phase, message)`` gets the profiler's sub-phases in order (a caller that
+        joins a running profile first gets the phases already reported). Raises the profiler's
+        ``ProfilerError`` subclasses (``SpecError``, ``InfeasibleError``, ``NotAvailableError``),
+        or the pool's ``TaskTimeoutError``, ``WorkerCrashedError``, ``TaskCancelledError`` (after
+        ``cancel(key)``), ``PoolClosedError``. Cancelling the caller stops the profile when no
+        one else waits for it.
+        """
+        cache_key = request_key(spec, dgdr_name=dgdr_name, namespace=namespace)
+        finished = self._cached(cache_key)
+        if finished is not None:
+            return self._deliver(finished, "cached")
+        flight = self._flights.get(cache_key)
+        source: Source = "joined"
+        if flight is None:
+            source = "computed"
+            flight = _Flight(cache_key)
+            payload = {"spec": dict(spec), "dgdr_name": dgdr_name, "namespace": namespace}
+            flight.job = asyncio.create_task(self._compute(flight, payload), name=f"profile {key}")
+            self._flights[cache_key] = flight
+        subscriber = _Subscriber(key)
+        for phase, message in flight.history:
+            subscriber.queue.put_nowait(("progress", phase, message))
+        flight.subscribers.add(subscriber)
+        try:
+            while True:
+                kind, first, second = await subscriber.queue.get()
+                if kind == "progress":
+                    if on_progress is not None:
+                        delivered = on_progress(first, second)
+                        if inspect.isawaitable(delivered):
+                            await delivered
+                else:
+                    return self._deliver(first, source)
+        finally:
+            self._leave(flight, subscriber)
+
+    def cancel(self, key: str) -> bool:
+        """Stop waiting for the DGDR ``key``; a profile no one else waits for is killed now.
+
+        Returns whether ``key`` was waiting for a profile.
+        """
+        found = False
+        for flight in list(self._flights.values()):
+            mine = [s for s in flight.subscribers if s.owner == key]
+            found = found or bool(mine)
+            for subscriber in mine:
+                flight.subscribers.discard(subscriber)
+                error = TaskCancelledError(f"profiling for {key} was cancelled")
+                subscriber.queue.put_nowait(("done", _Finished(0.0, None, error, 0.0), None))
+            if mine and not flight.subscribers:
+                self._abandon(flight)
+        return found
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _cached(self, cache_key: str) -> _Finished | None:
+        finished = self._finished.get(cache_key)
+        if finished is None:
+            return None
+        if finished.expires <= self._clock():
+            del self._finished[cache_key]
+            return None
+        self._finished.move_to_end(cache_key)
+        return finished
+
+    def _remember(self, cache_key: str, finished: _Finished) -> None:
+        if self._config.cache_size == 0 or self._config.cache_ttl == 0:
+            return
+        self._finished[cache_key] = finished
+        self._finished.move_to_end(cache_key)
+        now = self._clock()
+        for stale in [k for k, f in self._finished.items() if f.expires <= now]:
+            del self._finished[stale]
+        while len(self._finished) > self._config.cache_size:
+            self._finished.popitem(last=False)
+
+    @staticmethod
+    def _deliver(finished: _Finished, source: Source) -> PlanOutcome:
+        if finished.error is not None:
+            raise _fresh(finished.error)
+        assert finished.result is not None
+        mine = copy.deepcopy(finished.result)
+        return PlanOutcome(
+            result=mine,
+            dgd=mine["dgd"],
+            configmaps=mine.get("configmaps", []),
+            seconds=finished.seconds,
+            source=source,
+        )
+
+    def _leave(self, flight: _Flight, subscriber: _Subscriber) -> None:
+        if subscriber not in flight.subscribers:
+            return
+        flight.subscribers.discard(subscriber)
+        if not flight.subscribers and flight.job is not None and not flight.job.done():
+            self._abandon(flight)
+
+    def _abandon(self, flight: _Flight) -> None:
+        """No one waits any more: kill the profile now, and let a new request start afresh."""
+        if self._flights.get(flight.key) is flight:
+            del self._flights[flight.key]
+        self._pool.cancel(flight.key)
+        if flight.job is not None:
+            flight.job.cancel()
+
+    async def _compute(self, flight: _Flight, payload: dict[str, Any]) -> None:
+        def fan_out(phase: str, message: str) -> None:
+            flight.history.append((phase, message))
+            for subscriber in flight.subscribers:
+                subscriber.queue.put_nowait(("progress", phase, message))
+
+        started = time.monotonic()
+        result: dict[str, Any] | None = None
+        error: BaseException | None = None
+        try:
+            result = await self._pool.submit(flight.key, payload, on_progress=fan_out)
+        except asyncio.CancelledError:
+            gone = _Finished(0.0, None, TaskCancelledError("profiling was stopped"), 0.0)
+            for subscriber in flight.subscribers:
+                subscriber.queue.put_nowait(("done", gone, None))
+            raise
+        except (ProfilerError, PoolError) as exc:
+            error = exc
+        except Exception as exc:
+            log.exception("profiling %s failed unexpectedly", flight.key[:12])
+            error = exc
+        finally:
+            if self._flights.get(flight.key) is flight:
+                del self._flights[flight.key]
+        seconds = time.monotonic() - started
+        self._computed += 1
+        finished = _Finished(self._clock() + self._config.cache_ttl, result, error, seconds)
+        if result is not None or isinstance(error, ProfilerError):
+            self._remember(flight.key, finished)
+        for subscriber in flight.subscribers:
+            subscriber.queue.put_nowait(("done", finished, None))
+
+
+def _fresh(error: BaseException) -> BaseException:
+    """A copy of a shared exception, so concurrent callers never share one traceback."""
+    with contextlib.suppress(Exception):
+        clone: BaseException = pickle.loads(pickle.dumps(error))
+        clone.__cause__ = error.__cause__
+        return clone
+    return error
