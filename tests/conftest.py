@@ -54,8 +54,13 @@ def kubeconfig(control_plane: LocalControlPlane) -> str:
 def make_kubectl(plane: LocalControlPlane, kubeconfig: str | None = None) -> Kubectl:
     cfg = kubeconfig or plane.kubeconfig
 
-    def kubectl(*args: str, input: str | None = None, check: bool = True,
-                namespace: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        namespace: str | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
         cmd = [plane.kubectl_path, "--kubeconfig", cfg]
         if namespace:
             cmd += ["-n", namespace]
@@ -132,8 +137,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def _children() -> set[int]:
-    return {p.pid for p in psutil.Process().children(recursive=True) if p.is_running()
-            and p.status() != psutil.STATUS_ZOMBIE}
+    return {
+        p.pid
+        for p in psutil.Process().children(recursive=True)
+        if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    }
 
 
 @pytest.fixture(autouse=True)

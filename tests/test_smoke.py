@@ -20,8 +20,9 @@ def test_apiserver_reports_pinned_version(control_plane: LocalControlPlane, kube
 
 @pytest.mark.cluster
 @pytest.mark.asyncio
-async def test_dgdr_roundtrip_kubectl_and_asyncio(crds, kubectl, namespace: str,
-                                                  api_client) -> None:
+async def test_dgdr_roundtrip_kubectl_and_asyncio(
+    crds, kubectl, namespace: str, api_client
+) -> None:
     from kubernetes_asyncio import client
 
     api = client.CustomObjectsApi(api_client)

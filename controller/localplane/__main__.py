@@ -32,12 +32,23 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         for crd in args.crds:
-            subprocess.run([plane.kubectl_path, "--kubeconfig", plane.kubeconfig, "apply",
-                            "-f", crd], check=True)
-        print(json.dumps({"kubeconfig": plane.kubeconfig, "server": plane.server,
-                          "version": plane.version()["gitVersion"]}), flush=True)
-        print(f"export KUBECONFIG={plane.kubeconfig}   # Ctrl-C stops the control plane",
-              flush=True)
+            subprocess.run(
+                [plane.kubectl_path, "--kubeconfig", plane.kubeconfig, "apply", "-f", crd],
+                check=True,
+            )
+        print(
+            json.dumps(
+                {
+                    "kubeconfig": plane.kubeconfig,
+                    "server": plane.server,
+                    "version": plane.version()["gitVersion"],
+                }
+            ),
+            flush=True,
+        )
+        print(
+            f"export KUBECONFIG={plane.kubeconfig}   # Ctrl-C stops the control plane", flush=True
+        )
         stop.wait()
     finally:
         plane.stop()

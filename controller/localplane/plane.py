@@ -47,11 +47,13 @@ def write_kubeconfig(path: Path, server: str, ca_file: Path, token: str, user: s
     cfg = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "local", "cluster": {"server": server,
-                                                     "certificate-authority": str(ca_file)}}],
+        "clusters": [
+            {"name": "local", "cluster": {"server": server, "certificate-authority": str(ca_file)}}
+        ],
         "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [{"name": "local", "context": {"cluster": "local", "user": user,
-                                                    "namespace": "default"}}],
+        "contexts": [
+            {"name": "local", "context": {"cluster": "local", "user": user, "namespace": "default"}}
+        ],
         "current-context": "local",
     }
     path.write_text(json.dumps(cfg, indent=2))
@@ -100,8 +102,13 @@ class LocalControlPlane:
         return self.workdir / "apiserver.log"
 
     @classmethod
-    def start(cls, workdir: str | Path | None = None, *, keep_workdir: bool = False,
-              ready_timeout: float = 90.0) -> LocalControlPlane:
+    def start(
+        cls,
+        workdir: str | Path | None = None,
+        *,
+        keep_workdir: bool = False,
+        ready_timeout: float = 90.0,
+    ) -> LocalControlPlane:
         binaries = find_binaries()
         wd = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="dgdr-localplane-"))
         wd.mkdir(parents=True, exist_ok=True)
@@ -109,12 +116,16 @@ class LocalControlPlane:
         (wd / "audit-policy.yaml").write_text(AUDIT_POLICY)
         api_port = free_port()
         plane = cls(
-            workdir=wd, binaries=binaries, pki=pki, etcd_port=free_port(), api_port=api_port,
-            kubeconfig=str(wd / "kubeconfig"), keep_workdir=keep_workdir,
+            workdir=wd,
+            binaries=binaries,
+            pki=pki,
+            etcd_port=free_port(),
+            api_port=api_port,
+            kubeconfig=str(wd / "kubeconfig"),
+            keep_workdir=keep_workdir,
             ready_timeout=ready_timeout,
         )
-        write_kubeconfig(Path(plane.kubeconfig), plane.server, pki.ca_crt, pki.admin_token,
-                         "admin")
+        write_kubeconfig(Path(plane.kubeconfig), plane.server, pki.ca_crt, pki.admin_token, "admin")
         try:
             plane._start_etcd()
             plane.start_apiserver()
@@ -133,15 +144,36 @@ class LocalControlPlane:
         client_url = f"http://127.0.0.1:{self.etcd_port}"
         peer_url = f"http://127.0.0.1:{peer}"
         self._etcd = subprocess.Popen(
-            [str(self.binaries.etcd), "--name", "local", "--data-dir", str(self.workdir / "etcd"),
-             "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
-             "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-             "--initial-cluster", f"local={peer_url}", "--unsafe-no-fsync",
-             "--log-level", "warn"],
-            stdout=self._log("etcd.log"), stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(self.binaries.etcd),
+                "--name",
+                "local",
+                "--data-dir",
+                str(self.workdir / "etcd"),
+                "--listen-client-urls",
+                client_url,
+                "--advertise-client-urls",
+                client_url,
+                "--listen-peer-urls",
+                peer_url,
+                "--initial-advertise-peer-urls",
+                peer_url,
+                "--initial-cluster",
+                f"local={peer_url}",
+                "--unsafe-no-fsync",
+                "--log-level",
+                "warn",
+            ],
+            stdout=self._log("etcd.log"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-        self._wait(lambda: self._http_ok(f"{client_url}/health", b'"health":"true"'), "etcd",
-                   self._etcd, self.workdir / "etcd.log")
+        self._wait(
+            lambda: self._http_ok(f"{client_url}/health", b'"health":"true"'),
+            "etcd",
+            self._etcd,
+            self.workdir / "etcd.log",
+        )
 
     def start_apiserver(self) -> None:
         """Start (or restart, on the same port and etcd) the apiserver and wait for /readyz."""
@@ -149,25 +181,39 @@ class LocalControlPlane:
             return
         p = self.pki
         self._api = subprocess.Popen(
-            [str(self.binaries.kube_apiserver),
-             f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-             f"--secure-port={self.api_port}", "--endpoint-reconciler-type=none",
-             f"--tls-cert-file={p.server_crt}", f"--tls-private-key-file={p.server_key}",
-             f"--cert-dir={self.workdir / 'certs'}", f"--token-auth-file={p.token_file}",
-             "--authorization-mode=RBAC", f"--service-account-issuer={self.server}",
-             f"--service-account-key-file={p.sa_pub}",
-             f"--service-account-signing-key-file={p.sa_key}",
-             "--service-cluster-ip-range=10.0.0.0/24",
-             "--disable-admission-plugins=ServiceAccount", "--allow-privileged=true",
-             "--enable-priority-and-fairness=false", "--profiling=false",
-             f"--audit-policy-file={self.workdir / 'audit-policy.yaml'}",
-             f"--audit-log-path={self.audit_log}", "--audit-log-format=json",
-             "--audit-log-mode=blocking", "--audit-log-maxsize=0"],
-            stdout=self._log("apiserver.log"), stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(self.binaries.kube_apiserver),
+                f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.api_port}",
+                "--endpoint-reconciler-type=none",
+                f"--tls-cert-file={p.server_crt}",
+                f"--tls-private-key-file={p.server_key}",
+                f"--cert-dir={self.workdir / 'certs'}",
+                f"--token-auth-file={p.token_file}",
+                "--authorization-mode=RBAC",
+                f"--service-account-issuer={self.server}",
+                f"--service-account-key-file={p.sa_pub}",
+                f"--service-account-signing-key-file={p.sa_key}",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--disable-admission-plugins=ServiceAccount",
+                "--allow-privileged=true",
+                "--enable-priority-and-fairness=false",
+                "--profiling=false",
+                f"--audit-policy-file={self.workdir / 'audit-policy.yaml'}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-mode=blocking",
+                "--audit-log-maxsize=0",
+            ],
+            stdout=self._log("apiserver.log"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-        self._wait(lambda: self._https_ok("/readyz"), "kube-apiserver", self._api,
-                   self.apiserver_log)
+        self._wait(
+            lambda: self._https_ok("/readyz"), "kube-apiserver", self._api, self.apiserver_log
+        )
 
     def stop_apiserver(self) -> None:
         """Stop only the apiserver (etcd keeps the data): a real outage for fault tests."""
@@ -215,8 +261,9 @@ class LocalControlPlane:
 
     def _https_ok(self, path: str) -> bool:
         ctx = ssl.create_default_context(cafile=str(self.pki.ca_crt))
-        req = urllib.request.Request(self.server + path,
-                                     headers={"Authorization": f"Bearer {self.token}"})
+        req = urllib.request.Request(
+            self.server + path, headers={"Authorization": f"Bearer {self.token}"}
+        )
         try:
             with urllib.request.urlopen(req, timeout=2, context=ctx) as r:
                 return bool(r.status == 200)

@@ -1,0 +1,120 @@
+"""Which DGDRs have a profile running, how far each has got, and what finished.
+
+The pool runs profiles in other processes; this keeps, per DGDR key, the task awaiting it, the last
+progress reported and the outcome, and wakes the reconciler (``enqueue``) on each. It lives only in
+the leader's memory on purpose: after a failover the new leader finds a DGDR in ``Profiling`` with
+nothing running and simply starts the profile again, so a crash loses no object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+class Runner(Protocol):
+    async def run(
+        self,
+        key: str,
+        spec: dict[str, Any],
+        *,
+        dgdr_name: str,
+        namespace: str,
+        on_progress: Callable[[str, str], Any],
+    ) -> Any: ...
+
+    def cancel(self, key: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    generation: int
+    result: Any | None
+    error: BaseException | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Progress:
+    generation: int
+    phase: str
+    message: str
+
+
+class ProfileTracker:
+    def __init__(self, runner: Runner, enqueue: Callable[[str], None]) -> None:
+        self._runner = runner
+        self._enqueue = enqueue
+        self._tasks: dict[str, tuple[int, asyncio.Task[None]]] = {}
+        self.progress: dict[str, Progress] = {}
+        self.outcomes: dict[str, Outcome] = {}
+
+    def running(self, key: str, generation: int) -> bool:
+        entry = self._tasks.get(key)
+        return entry is not None and entry[0] == generation and not entry[1].done()
+
+    def start(
+        self, key: str, generation: int, spec: dict[str, Any], *, name: str, namespace: str
+    ) -> None:
+        self.cancel(key)
+        task = asyncio.create_task(
+            self._profile(key, generation, spec, name, namespace), name=f"profile {key}"
+        )
+        self._tasks[key] = (generation, task)
+
+    def take(self, key: str, generation: int) -> Outcome | None:
+        """The finished outcome for this generation, handed out once."""
+        out = self.outcomes.get(key)
+        if out is None or out.generation != generation:
+            return None
+        del self.outcomes[key]
+        self.progress.pop(key, None)
+        return out
+
+    def cancel(self, key: str) -> None:
+        """Stop the profile of a deleted or re-specified DGDR (kills its worker process)."""
+        entry = self._tasks.pop(key, None)
+        if entry is not None and not entry[1].done():
+            entry[1].cancel()
+            with contextlib.suppress(Exception):
+                self._runner.cancel(key)
+        self.progress.pop(key, None)
+        self.outcomes.pop(key, None)
+
+    async def close(self) -> None:
+        tasks = [t for _, t in self._tasks.values()]
+        for key in list(self._tasks):
+            self.cancel(key)
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+
+    async def _profile(
+        self, key: str, generation: int, spec: dict[str, Any], name: str, namespace: str
+    ) -> None:
+        def on_progress(phase: str, message: str) -> None:
+            self.progress[key] = Progress(generation, phase, message)
+            self._enqueue(key)
+
+        started = time.monotonic()
+        try:
+            result = await self._runner.run(
+                key, spec, dgdr_name=name, namespace=namespace, on_progress=on_progress
+            )
+            self.outcomes[key] = Outcome(generation, result, None, time.monotonic() - started)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the outcome carries it to the reconciler, which fails the DGDR
+            log.info("profile of %s failed: %s", key, e)
+            self.outcomes[key] = Outcome(generation, None, e, time.monotonic() - started)
+        finally:
+            entry = self._tasks.get(key)
+            if entry is not None and entry[1] is asyncio.current_task():
+                del self._tasks[key]
+        self._enqueue(key)

@@ -1,0 +1,83 @@
+"""The one place that writes a DGDR: status through ``/status``, metadata through a patch.
+
+Both writes carry the resourceVersion the decision was made on, so a write based on a stale read
+fails with 409 instead of overwriting someone else's change; the reconciler then re-reads and
+decides again. Writes that would change nothing are skipped, which keeps API writes per DGDR low.
+Every status write also updates the per-object metrics, so what Prometheus shows is what was
+written.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from controller.dgdr.conditions import same_status
+from controller.machinery.client import KubeClient, Resource
+from metrics import dgdr as dgdr_metrics
+
+JSON = dict[str, Any]
+
+
+class StatusWriter:
+    def __init__(self, client: KubeClient, resource: Resource) -> None:
+        self._client = client
+        self._res = resource
+
+    async def status(self, obj: JSON, new_status: JSON) -> JSON:
+        """Replace the status if it differs; returns the object as the server now has it."""
+        if same_status(obj.get("status") or {}, new_status):
+            return obj
+        meta = obj["metadata"]
+        body = {
+            "apiVersion": obj.get("apiVersion"),
+            "kind": obj.get("kind"),
+            "metadata": {
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "resourceVersion": meta["resourceVersion"],
+            },
+            "spec": obj.get("spec") or {},
+            "status": new_status,
+        }
+        updated = await self._client.replace(
+            self._res, meta["name"], body, meta["namespace"], subresource="status"
+        )
+        self.observe(updated)
+        return updated
+
+    async def metadata(
+        self,
+        obj: JSON,
+        *,
+        annotations: dict[str, str | None] | None = None,
+        finalizers: list[str] | None = None,
+    ) -> JSON:
+        """Merge-patch annotations (None deletes one) and/or replace the finalizer list."""
+        meta = obj["metadata"]
+        patch_meta: JSON = {"resourceVersion": meta["resourceVersion"]}
+        if annotations:
+            current = meta.get("annotations") or {}
+            changed = {k: v for k, v in annotations.items() if current.get(k) != v}
+            if changed:
+                patch_meta["annotations"] = changed
+        if finalizers is not None and finalizers != (meta.get("finalizers") or []):
+            patch_meta["finalizers"] = finalizers
+        if len(patch_meta) == 1:
+            return obj
+        return await self._client.patch(
+            self._res, meta["name"], {"metadata": patch_meta}, meta["namespace"]
+        )
+
+    @staticmethod
+    def observe(obj: JSON) -> None:
+        meta, status = obj["metadata"], obj.get("status") or {}
+        dgdr_metrics.observe_phase(
+            meta["namespace"],
+            meta["name"],
+            status.get("phase") or "Pending",
+            status.get("profilingPhase"),
+        )
+        dgdr_metrics.observe_conditions(
+            meta["namespace"], meta["name"], copy.deepcopy(status.get("conditions") or [])
+        )
