@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from controller.machinery import logging_setup as ctx
+from controller.machinery.client import key_of
 from controller.machinery.workqueue import RateLimiter, WorkQueue
 from metrics import runtime as m
 
@@ -64,16 +65,6 @@ class EventSource(Protocol):
     def add_handler(
         self, fn: Callable[[str, dict[str, Any], dict[str, Any] | None], None]
     ) -> None: ...
-
-
-def object_key(obj: dict[str, Any]) -> str:
-    """``namespace/name``, or ``name`` for a cluster-scoped object (the informer's key)."""
-    meta = obj.get("metadata") or {}
-    name = meta.get("name")
-    if not name:
-        raise ValueError("object has no metadata.name")
-    namespace = meta.get("namespace")
-    return f"{namespace}/{name}" if namespace else str(name)
 
 
 class Controller:
@@ -124,7 +115,7 @@ class Controller:
         """Enqueue the keys ``to_keys`` maps each event's object to (default: the object's own
         key). On an update, the keys of the old object are enqueued too, so an object whose
         mapping changed (a label moved it to another owner) wakes both owners."""
-        mapper = to_keys if to_keys is not None else lambda obj: (object_key(obj),)
+        mapper = to_keys if to_keys is not None else lambda obj: (key_of(obj),)
 
         def handler(event_type: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
             keys = set(mapper(obj))
@@ -266,4 +257,4 @@ class Controller:
             self.queue.forget(key)
 
 
-__all__ = ["Controller", "EventSource", "Reconciler", "Result", "TerminalError", "object_key"]
+__all__ = ["Controller", "EventSource", "Reconciler", "Result", "TerminalError"]
