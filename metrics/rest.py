@@ -1,4 +1,4 @@
-"""API-server request metrics, named like client-go's so existing dashboards read them.
+"""API-server request and list/watch metrics, named like client-go's where it has them.
 
 ``rest_client_requests_total`` keeps client-go's exact labels (``code``, ``method``, ``host``;
 ``method`` is the HTTP method, ``code`` is ``<error>`` when no response arrived). The latency
@@ -7,7 +7,7 @@ rather than the HTTP method: a LIST, a GET and the header latency of a WATCH are
 and mixing them in one histogram would make every quantile meaningless.
 """
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from metrics import REGISTRY
 
@@ -41,4 +41,51 @@ RETRIES = Counter(
     registry=REGISTRY,
 )
 
-__all__ = ["RATE_LIMITER_WAIT", "REQUESTS", "REQUEST_DURATION", "RETRIES"]
+# List/watch health, which client-go defines but does not export: how often watches restart and
+# why, relists, and how fresh each informer is. ``resource`` is ``plural.group``.
+WATCH_RESTARTS = Counter(
+    "informer_watch_restarts_total",
+    "Watches ended and reopened, by reason (timeout, silent, expired, error, short).",
+    ["resource", "reason"],
+    registry=REGISTRY,
+)
+
+RELISTS = Counter(
+    "informer_relists_total",
+    "Full lists (initial sync, after 410 Gone, after errors).",
+    ["resource"],
+    registry=REGISTRY,
+)
+
+WATCH_EVENTS = Counter(
+    "informer_watch_events_total",
+    "Watch events received, by type (ADDED, MODIFIED, DELETED, BOOKMARK).",
+    ["resource", "type"],
+    registry=REGISTRY,
+)
+
+STORE_OBJECTS = Gauge(
+    "informer_store_objects",
+    "Objects held in the informer's local cache.",
+    ["resource"],
+    registry=REGISTRY,
+)
+
+LAST_EVENT = Gauge(
+    "informer_last_activity_timestamp_seconds",
+    "Unix time of the last event, bookmark or successful list seen by the informer.",
+    ["resource"],
+    registry=REGISTRY,
+)
+
+__all__ = [
+    "LAST_EVENT",
+    "RATE_LIMITER_WAIT",
+    "RELISTS",
+    "REQUESTS",
+    "REQUEST_DURATION",
+    "RETRIES",
+    "STORE_OBJECTS",
+    "WATCH_EVENTS",
+    "WATCH_RESTARTS",
+]

@@ -30,7 +30,7 @@ import os
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
@@ -405,7 +405,7 @@ class KubeClient:
         timeout_seconds: int,
         allow_bookmarks: bool = True,
         read_timeout: float | None = None,
-    ) -> AsyncIterator[JSON]:
+    ) -> AsyncGenerator[JSON, None]:
         """Yield watch events ``{"type", "object"}`` (BOOKMARK included) until the server ends.
 
         An ERROR event is raised as ApiError with the Status code (410 when the resource
@@ -450,7 +450,7 @@ class KubeClient:
                     raise _error_from_status(resp.status, event.get("object") or {})
                 yield event
         finally:
-            resp.release()
+            resp.close()  # never hand a half-read stream back to the pool
 
     # -- plumbing -----------------------------------------------------------------------------
 
