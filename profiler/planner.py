@@ -54,9 +54,10 @@ def planner_config(req: PlanRequest, chosen: Candidate) -> dict[str, Any]:
     return cfg
 
 
-def _one(w: Worker) -> Layout:
-    a = np.array([[w.tp, w.pp, w.ep, w.dp]], dtype=np.int64)
-    return Layout(tp=a[:, 0], pp=a[:, 1], ep=a[:, 2], dp=a[:, 3])
+def _rows(w: Worker, n: int = 1) -> Layout:
+    """``n`` copies of one worker's layout (the estimator broadcasts batches against rows)."""
+    a = np.repeat(np.array([[w.tp, w.pp, w.ep, w.dp]], dtype=np.int64), n, axis=0)
+    return Layout(tp=a[:, 0].copy(), pp=a[:, 1].copy(), ep=a[:, 2].copy(), dp=a[:, 3].copy())
 
 
 def profile_data(req: PlanRequest, chosen: Candidate) -> dict[str, dict[str, Any]]:
@@ -67,13 +68,13 @@ def profile_data(req: PlanRequest, chosen: Candidate) -> dict[str, dict[str, Any
     arch, gpu, quant, backend = req.arch, req.gpu, req.quant, chosen.backend
     max_ctx = int(min(getattr(arch, "max_context", 32768), max(4 * req.isl, 8192)))
     isls = np.unique(np.linspace(100, max_ctx - DECODE_OSL, PREFILL_POINTS).astype(np.int64))
-    lay_p = _one(prefill)
+    lay_p = _rows(prefill)
     ttft = [
         float(np.asarray(prefill_ttft_ms(arch, gpu, backend, quant, lay_p, int(s), 1))[0])
         for s in isls
     ]
     thpt = [float(s) / (t / 1000.0) / prefill.gpus for s, t in zip(isls, ttft, strict=True)]
-    lay_d = _one(decode)
+    lay_d = _rows(decode)
     max_kv = float(np.asarray(kv_capacity_tokens(arch, gpu, quant, lay_d))[0])
     x: list[float] = []
     y: list[float] = []
@@ -84,7 +85,10 @@ def profile_data(req: PlanRequest, chosen: Candidate) -> dict[str, dict[str, Any
         most = max(1, int(max_kv / (s + DECODE_OSL)))
         conc = np.unique(np.linspace(1, most, 6).astype(np.int64))
         itl = np.asarray(
-            decode_tpot_ms(arch, gpu, backend, quant, lay_d, int(s), DECODE_OSL, conc), np.float64
+            decode_tpot_ms(
+                arch, gpu, backend, quant, _rows(decode, conc.size), int(s), DECODE_OSL, conc
+            ),
+            np.float64,
         )
         for n, t in zip(conc, np.broadcast_to(itl, conc.shape), strict=True):
             x.append(ctx * float(n) / max_kv if max_kv > 0 else 0.0)

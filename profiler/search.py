@@ -569,18 +569,17 @@ def _rank(req: PlanRequest, c: dict[str, NDArray[Any]], miss: F64, usable: NDArr
 
 
 def _top_unique(order: I64, sig: I64) -> list[int]:
-    """The best row of each distinct layout, in rank order, up to TOP_CANDIDATES (at least one
-    aggregated and one disaggregated row when both exist, so the table can compare them)."""
+    """The best row of each distinct layout, in rank order, up to TOP_CANDIDATES, plus the best
+    aggregated, disaggregated and per-backend rows when not already in, so the table compares
+    them."""
     s = sig[order]
     _, first = np.unique(s, return_index=True)
     firsts = order[np.sort(first)]
     top = [int(i) for i in firsts[:TOP_CANDIDATES]]
-    modes = sig // 10**12
-    for m in (0, 1):
-        if not any(int(modes[i]) == m for i in top):
-            extra = firsts[modes[firsts] == m]
-            if extra.size:
-                top.append(int(extra[0]))
+    for group in (sig // 10**12, (sig // 10**9) % 1000):
+        for g in np.unique(group[firsts]):
+            if not any(int(group[i]) == int(g) for i in top):
+                top.append(int(firsts[group[firsts] == g][0]))
     return top
 
 

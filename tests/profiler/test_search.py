@@ -1,0 +1,184 @@
+"""The search and the pick: SLA obeyed, picking modes, backends, layouts, closest miss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from profiler import PlanRequest, PlanResult, plan
+from profiler.hardware import SKUS, get_gpu
+from profiler.models import resolve_model
+from profiler.search import AGG_BATCHES, Candidate, worker_layouts
+
+IMAGE = "registry.example/ai-dynamo/dynamo-frontend:1.1.1"
+
+
+def run(**kw: Any) -> PlanResult:
+    s: dict[str, Any] = {"model": "Qwen/Qwen3-8B", "image": IMAGE}
+    s.update(kw)
+    s.setdefault("hardware", {"gpuSku": "h100_sxm", "totalGpus": 8})
+    return plan(PlanRequest.from_spec(s, dgdr_name="t"))
+
+
+def meets(c: Candidate, ttft: float, itl: float) -> bool:
+    return c.ttft_ms <= ttft and c.itl_ms <= itl
+
+
+@pytest.mark.parametrize(("ttft", "itl"), [(2000, 30), (600, 15), (300, 8)])
+def test_pick_obeys_the_sla(ttft: float, itl: float) -> None:
+    r = run(sla={"ttft": ttft, "itl": itl})
+    assert r.chosen.meets_sla, r.warnings
+    assert meets(r.chosen, ttft, itl)
+    assert r.chosen.gpus <= 8
+    for c in r.candidates:  # the flag the table prints is the truth
+        assert c.meets_sla == meets(c, ttft, itl)
+    assert not any("misses" in w for w in r.warnings)
+
+
+def test_a_looser_sla_never_yields_less_throughput() -> None:
+    tight = run(sla={"ttft": 300, "itl": 8}).chosen
+    loose = run(sla={"ttft": 2000, "itl": 40}).chosen
+    assert loose.tokens_s >= tight.tokens_s
+    assert loose.itl_ms > tight.itl_ms or loose.tokens_s == tight.tokens_s
+
+
+def test_default_mode_fills_the_budget() -> None:
+    r = run(hardware={"gpuSku": "h100_sxm", "totalGpus": 16}, sla={"ttft": 1000, "itl": 20})
+    assert r.picking_mode == "default"
+    assert 8 < r.chosen.gpus <= 16
+
+
+def test_e2e_latency_is_ttft_plus_osl_itl() -> None:
+    r = run(sla={"e2eLatency": 12000}, workload={"isl": 2000, "osl": 500})
+    c = r.chosen
+    assert c.meets_sla
+    assert c.ttft_ms + 500 * c.itl_ms <= 12000
+
+
+def test_unreachable_sla_picks_the_closest_and_says_by_how_much() -> None:
+    r = run(sla={"ttft": 1, "itl": 0.01})
+    assert not r.chosen.meets_sla
+    text = " ".join(r.warnings)
+    assert "misses the 1 ms target by" in text and "%" in text
+    assert "ITL" in text and "closest" in text
+    # the closest: no candidate has both a lower TTFT-miss and a lower ITL-miss ratio
+    key = max(r.chosen.ttft_ms / 1, r.chosen.itl_ms / 0.01)
+    assert all(max(c.ttft_ms / 1, c.itl_ms / 0.01) >= key - 1e-9 for c in r.candidates)
+
+
+def test_load_match_picks_fewer_gpus_for_a_lower_rate() -> None:
+    hw = {"gpuSku": "h100_sxm", "totalGpus": 64}
+    low = run(hardware=hw, workload={"requestRate": 0.5})
+    high = run(hardware=hw, workload={"requestRate": 40})
+    assert low.picking_mode == high.picking_mode == "load_match"
+    assert low.chosen.gpus < high.chosen.gpus
+    assert low.chosen.requests_s >= 0.5 and high.chosen.requests_s >= 40
+    assert low.chosen.meets_sla and high.chosen.meets_sla
+    assert not low.warnings and not high.warnings
+
+
+def test_load_match_by_concurrency() -> None:
+    hw = {"gpuSku": "h100_sxm", "totalGpus": 64}
+    few = run(hardware=hw, workload={"concurrency": 4}).chosen
+    many = run(hardware=hw, workload={"concurrency": 400}).chosen
+    assert few.gpus < many.gpus
+    in_flight = sum(w.batch * w.replicas for w in many.workers if w.role in ("agg", "decode"))
+    assert in_flight >= 400
+
+
+def test_load_above_the_budget_warns_and_stays_within_it() -> None:
+    r = run(hardware={"gpuSku": "h100_sxm", "totalGpus": 2}, workload={"requestRate": 500})
+    assert r.chosen.gpus <= 2
+    assert r.chosen.gpus_needed > 2
+    assert any("more than the totalGpus budget of 2" in w for w in r.warnings)
+
+
+def test_planner_picks_one_prefill_and_one_decode_worker() -> None:
+    r = run(features={"planner": {}}, hardware={"gpuSku": "h100_sxm", "totalGpus": 16})
+    assert r.picking_mode == "autoscale"
+    assert r.chosen.mode == "disagg"
+    assert [(w.role, w.replicas) for w in r.chosen.workers] == [("prefill", 1), ("decode", 1)]
+    assert all(c.mode == "disagg" for c in r.candidates)
+    assert [cm["metadata"]["name"].rsplit("-", 1)[0] for cm in r.configmaps] == [
+        "planner-config",
+        "planner-profile-data",
+    ]
+
+
+def test_mocker_forces_disagg() -> None:
+    r = run(features={"mocker": {"enabled": True}})
+    assert r.chosen.mode == "disagg"
+
+
+def test_latency_optimisation_trades_throughput_for_latency() -> None:
+    thr = run(sla={"ttft": 2000, "itl": 30, "optimizationType": "throughput"}).chosen
+    lat = run(sla={"ttft": 2000, "itl": 30, "optimizationType": "latency"}).chosen
+    assert lat.meets_sla and thr.meets_sla
+    assert lat.ttft_ms + 1000 * lat.itl_ms <= thr.ttft_ms + 1000 * thr.itl_ms
+    assert lat.tokens_s <= thr.tokens_s
+
+
+def test_auto_evaluates_every_backend_and_a_concrete_backend_only_itself() -> None:
+    auto = run()
+    assert {c.backend for c in auto.candidates} == {"vllm", "sglang", "trtllm"}
+    one = run(backend="sglang")
+    assert {c.backend for c in one.candidates} == {"sglang"}
+    assert auto.configs_evaluated > one.configs_evaluated
+    assert auto.chosen.tokens_s >= one.chosen.tokens_s
+
+
+def test_both_layouts_are_compared() -> None:
+    r = run()
+    assert {c.mode for c in r.candidates} == {"agg", "disagg"}
+
+
+def test_search_space_is_no_smaller_than_aiconfigurators_default_run() -> None:
+    # AIC's default agg sweep for a dense model on one 8-GPU node: TP {1,2,4,8} x its batch list
+    # x chunk sizes 512..8192 (16); disagg adds prefill/decode sweeps and x:y rate matching.
+    aic_agg = 4 * AGG_BATCHES.size * 16
+    r = run()
+    assert r.configs_evaluated >= aic_agg
+
+
+def test_worker_layouts_follow_the_architecture() -> None:
+    h100 = get_gpu("h100_sxm")
+    dense = worker_layouts(resolve_model("Qwen/Qwen3-32B"), h100, 16)
+    assert all(ep == 1 and dp == 1 for _, _, ep, dp in dense)
+    assert {tp for tp, *_ in dense} == {1, 2, 4, 8}
+    assert any(pp > 1 and tp == 8 for tp, pp, _, _ in dense)  # PP across nodes
+    gqa = worker_layouts(resolve_model("Qwen/Qwen3-235B-A22B"), h100, 32)
+    assert (8, 1, 1, 1) in gqa and (8, 1, 8, 1) in gqa and (1, 1, 16, 16) in gqa  # TP, TEP, DEP
+    mla = worker_layouts(resolve_model("deepseek-ai/DeepSeek-R1"), h100, 32)
+    assert (16, 1, 16, 1) in mla and (1, 1, 32, 32) in mla
+    assert not any(tp > 1 and ep == 1 for tp, _, ep, _ in mla)  # no plain TP for MLA MoE
+
+
+def test_moe_plans_use_expert_parallel_layouts() -> None:
+    r = run(model="Qwen/Qwen3-235B-A22B", hardware={"gpuSku": "h200_sxm", "totalGpus": 16})
+    assert r.chosen.gpus <= 16
+    assert any(w.ep > 1 for c in r.candidates for w in c.workers)
+
+
+@pytest.mark.parametrize("sku", SKUS)
+def test_every_sku_yields_an_sla_aware_plan_for_a_small_dense_model(sku: str) -> None:
+    r = plan(
+        PlanRequest.from_spec(
+            {
+                "model": "Qwen/Qwen3-0.6B",
+                "image": IMAGE,
+                "hardware": {"gpuSku": sku},
+                "sla": {"ttft": 1000, "itl": 25},
+            },
+            dgdr_name="small",
+        )
+    )
+    c = r.chosen
+    assert 0 < c.gpus <= get_gpu(sku).gpus_per_node
+    assert len(r.dgd["spec"]["services"]) >= 2
+    assert c.tokens_s > 0 and c.ttft_ms > 0 and c.itl_ms > 0
+    if c.meets_sla:
+        assert meets(c, 1000, 25)
+    else:
+        assert any("misses" in w for w in r.warnings)
+    assert r.configs_evaluated > 100
