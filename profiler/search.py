@@ -55,8 +55,8 @@ MAX_WORKERS_PER_ROLE = 32  # x prefill and y decode workers per disagg unit, 1..
 PREFILL_QUEUE_FACTOR = 1.8  # AIC's correction of static prefill latency for queueing
 PREFILL_DERATE = 0.9  # pipeline bubbles between prefill and decode (AIC)
 DECODE_DERATE = 0.92  # decode slots never all busy (AIC)
-PREFILL_KEEP = 3  # best prefill rows kept per layout for rate matching (plus the fastest)
-DECODE_KEEP = 4  # best decode rows kept per layout for rate matching (plus the fastest)
+PREFILL_KEEP = 32  # best prefill rows kept per layout for rate matching (AIC: top 32)
+DECODE_KEEP = 16  # best decode rows kept per layout for rate matching (AIC: top 16)
 TOP_CANDIDATES = 10
 
 

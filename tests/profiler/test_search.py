@@ -182,3 +182,30 @@ def test_every_sku_yields_an_sla_aware_plan_for_a_small_dense_model(sku: str) ->
     else:
         assert any("misses" in w for w in r.warnings)
     assert r.configs_evaluated > 100
+
+
+def test_progress_reports_upstream_sub_phases_in_order_and_the_result_pickles() -> None:
+    import pickle
+
+    seen: list[str] = []
+    req = PlanRequest.from_spec(
+        {
+            "model": "Qwen/Qwen3-8B",
+            "image": IMAGE,
+            "hardware": {"gpuSku": "h100_sxm"},
+            "features": {"planner": {}},
+        }
+    )
+    result = plan(req, progress=lambda phase, message: seen.append(phase))
+    phases = list(dict.fromkeys(seen))
+    assert phases == [
+        "Initializing",
+        "SweepingPrefill",
+        "SelectingConfig",
+        "BuildingCurves",
+        "GeneratingDGD",
+        "Done",
+    ]
+    back = pickle.loads(pickle.dumps(result))
+    assert back.chosen == result.chosen and back.dgd == result.dgd
+    assert back.to_json() == result.to_json()
