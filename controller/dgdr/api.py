@@ -303,7 +303,7 @@ class DGDRSpec(_Strict):
 
     def to_dict(self) -> dict[str, Any]:
         """The camelCase spec the profiler takes (``PlanRequest.from_spec``), defaults included."""
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+        return self.model_dump(by_alias=True, exclude_none=True)
 
 
 class Condition(_Open):
@@ -377,7 +377,7 @@ class DynamoGraphDeploymentRequest(_Open):
 
     def to_dict(self) -> dict[str, Any]:
         """Back to the JSON shape, with only the fields the source had (round-trips)."""
-        return self.model_dump(by_alias=True, exclude_unset=True, mode="json")
+        return self.model_dump(by_alias=True, exclude_unset=True)
 
 
 # ---- the DGD fields the controller reads ---------------------------------------------------
