@@ -13,13 +13,11 @@ the spec causes included. Crashes, timeouts and cancellations are never cached.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import hashlib
 import inspect
 import json
 import logging
-import pickle
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -32,6 +30,7 @@ from controller.dgdr.worker_pool import (
     ProgressFn,
     TaskCancelledError,
     WorkerPool,
+    copy_exception,
 )
 from metrics import dgdr as dgdr_metrics
 from profiler.errors import ProfilerError
@@ -92,7 +91,7 @@ def request_key(spec: Mapping[str, Any], *, dgdr_name: str, namespace: str) -> s
         separators=(",", ":"),
         ensure_ascii=False,
     )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 @dataclass
@@ -259,7 +258,7 @@ class ProfileRunner:
     @staticmethod
     def _deliver(finished: _Finished, source: Source) -> PlanOutcome:
         if finished.error is not None:
-            raise _fresh(finished.error)
+            raise copy_exception(finished.error)
         assert finished.result is not None
         mine = copy.deepcopy(finished.result)
         return PlanOutcome(
@@ -316,12 +315,3 @@ class ProfileRunner:
             self._remember(flight.key, finished)
         for subscriber in flight.subscribers:
             subscriber.queue.put_nowait(("done", finished, None))
-
-
-def _fresh(error: BaseException) -> BaseException:
-    """A copy of a shared exception, so concurrent callers never share one traceback."""
-    with contextlib.suppress(Exception):
-        clone: BaseException = pickle.loads(pickle.dumps(error))
-        clone.__cause__ = error.__cause__
-        return clone
-    return error

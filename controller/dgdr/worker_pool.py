@@ -92,8 +92,8 @@ class WorkerCrashedError(PoolError):
 
     def __init__(self, task_id: str, attempts: int, exitcode: int | None) -> None:
         super().__init__(
-            f"worker process running task {task_id} {_describe_exit(exitcode)} "
-            f"on each of {attempts} attempt(s)"
+            f"the worker process running task {task_id} {_describe_exit(exitcode)} "
+            f"({attempts} attempt(s) made)"
         )
         self.task_id = task_id
         self.attempts = attempts
@@ -779,11 +779,53 @@ def _rebuild_exception(
     try:
         if data is None:
             raise ValueError("not picklable")
-        exc = pickle.loads(data)
+        exc = exception_from_bytes(data)
     except Exception:
         exc = RemoteError(type_name, message)
     exc.__cause__ = RemoteTraceback(tb_text)
     return exc
+
+
+def exception_to_bytes(exc: BaseException) -> bytes:
+    """Class, ``args`` and attributes of an exception, to rebuild it without calling __init__.
+
+    Plain pickling calls ``cls(*exc.args)``, which breaks every exception whose constructor takes
+    something other than its message (``SpecError(errors)`` gets its own joined message back and
+    rebuilds a garbled one). Raises when the exception cannot travel this way.
+    """
+    state = dict(vars(exc)) if hasattr(exc, "__dict__") else {}
+    data = pickle.dumps(("state", type(exc), exc.args, state), protocol=_PICKLE_PROTOCOL)
+    if str(exception_from_bytes(data)) != str(exc):
+        raise ValueError(f"{type(exc).__qualname__} does not rebuild from its state")
+    return data
+
+
+def exception_from_bytes(data: bytes) -> BaseException:
+    """The inverse of ``exception_to_bytes``; also accepts a plainly pickled exception."""
+    loaded = pickle.loads(data)
+    if isinstance(loaded, BaseException):
+        return loaded
+    _, cls, args, state = loaded
+    if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+        raise TypeError(f"not an exception class: {cls!r}")
+    exc: BaseException = cls.__new__(cls, *args)
+    exc.args = args
+    if state:
+        exc.__dict__.update(state)
+    return exc
+
+
+def copy_exception(exc: BaseException) -> BaseException:
+    """An independent copy (same class, args and attributes), or ``exc`` itself if none can be made.
+
+    Lets several callers raise one shared failure without sharing a traceback.
+    """
+    try:
+        clone = exception_from_bytes(exception_to_bytes(exc))
+    except Exception:
+        return exc
+    clone.__cause__ = exc.__cause__
+    return clone
 
 
 # ---- child side ----------------------------------------------------------------------------------
@@ -861,12 +903,13 @@ def _run_task(
         result = pickle.dumps(fn(pickle.loads(payload), progress), protocol=_PICKLE_PROTOCOL)
     except Exception as exc:
         tb_text = traceback.format_exc()
-        data: bytes | None
-        try:
-            data = pickle.dumps(exc, protocol=_PICKLE_PROTOCOL)
-            pickle.loads(data)  # an exception that pickles but cannot be rebuilt is no better
-        except Exception:
-            data = None
+        data: bytes | None = None
+        with contextlib.suppress(Exception):
+            data = exception_to_bytes(exc)
+        if data is None:
+            with contextlib.suppress(Exception):
+                data = pickle.dumps(exc, protocol=_PICKLE_PROTOCOL)
+                pickle.loads(data)  # one that pickles but cannot be rebuilt is no better
         name = f"{type(exc).__module__}.{type(exc).__qualname__}"
         send(("error", task_id, data, name, str(exc), tb_text))
     else:

@@ -218,6 +218,7 @@ async def test_exceptions_keep_class_and_attributes_and_are_not_retried(
         FieldError("spec.hardware.gpuSku", "unknown SKU 'x100'"),
     ]
     assert spec.value.reason == "ValidationFailed"
+    assert str(spec.value) == "; ".join(str(e) for e in spec.value.errors)
     assert "pool_tasks.py" in str(spec.value.__cause__)  # the worker's traceback travels along
     with pytest.raises(ValueError, match=r"^no good$"):
         await pool.submit(_tid(), {"action": "raise_value", "message": "no good", "log": str(log)})
