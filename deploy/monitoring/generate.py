@@ -3,7 +3,8 @@
 - ``dashboard.json`` is built here from panel definitions (one place to change a query).
 - ``rules.yaml`` is the ``spec.groups`` of ``prometheusrule.yaml``: the plain rules file form
   that ``promtool check rules`` / ``promtool test rules`` read.
-- The Helm chart carries copies of both (Helm can only read files inside the chart).
+- The Helm chart carries copies of both, and of the DGDR CRD in its ``crds/`` folder (Helm can
+  only read files inside the chart).
 
 Run ``python deploy/monitoring/generate.py`` after editing; ``--check`` exits 1 when a derived
 file is out of date (the tests call it).
@@ -20,7 +21,9 @@ from typing import Any
 import yaml
 
 HERE = Path(__file__).resolve().parent
-CHART_FILES = HERE.parent / "helm" / "dgdr-controller" / "files"
+CHART = HERE.parent / "helm" / "dgdr-controller"
+CHART_FILES = CHART / "files"
+DGDR_CRD = "nvidia.com_dynamographdeploymentrequests.yaml"
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 NS = 'namespace=~"$namespace"'
@@ -592,6 +595,7 @@ def outputs() -> dict[Path, str]:
         HERE / "rules.yaml": rules,
         CHART_FILES / "dashboard.json": dash,
         CHART_FILES / "rules.yaml": rules,
+        CHART / "crds" / DGDR_CRD: (HERE.parent / "crds" / DGDR_CRD).read_text(),
     }
 
 
