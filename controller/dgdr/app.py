@@ -1,0 +1,110 @@
+"""Wiring: the DGDR controller on the generic machinery, from a ``ControllerConfig``.
+
+Informers: DGDRs; DGDs carrying the ``dgdr.nvidia.com/name`` label (mapped back to their DGDR);
+Nodes, for GPU discovery. The profiling pool starts in every replica, so a follower that takes
+over has warm worker processes; only the leader submits profiles.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from controller.config import ControllerConfig
+from controller.dgdr import api
+from controller.dgdr.profile_tracker import ProfileTracker
+from controller.dgdr.profiling import ProfileRunner, ProfilingConfig
+from controller.dgdr.reconciler import DGDRReconciler, ReconcilerConfig
+from controller.dgdr.worker_pool import PoolConfig
+from controller.machinery.client import NODES, ClientOptions, KubeClient
+from controller.machinery.events import EventRecorder
+from controller.machinery.informer import InformerConfig
+from controller.machinery.logging_setup import configure_logging
+from controller.machinery.manager import Manager, ManagerConfig
+from controller.machinery.workers import Controller
+
+log = logging.getLogger(__name__)
+
+CONTROLLER_NAME = "dynamographdeploymentrequest"
+COMPONENT = "dgdr-controller"
+
+
+def dgd_to_dgdr_keys(dgd: dict[str, Any]) -> list[str]:
+    labels = (dgd.get("metadata") or {}).get("labels") or {}
+    name, namespace = labels.get(api.LABEL_DGDR_NAME), labels.get(api.LABEL_DGDR_NAMESPACE)
+    return [f"{namespace}/{name}"] if name and namespace else []
+
+
+def manager_config(cfg: ControllerConfig) -> ManagerConfig:
+    return ManagerConfig(
+        namespaces=tuple(cfg.namespaces) if cfg.namespaces else None,
+        leader_election=cfg.leader_elect,
+        lease_name=cfg.lease_name,
+        lease_namespace=cfg.lease_namespace,
+        lease_duration=cfg.lease_duration,
+        renew_deadline=cfg.renew_deadline,
+        retry_period=cfg.retry_period,
+        identity=cfg.identity,
+        health_host=cfg.bind_address,
+        health_port=cfg.health_port,
+        informer=InformerConfig(
+            watch_timeout=cfg.watch_timeout, watchdog_timeout=cfg.watchdog_timeout
+        ),
+        workers=cfg.workers,
+        shutdown_timeout=cfg.shutdown_grace,
+    )
+
+
+async def run(cfg: ControllerConfig) -> int:
+    """Run until SIGTERM (exit 0) or a lost lease (exit 1)."""
+    configure_logging(cfg.log_level)
+    # The identity in the User-Agent shows in the API server's audit log which replica wrote.
+    client = await KubeClient.connect(
+        cfg.kubeconfig,
+        qps=cfg.qps,
+        burst=cfg.burst,
+        options=ClientOptions(user_agent=f"{COMPONENT}/0.1 ({cfg.identity})"),
+    )
+    runner = ProfileRunner(
+        ProfilingConfig(
+            pool=PoolConfig(
+                size=cfg.pool_size,
+                task_timeout=cfg.profile_timeout,
+                max_retries=cfg.profile_retries,
+            )
+        )
+    )
+    tracker: ProfileTracker | None = None
+    try:
+        await runner.start()
+        manager = Manager(client, manager_config(cfg))
+        dgdrs = manager.informer(api.DGDR_RESOURCE)
+        dgds = manager.informer(api.DGD_RESOURCE, label_selector=api.LABEL_DGDR_NAME)
+        nodes = manager.informer(NODES) if cfg.discover_gpus else None
+        controller: Controller | None = None
+
+        def enqueue(key: str) -> None:
+            if controller is not None:
+                controller.enqueue(key)
+
+        tracker = ProfileTracker(runner, enqueue)
+        reconciler = DGDRReconciler(
+            client,
+            dgdrs.store,
+            dgds.store,
+            nodes.store if nodes is not None else None,
+            EventRecorder(client, COMPONENT),
+            tracker,
+            ReconcilerConfig(default_image=cfg.default_image, discover_gpus=cfg.discover_gpus),
+        )
+        controller = manager.add_controller(
+            CONTROLLER_NAME, reconciler.reconcile, workers=cfg.workers
+        )
+        controller.watch(dgdrs)
+        controller.watch(dgds, dgd_to_dgdr_keys)
+        return await manager.run()
+    finally:
+        if tracker is not None:
+            await tracker.close()
+        await runner.close()
+        await client.close()

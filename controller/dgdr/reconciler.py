@@ -1,0 +1,623 @@
+"""The DGDR reconcile: one handler per phase, each idempotent and re-reading the world.
+
+``reconcile(key)`` reads the DGDR from the informer's store, picks the handler for its phase and
+returns a ``Result``; it never loops. Handlers decide the next status with the helpers of
+``conditions`` and hand it to the ``StatusWriter``; a 409 (someone changed the object since it was
+read) re-reads it from the API server and decides again. The behaviour is the upstream
+controller's (dgdr-spec.md section 1.2), with profiling run in-process by the worker pool.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import yaml
+
+from controller.dgdr import api
+from controller.dgdr.conditions import get_condition, set_condition, set_phase
+from controller.dgdr.discovery import DiscoveryError, discover, enrich, needs_discovery
+from controller.dgdr.profile_tracker import ProfileTracker
+from controller.dgdr.status_writer import StatusWriter
+from controller.dgdr.validation import validate_dgdr
+from controller.machinery.client import PVCS, ApiError, KubeClient
+from controller.machinery.events import EventRecorder
+from controller.machinery.workers import Result
+from metrics import dgdr as dgdr_metrics
+from profiler.errors import ProfilerError
+
+log = logging.getLogger(__name__)
+JSON = dict[str, Any]
+
+# The spec last accepted by the controller, to tell an allowed change (C rule) from a rejected one.
+ACCEPTED_SPEC_ANNOTATION = "dgdr.nvidia.com/accepted-spec"
+ANNOTATION_LIMIT = api.MAX_ANNOTATION_BYTES
+IMMUTABLE_PHASES = ("Profiling", "Deploying", "Ready", "Deployed")
+SPEC_CHANGE_REJECTED = (
+    "Cannot modify spec in phase '{phase}'. DynamoGraphDeploymentRequest is immutable once "
+    "profiling starts. Create a new resource with a different name instead."
+)
+
+
+class ReadStore(Protocol):
+    """What the reconciler reads from an informer's cache (one namespace or several)."""
+
+    def get(self, key: str) -> JSON | None: ...
+
+    def list(self) -> list[JSON]: ...
+
+
+@dataclass
+class ReconcilerConfig:
+    default_image: str = "dynamo-planner:1.1.0"
+    discover_gpus: bool = True
+    conflict_attempts: int = 3
+
+
+@dataclass
+class Ctx:
+    """One reconcile's view of one DGDR: the object, its accepted spec and the status to write."""
+
+    obj: JSON
+    spec: JSON
+    generation: int
+    status: JSON = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def name(self) -> str:
+        return str(self.obj["metadata"]["name"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.obj["metadata"]["namespace"])
+
+    @property
+    def phase(self) -> str:
+        return str(self.status.get("phase") or "Pending")
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        return dict(self.obj["metadata"].get("annotations") or {})
+
+    @property
+    def auto_apply(self) -> bool:
+        return self.spec.get("autoApply") is not False
+
+
+class DGDRReconciler:
+    def __init__(
+        self,
+        client: KubeClient,
+        dgdrs: ReadStore,
+        dgds: ReadStore,
+        nodes: ReadStore | None,
+        recorder: EventRecorder,
+        profiles: ProfileTracker,
+        config: ReconcilerConfig,
+    ) -> None:
+        self._client = client
+        self._dgdrs = dgdrs
+        self._dgds = dgds
+        self._nodes = nodes
+        self._events = recorder
+        self._profiles = profiles
+        self._config = config
+        self._write = StatusWriter(client, api.DGDR_RESOURCE)
+        self._rejected: dict[str, int] = {}
+
+    # ---- entry --------------------------------------------------------------------------------
+
+    async def reconcile(self, key: str) -> Result:
+        obj = self._dgdrs.get(key)
+        if obj is None:
+            self._forget(key)
+            return Result()
+        for attempt in range(self._config.conflict_attempts):
+            try:
+                return await self._sync(obj)
+            except ApiError as e:
+                if e.status != 409 or attempt == self._config.conflict_attempts - 1:
+                    raise
+                ns, name = key.split("/", 1)
+                try:
+                    obj = await self._client.get(api.DGDR_RESOURCE, name, ns)
+                except ApiError as ge:
+                    if ge.status == 404:
+                        self._forget(key)
+                        return Result()
+                    raise
+        return Result(requeue=True)
+
+    def _forget(self, key: str) -> None:
+        self._profiles.cancel(key)
+        self._rejected.pop(key, None)
+        ns, name = key.split("/", 1)
+        dgdr_metrics.forget(ns, name)
+
+    async def _sync(self, obj: JSON) -> Result:
+        meta = obj["metadata"]
+        if meta.get("deletionTimestamp"):
+            return await self._finalize(obj)
+        status = copy.deepcopy(obj.get("status") or {})
+        generation = int(meta.get("generation") or 1)
+        observed = int(status.get("observedGeneration") or 0)
+        ctx = Ctx(
+            obj=obj, spec=copy.deepcopy(obj.get("spec") or {}), generation=generation, status=status
+        )
+        if ctx.phase in IMMUTABLE_PHASES and observed and observed != generation:
+            outcome = await self._spec_changed(ctx, observed)
+            if outcome is not None:
+                return outcome
+        handler = {
+            "Pending": self._pending,
+            "Profiling": self._profiling,
+            "Ready": self._ready,
+            "Deploying": self._deploying,
+            "Deployed": self._deployed,
+            "Failed": self._failed,
+        }.get(ctx.phase)
+        if handler is None:
+            set_condition(
+                ctx.status,
+                "Validation",
+                "False",
+                "ValidationFailed",
+                f"Invalid state: status.phase {ctx.phase!r} is not a known phase",
+                ctx.generation,
+            )
+            return await self._fail(ctx)
+        return await handler(ctx)
+
+    # ---- writes and events ---------------------------------------------------------------------
+
+    async def _commit(self, ctx: Ctx, phase: str) -> None:
+        set_phase(ctx.status, phase, ctx.generation)
+        ctx.obj = await self._write.status(ctx.obj, ctx.status)
+
+    async def _event(self, ctx: Ctx, type_: str, reason: str, message: str) -> None:
+        await self._events.record(ctx.obj, type_, reason, message)
+
+    async def _fail(self, ctx: Ctx, event: tuple[str, str] | None = None) -> Result:
+        await self._commit(ctx, "Failed")
+        if event is not None:
+            await self._event(ctx, "Warning", *event)
+        return Result()
+
+    # ---- deletion and spec changes ------------------------------------------------------------
+
+    async def _finalize(self, obj: JSON) -> Result:
+        key = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
+        self._profiles.cancel(key)
+        finalizers = [f for f in obj["metadata"].get("finalizers") or [] if f != api.FINALIZER]
+        await self._write.metadata(obj, finalizers=finalizers)
+        # The DGD and planner ConfigMaps are left alone: the DGD may be serving traffic.
+        return Result()
+
+    async def _spec_changed(self, ctx: Ctx, observed: int) -> Result | None:
+        """Accept the C rule's changes (autoApply, runtimeVersionOverride); reject the rest.
+
+        A rejected change keeps the DGDR working on the spec it accepted: it still follows its
+        DGD, and observedGeneration stays where it was so the rejection stays visible.
+        """
+        accepted = _load_json(ctx.annotations.get(ACCEPTED_SPEC_ANNOTATION))
+        new = ctx.spec
+        if isinstance(accepted, dict):
+            changed = {k for k in set(accepted) | set(new) if accepted.get(k) != new.get(k)}
+            flip = accepted.get("autoApply") is False and new.get("autoApply") is not False
+            allowed = (
+                accepted.get("autoApply") is False
+                and ctx.phase in ("Profiling", "Ready")
+                and changed <= {"autoApply", "runtimeVersionOverride"}
+                and not (flip and ctx.phase == "Profiling")
+            )
+            if allowed:
+                ctx.obj = await self._write.metadata(
+                    ctx.obj, annotations={ACCEPTED_SPEC_ANNOTATION: _dump_json(new)}
+                )
+                if "runtimeVersionOverride" in changed:
+                    # The generated DGD carries the runtime version: generate it again.
+                    return await self._start_profiling(ctx)
+                await self._commit(ctx, "Deploying" if flip else ctx.phase)
+                return Result(requeue=flip)
+            ctx.spec = copy.deepcopy(accepted)
+        if self._rejected.get(ctx.key) != ctx.generation:
+            self._rejected[ctx.key] = ctx.generation
+            await self._event(
+                ctx, "Warning", "SpecChangeRejected", SPEC_CHANGE_REJECTED.format(phase=ctx.phase)
+            )
+        ctx.generation = observed
+        return None
+
+    # ---- phases -------------------------------------------------------------------------------
+
+    async def _pending(self, ctx: Ctx) -> Result:
+        observed = int(ctx.status.get("observedGeneration") or 0)
+        if observed != ctx.generation:
+            # The image is defaulted by the controller (upstream: by a mutating webhook), so the
+            # spec is validated as the profiler will see it.
+            defaulted = {**ctx.obj, "spec": {"image": self._config.default_image, **ctx.spec}}
+            _, errors = validate_dgdr(defaulted)
+            if errors:
+                message = "; ".join(str(e) for e in errors)
+                set_condition(
+                    ctx.status, "Validation", "False", "ValidationFailed", message, ctx.generation
+                )
+                return await self._fail(ctx, ("ValidationFailed", message))
+            set_condition(
+                ctx.status,
+                "Validation",
+                "True",
+                "ValidationPassed",
+                "DGDR spec validation passed",
+                ctx.generation,
+            )
+            set_condition(
+                ctx.status,
+                "Profiling",
+                "False",
+                "DiscoveringHardware",
+                "Discovering GPU hardware and preparing profiling",
+                ctx.generation,
+            )
+            await self._commit(ctx, "Pending")
+            await self._event(ctx, "Normal", "Initialized", "DGDR validated and initialized")
+            return Result(requeue=True)
+        return await self._start_profiling(ctx)
+
+    async def _profiling_spec(self, ctx: Ctx) -> JSON | str:
+        """The spec the profiler gets (hardware discovered, image defaulted), or why it can't."""
+        spec = copy.deepcopy(ctx.spec)
+        spec.setdefault("image", self._config.default_image)
+        hardware = spec.get("hardware") or {}
+        if needs_discovery(hardware):
+            if self._nodes is None:
+                if not hardware.get("gpuSku"):
+                    return (
+                        "GPU discovery is disabled and spec.hardware.gpuSku is not set; set "
+                        "spec.hardware.gpuSku, numGpusPerNode and totalGpus"
+                    )
+            else:
+                try:
+                    found = discover(self._nodes.list(), hardware.get("gpuSku"))
+                    spec["hardware"] = enrich(hardware, found)
+                except DiscoveryError as e:
+                    if not hardware.get("gpuSku"):
+                        return f"GPU hardware discovery failed: {e}"
+        cache = spec.get("modelCache") or {}
+        if cache.get("pvcName"):
+            try:
+                await self._client.get(PVCS, cache["pvcName"], ctx.namespace)
+            except ApiError as e:
+                if e.status == 404:
+                    return (
+                        f"spec.modelCache.pvcName: PersistentVolumeClaim {cache['pvcName']!r} "
+                        f"not found in namespace {ctx.namespace!r}"
+                    )
+                raise
+        return spec
+
+    async def _start_profiling(self, ctx: Ctx) -> Result:
+        spec = await self._profiling_spec(ctx)
+        if isinstance(spec, str):
+            set_condition(
+                ctx.status, "Profiling", "False", "JobCreationFailed", spec, ctx.generation
+            )
+            return await self._fail(ctx, ("ProfilingJobFailed", spec))
+        finalizers = list(ctx.obj["metadata"].get("finalizers") or [])
+        if api.FINALIZER not in finalizers:
+            finalizers.append(api.FINALIZER)
+        ctx.obj = await self._write.metadata(
+            ctx.obj,
+            finalizers=finalizers,
+            annotations={ACCEPTED_SPEC_ANNOTATION: _dump_json(ctx.spec)},
+        )
+        self._profiles.start(ctx.key, ctx.generation, spec, name=ctx.name, namespace=ctx.namespace)
+        ctx.status["profilingPhase"] = "Initializing"
+        set_condition(
+            ctx.status,
+            "Profiling",
+            "False",
+            "Initializing",
+            "Profiling started in the controller's worker pool",
+            ctx.generation,
+        )
+        await self._commit(ctx, "Profiling")
+        await self._event(
+            ctx,
+            "Normal",
+            "ProfilingJobCreated",
+            "Profiling started in the controller's worker pool",
+        )
+        return Result()
+
+    async def _profiling(self, ctx: Ctx) -> Result:
+        outcome = self._profiles.take(ctx.key, ctx.generation)
+        if outcome is None:
+            if not self._profiles.running(ctx.key, ctx.generation):
+                # A new leader, or a restart: nothing is running for this DGDR, so run it again.
+                return await self._start_profiling(ctx)
+            progress = self._profiles.progress.get(ctx.key)
+            if progress is not None and progress.generation == ctx.generation:
+                reason = "Completed" if progress.phase == "Done" else progress.phase
+                ctx.status["profilingPhase"] = progress.phase
+                set_condition(
+                    ctx.status,
+                    "Profiling",
+                    "False",
+                    reason,
+                    progress.message or f"Profiling: {progress.phase}",
+                    ctx.generation,
+                )
+            elif (get_condition(ctx.status, "Profiling") or {}).get("reason") == "Initializing":
+                set_condition(
+                    ctx.status,
+                    "Profiling",
+                    "False",
+                    "ProfilingRunning",
+                    "Profiling is in progress",
+                    ctx.generation,
+                )
+            await self._commit(ctx, "Profiling")
+            return Result()
+        strategy = str(ctx.spec.get("searchStrategy") or "rapid")
+        backend = str(ctx.spec.get("backend") or "auto")
+        if outcome.error is not None:
+            dgdr_metrics.observe_profile(backend, strategy, outcome.seconds, "failed")
+            phase = ctx.status.get("profilingPhase") or ""
+            reason = f"{phase}Failed" if phase else "ProfilingFailed"
+            err = outcome.error
+            message = str(err) if isinstance(err, ProfilerError) else f"{type(err).__name__}: {err}"
+            set_condition(ctx.status, "Profiling", "False", reason, message, ctx.generation)
+            ctx.status["phase"] = "Failed"
+            await self._commit_keep_subphase(ctx)
+            await self._event(ctx, "Warning", "ProfilingJobFailed", f"profiling failed: {message}")
+            return Result()
+        dgdr_metrics.observe_profile(backend, strategy, outcome.seconds, "succeeded")
+        return await self._spec_generated(ctx, outcome.result)
+
+    async def _commit_keep_subphase(self, ctx: Ctx) -> None:
+        """Failed, but keep profilingPhase so users see where profiling died (upstream does)."""
+        sub = ctx.status.get("profilingPhase")
+        set_phase(ctx.status, "Failed", ctx.generation)
+        if sub:
+            ctx.status["profilingPhase"] = sub
+        ctx.obj = await self._write.status(ctx.obj, ctx.status)
+
+    async def _spec_generated(self, ctx: Ctx, result: Any) -> Result:
+        dgd = copy.deepcopy(result.dgd)
+        configmaps = [copy.deepcopy(c) for c in result.configmaps]
+        labels = {
+            api.LABEL_DGDR_NAME: ctx.name,
+            api.LABEL_DGDR_NAMESPACE: ctx.namespace,
+            api.LABEL_MANAGED_BY: api.MANAGED_BY,
+        }
+        for o in [dgd, *configmaps]:
+            o.setdefault("metadata", {}).setdefault("labels", {}).update(labels)
+            o["metadata"]["namespace"] = ctx.namespace
+        dgd_yaml = yaml.safe_dump(dgd, sort_keys=False)
+        extra_yaml = yaml.safe_dump_all(configmaps, sort_keys=False) if configmaps else ""
+        too_big = [
+            n
+            for n, v in (("generated DGD", dgd_yaml), ("planner ConfigMaps", extra_yaml))
+            if len(v.encode()) > ANNOTATION_LIMIT
+        ]
+        if too_big:
+            message = f"{' and '.join(too_big)} larger than {ANNOTATION_LIMIT} bytes"
+            set_condition(
+                ctx.status, "SpecGenerated", "False", "GenerationFailed", message, ctx.generation
+            )
+            return await self._fail(ctx, ("GenerationFailed", message))
+        annotations: dict[str, str | None] = {api.ANNOTATION_GENERATED_DGD_SPEC: dgd_yaml}
+        if extra_yaml:
+            annotations[api.ANNOTATION_ADDITIONAL_RESOURCES] = extra_yaml
+        ctx.obj = await self._write.metadata(ctx.obj, annotations=annotations)
+        for cm in configmaps:
+            await self._ensure_configmap(ctx, cm)
+        ctx.status["dgdName"] = dgd["metadata"]["name"]
+        ctx.status["profilingResults"] = {"selectedConfig": dgd}
+        set_condition(
+            ctx.status,
+            "Profiling",
+            "True",
+            "ProfilingCompleted",
+            "Profiling completed successfully",
+            ctx.generation,
+        )
+        spec_message = (
+            "DynamoGraphDeployment spec generated successfully"
+            if ctx.auto_apply
+            else f"Generated spec is available in annotation {api.ANNOTATION_GENERATED_DGD_SPEC}"
+        )
+        set_condition(
+            ctx.status, "SpecGenerated", "True", "SpecGenerated", spec_message, ctx.generation
+        )
+        next_phase = "Deploying" if ctx.auto_apply else "Ready"
+        await self._commit(ctx, next_phase)
+        await self._event(ctx, "Normal", "SpecGenerated", spec_message)
+        return Result(requeue=next_phase == "Deploying")
+
+    async def _ensure_configmap(self, ctx: Ctx, cm: JSON) -> None:
+        from controller.machinery.client import CONFIGMAPS
+
+        try:
+            await self._client.create(CONFIGMAPS, cm, ctx.namespace)
+        except ApiError as e:
+            if e.status == 409:
+                return
+            await self._event(
+                ctx,
+                "Warning",
+                "ConfigMapCreationFailed",
+                f"ConfigMap {cm['metadata'].get('name')}: {e.message}",
+            )
+
+    async def _ready(self, ctx: Ctx) -> Result:
+        await self._commit(ctx, "Ready")
+        return Result()
+
+    async def _failed(self, ctx: Ctx) -> Result:
+        await self._commit_keep_subphase(ctx)
+        return Result()
+
+    async def _get_dgd(self, ctx: Ctx) -> JSON | None:
+        name = ctx.status.get("dgdName")
+        if not name:
+            return None
+        found = self._dgds.get(f"{ctx.namespace}/{name}")
+        if found is not None:
+            return found
+        # An adopted DGD need not carry our labels, so it may be outside the informer's selection.
+        try:
+            return await self._client.get(api.DGD_RESOURCE, name, ctx.namespace)
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def _deploying(self, ctx: Ctx) -> Result:
+        if not ctx.auto_apply:
+            await self._commit(ctx, "Ready")
+            return Result()
+        dgd = await self._get_dgd(ctx)
+        generated = ctx.annotations.get(api.ANNOTATION_GENERATED_DGD_SPEC)
+        if dgd is None:
+            if generated:
+                return await self._create_dgd(ctx, generated)
+            return await self._dgd_deleted(ctx)
+        return await self._follow(ctx, dgd, deployed=False)
+
+    async def _create_dgd(self, ctx: Ctx, generated: str) -> Result:
+        body = yaml.safe_load(generated)
+        name = body["metadata"]["name"]
+        body["metadata"]["namespace"] = ctx.namespace
+        body["metadata"].setdefault("labels", {}).update(
+            {
+                api.LABEL_DGDR_NAME: ctx.name,
+                api.LABEL_DGDR_NAMESPACE: ctx.namespace,
+                api.LABEL_MANAGED_BY: api.MANAGED_BY,
+            }
+        )
+        try:
+            await self._client.create(api.DGD_RESOURCE, body, ctx.namespace)
+            message = f"DGD {name} created, waiting for Ready"
+        except ApiError as e:
+            if e.status in (400, 403, 422):
+                message = f"DGD {name} was rejected by the API server: {e.message}"
+                set_condition(
+                    ctx.status,
+                    "DeploymentReady",
+                    "False",
+                    "DeploymentRejected",
+                    message,
+                    ctx.generation,
+                )
+                return await self._fail(ctx, ("DeploymentCreationFailed", message))
+            if e.status != 409:
+                raise
+            message = f"DGD {name} already exists; adopted it, waiting for Ready"
+        ctx.status["dgdName"] = name
+        set_condition(
+            ctx.status, "DeploymentReady", "False", "DeploymentCreated", message, ctx.generation
+        )
+        await self._commit(ctx, "Deploying")
+        await self._event(ctx, "Normal", "DeploymentCreated", message)
+        return Result()
+
+    async def _dgd_deleted(self, ctx: Ctx) -> Result:
+        name = ctx.status.pop("dgdName", None) or "(unknown)"
+        ctx.status.pop("deploymentInfo", None)
+        message = (
+            f"DGD {name} was deleted. DGDR will not recreate it; "
+            "delete and recreate the DGDR to deploy again"
+        )
+        set_condition(
+            ctx.status, "DeploymentReady", "False", "DeploymentDeleted", message, ctx.generation
+        )
+        return await self._fail(ctx, ("DeploymentDeleted", message))
+
+    async def _deployed(self, ctx: Ctx) -> Result:
+        dgd = await self._get_dgd(ctx)
+        if dgd is None:
+            return await self._dgd_deleted(ctx)
+        return await self._follow(ctx, dgd, deployed=True)
+
+    async def _follow(self, ctx: Ctx, dgd: JSON, *, deployed: bool) -> Result:
+        name = dgd["metadata"]["name"]
+        if ctx.annotations.get(api.ANNOTATION_GENERATED_DGD_SPEC):
+            # The DGD is observed: from now on its absence means the user deleted it.
+            ctx.obj = await self._write.metadata(
+                ctx.obj, annotations={api.ANNOTATION_GENERATED_DGD_SPEC: ""}
+            )
+        dgd_status = dgd.get("status") or {}
+        state = str(dgd_status.get("state") or "initializing")
+        ctx.status["deploymentInfo"] = deployment_info(dgd_status)
+        if state == "successful":
+            set_condition(
+                ctx.status,
+                "DeploymentReady",
+                "True",
+                "DeploymentReady",
+                f"DGD {name} is ready",
+                ctx.generation,
+            )
+            await self._commit(ctx, "Deployed")
+            if not deployed:
+                await self._event(ctx, "Normal", "DeploymentReady", f"DGD {name} is ready")
+            return Result()
+        current = (get_condition(ctx.status, "DeploymentReady") or {}).get("reason")
+        if deployed or current == "DeploymentDegraded":
+            message = f"DGD {name} is in {state} state (was ready)"
+            set_condition(
+                ctx.status,
+                "DeploymentReady",
+                "False",
+                "DeploymentDegraded",
+                message,
+                ctx.generation,
+            )
+            await self._commit(ctx, "Deploying")
+            if deployed:
+                await self._event(ctx, "Warning", "DeploymentDegraded", message)
+            return Result()
+        set_condition(
+            ctx.status,
+            "DeploymentReady",
+            "False",
+            "DeploymentInProgress",
+            f"DGD {name} is in {state} state",
+            ctx.generation,
+        )
+        await self._commit(ctx, "Deploying")
+        return Result()
+
+
+def deployment_info(dgd_status: JSON) -> dict[str, int]:
+    """Replica counts summed over the DGD's services (v1alpha1) or components (v1beta1)."""
+    parts = dgd_status.get("services") or dgd_status.get("components") or {}
+    values = parts.values() if isinstance(parts, dict) else parts
+    replicas = available = 0
+    for s in values:
+        if isinstance(s, dict):
+            replicas += int(s.get("replicas") or 0)
+            available += int(s.get("availableReplicas") or 0)
+    return {"replicas": replicas, "availableReplicas": available}
+
+
+def _dump_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _load_json(text: str | None) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None

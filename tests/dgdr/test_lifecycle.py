@@ -1,0 +1,365 @@
+"""The DGDR lifecycle of dgdr-spec.md section 1.2, on the real control plane.
+
+The controller runs as a process; the test plays the Dynamo operator by writing the DGD's status.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tests.conftest import Kubectl
+from tests.dgdr.conftest import (
+    SMALL,
+    ControllerProcess,
+    condition,
+    dgdr_manifest,
+    events_for,
+    get_json,
+    wait_for,
+    wait_phase,
+)
+
+pytestmark = pytest.mark.cluster
+
+
+def set_dgd_state(
+    kubectl: Kubectl, name: str, namespace: str, state: str, replicas: int = 1
+) -> None:
+    """What the Dynamo operator would write: the DGD's state and its services' replicas."""
+    dgd = get_json(kubectl, "dgd", name, namespace)
+    services = {
+        s: {"replicas": replicas, "availableReplicas": replicas if state == "successful" else 0}
+        for s in dgd["spec"]["services"]
+    }
+    patch = json.dumps({"status": {"state": state, "services": services}})
+    kubectl(
+        "patch",
+        "dgd",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        patch,
+        namespace=namespace,
+    )
+
+
+def test_autoapply_false_stops_at_ready(
+    controller: ControllerProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=dgdr_manifest("ready", **SMALL, autoApply=False),
+        namespace=namespace,
+    )
+    obj = wait_phase(kubectl, "ready", namespace, "Ready")
+    kubectl("wait", "--for=condition=Succeeded", "dgdr/ready", "--timeout=30s", namespace=namespace)
+    status = obj["status"]
+    assert status["observedGeneration"] == obj["metadata"]["generation"]
+    assert "profilingPhase" not in status
+    assert (condition(obj, "Validation")["status"], condition(obj, "Validation")["reason"]) == (
+        "True",
+        "ValidationPassed",
+    )
+    assert condition(obj, "Profiling")["reason"] == "ProfilingCompleted"
+    spec_generated = condition(obj, "SpecGenerated")
+    assert (spec_generated["status"], spec_generated["reason"]) == ("True", "SpecGenerated")
+    assert "nvidia.com/generated-dgd-spec" in spec_generated["message"]
+    succeeded = condition(obj, "Succeeded")
+    assert (succeeded["status"], succeeded["reason"]) == ("True", "SpecGenerated")
+    for c in status["conditions"]:
+        assert c["observedGeneration"] == obj["metadata"]["generation"]
+
+    dgd = status["profilingResults"]["selectedConfig"]
+    assert dgd["kind"] == "DynamoGraphDeployment" and dgd["metadata"]["name"] == "ready-dgd"
+    assert status["dgdName"] == "ready-dgd"
+    annotated = yaml.safe_load(obj["metadata"]["annotations"]["nvidia.com/generated-dgd-spec"])
+    assert annotated["spec"] == dgd["spec"]
+    assert "nvidia.com/finalizer" in obj["metadata"]["finalizers"]
+    # autoApply false: nothing is deployed.
+    assert kubectl("get", "dgd", "ready-dgd", namespace=namespace, check=False).returncode != 0
+
+    reasons = [r for _, r, _ in events_for(kubectl, "ready", namespace)]
+    for expected in ("Initialized", "ProfilingJobCreated", "SpecGenerated"):
+        assert expected in reasons
+    described = kubectl("describe", "dgdr", "ready", namespace=namespace).stdout
+    assert "SpecGenerated" in described and "Initialized" in described
+
+    table = kubectl("get", "dgdr", "ready", namespace=namespace).stdout.splitlines()
+    header = table[0].split()
+    for column in ("MODEL", "BACKEND", "PHASE", "PROFILING", "REASON", "DGD"):
+        assert column in header
+    assert "Ready" in table[1] and "ready-dgd" in table[1] and "SpecGenerated" in table[1]
+
+
+def test_deploys_follows_health_and_never_recreates(
+    controller: ControllerProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    kubectl("apply", "-f", "-", input=dgdr_manifest("svc", **SMALL), namespace=namespace)
+    obj = wait_phase(kubectl, "svc", namespace, "Deploying")
+    dgd = wait_for(
+        "DGD created",
+        lambda: (
+            get_json(kubectl, "dgd", "svc-dgd", namespace)
+            if kubectl("get", "dgd", "svc-dgd", namespace=namespace, check=False).returncode == 0
+            else None
+        ),
+    )
+    labels = dgd["metadata"]["labels"]
+    assert labels["dgdr.nvidia.com/name"] == "svc"
+    assert labels["dgdr.nvidia.com/namespace"] == namespace
+    assert not dgd["metadata"].get("ownerReferences")
+    obj = wait_for(
+        "DeploymentReady reason",
+        lambda: (
+            o := get_json(kubectl, "dgdr", "svc", namespace),
+            condition(o, "DeploymentReady")["reason"]
+            in ("DeploymentCreated", "DeploymentInProgress")
+            and o,
+        )[1],
+    )
+    assert condition(obj, "Succeeded")["reason"] == "Deploying"
+
+    set_dgd_state(kubectl, "svc-dgd", namespace, "successful", replicas=2)
+    obj = wait_phase(kubectl, "svc", namespace, "Deployed")
+    kubectl("wait", "--for=condition=Succeeded", "dgdr/svc", "--timeout=30s", namespace=namespace)
+    ready = condition(obj, "DeploymentReady")
+    assert (ready["status"], ready["reason"]) == ("True", "DeploymentReady")
+    assert (condition(obj, "Succeeded")["status"], condition(obj, "Succeeded")["reason"]) == (
+        "True",
+        "Deployed",
+    )
+    n_services = len(dgd["spec"]["services"])
+    assert obj["status"]["deploymentInfo"] == {
+        "replicas": 2 * n_services,
+        "availableReplicas": 2 * n_services,
+    }
+
+    set_dgd_state(kubectl, "svc-dgd", namespace, "failed")
+    obj = wait_phase(kubectl, "svc", namespace, "Deploying")
+    assert condition(obj, "DeploymentReady")["reason"] == "DeploymentDegraded"
+    set_dgd_state(kubectl, "svc-dgd", namespace, "successful")
+    wait_phase(kubectl, "svc", namespace, "Deployed")
+
+    kubectl("delete", "dgd", "svc-dgd", namespace=namespace)
+    obj = wait_phase(kubectl, "svc", namespace, "Failed")
+    deleted = condition(obj, "DeploymentReady")
+    assert deleted["reason"] == "DeploymentDeleted"
+    assert "dgdName" not in obj["status"] and "deploymentInfo" not in obj["status"]
+    assert condition(obj, "Succeeded")["reason"] == "DeploymentDeleted"
+    reasons = [r for _, r, _ in events_for(kubectl, "svc", namespace)]
+    for expected in (
+        "DeploymentCreated",
+        "DeploymentReady",
+        "DeploymentDegraded",
+        "DeploymentDeleted",
+    ):
+        assert expected in reasons
+    # Not recreated.
+    assert kubectl("get", "dgd", "svc-dgd", namespace=namespace, check=False).returncode != 0
+
+
+def test_autoapply_flip_from_ready_deploys(
+    controller: ControllerProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=dgdr_manifest("flip", **SMALL, autoApply=False),
+        namespace=namespace,
+    )
+    wait_phase(kubectl, "flip", namespace, "Ready")
+    kubectl(
+        "patch",
+        "dgdr",
+        "flip",
+        "--type=merge",
+        "-p",
+        '{"spec":{"autoApply":true}}',
+        namespace=namespace,
+    )
+    obj = wait_phase(kubectl, "flip", namespace, "Deploying")
+    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+    wait_for(
+        "DGD created after the flip",
+        lambda: kubectl("get", "dgd", "flip-dgd", namespace=namespace, check=False).returncode == 0,
+    )
+
+
+def test_other_spec_changes_are_rejected(
+    controller: ControllerProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=dgdr_manifest("frozen", **SMALL, autoApply=False),
+        namespace=namespace,
+    )
+    before = wait_phase(kubectl, "frozen", namespace, "Ready")
+    res = kubectl(
+        "patch",
+        "dgdr",
+        "frozen",
+        "--type=merge",
+        "-p",
+        '{"spec":{"workload":{"isl":8000}}}',
+        namespace=namespace,
+        check=False,
+    )
+    if res.returncode != 0:
+        # The CRD's own rule refused it at admission: the object is unchanged.
+        assert "spec" in res.stderr
+        after = get_json(kubectl, "dgdr", "frozen", namespace)
+        assert after["metadata"]["generation"] == before["metadata"]["generation"]
+        return
+    wait_for(
+        "SpecChangeRejected event",
+        lambda: any(
+            r == "SpecChangeRejected" for _, r, _ in events_for(kubectl, "frozen", namespace)
+        ),
+    )
+    after = get_json(kubectl, "dgdr", "frozen", namespace)
+    assert after["status"]["phase"] == "Ready"
+    assert after["status"]["observedGeneration"] == before["metadata"]["generation"]
+
+
+def test_unknown_model_fails_validation_naming_the_field(
+    controller: ControllerProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    spec = {**SMALL, "model": "acme/no-such-model-13b"}
+    kubectl("apply", "-f", "-", input=dgdr_manifest("bad", **spec), namespace=namespace)
+    obj = wait_phase(kubectl, "bad", namespace, "Failed")
+    validation = condition(obj, "Validation")
+    assert (validation["status"], validation["reason"]) == ("False", "ValidationFailed")
+    assert "spec.model" in validation["message"]
+    succeeded = condition(obj, "Succeeded")
+    assert succeeded["reason"] == "ValidationFailed"
+    assert succeeded["message"].startswith("Validation failed: ")
+    assert ("Warning", "ValidationFailed") in {
+        (t, r) for t, r, _ in events_for(kubectl, "bad", namespace)
+    }
+
+
+def test_thorough_is_refused_not_run_as_rapid(
+    controller: ControllerProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=dgdr_manifest("slow", **SMALL, searchStrategy="thorough"),
+        namespace=namespace,
+    )
+    obj = wait_phase(kubectl, "slow", namespace, "Failed")
+    message = condition(obj, "Succeeded")["message"]
+    assert "thorough" in message and "not available" in message
+    assert "profilingResults" not in obj["status"]
+
+
+def test_missing_pvc_fails_naming_the_field(
+    controller: ControllerProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    spec = {**SMALL, "modelCache": {"pvcName": "nope", "pvcModelPath": "hub/x"}}
+    kubectl("apply", "-f", "-", input=dgdr_manifest("nocache", **spec), namespace=namespace)
+    obj = wait_phase(kubectl, "nocache", namespace, "Failed")
+    profiling = condition(obj, "Profiling")
+    assert profiling["reason"] == "JobCreationFailed"
+    assert "spec.modelCache.pvcName" in profiling["message"]
+
+
+def test_gpu_discovery_from_node_labels(
+    controller: ControllerProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": f"gpu-{namespace}",
+            "labels": {
+                "nvidia.com/gpu.product": "NVIDIA-H200",
+                "nvidia.com/gpu.count": "8",
+                "nvidia.com/gpu.memory": "143771",
+            },
+        },
+    }
+    kubectl("apply", "-f", "-", input=json.dumps(node))
+    try:
+        spec = {"model": "Qwen/Qwen3-0.6B", "hardware": {"gpuSku": "h200_sxm"}}
+        kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=dgdr_manifest("disc", **spec, autoApply=False),
+            namespace=namespace,
+        )
+        obj = wait_phase(kubectl, "disc", namespace, "Ready")
+        dgd = obj["status"]["profilingResults"]["selectedConfig"]
+        gpus = [
+            s.get("resources", {}).get("limits", {}).get("gpu")
+            for s in dgd["spec"]["services"].values()
+        ]
+        assert any(gpus)
+    finally:
+        kubectl("delete", "node", f"gpu-{namespace}", check=False)
+
+
+def test_no_gpu_anywhere_fails_with_guidance(
+    controller: ControllerProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=dgdr_manifest("nogpu", model="Qwen/Qwen3-0.6B"),
+        namespace=namespace,
+    )
+    obj = wait_phase(kubectl, "nogpu", namespace, "Failed")
+    message = condition(obj, "Succeeded")["message"]
+    assert "spec.hardware.gpuSku" in message
+
+
+def test_delete_leaves_dgd_and_configmaps(
+    controller: ControllerProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    spec = {**SMALL, "features": {"planner": {"optimization_target": "throughput"}}}
+    kubectl("apply", "-f", "-", input=dgdr_manifest("keep", **spec), namespace=namespace)
+    wait_phase(kubectl, "keep", namespace, "Deploying")
+    wait_for(
+        "DGD created",
+        lambda: kubectl("get", "dgd", "keep-dgd", namespace=namespace, check=False).returncode == 0,
+    )
+    cms_before = json.loads(
+        kubectl(
+            "get",
+            "configmaps",
+            "-l",
+            "dgdr.nvidia.com/name=keep",
+            "-o",
+            "json",
+            namespace=namespace,
+        ).stdout
+    )["items"]
+    kubectl("delete", "dgdr", "keep", "--timeout=30s", namespace=namespace)
+    dgd = get_json(kubectl, "dgd", "keep-dgd", namespace)
+    assert dgd["metadata"]["labels"]["dgdr.nvidia.com/name"] == "keep"
+    cms_after = json.loads(
+        kubectl(
+            "get",
+            "configmaps",
+            "-l",
+            "dgdr.nvidia.com/name=keep",
+            "-o",
+            "json",
+            namespace=namespace,
+        ).stdout
+    )["items"]
+    assert [c["metadata"]["name"] for c in cms_after] == [c["metadata"]["name"] for c in cms_before]
+    for cm in cms_after:
+        assert cm["metadata"]["labels"]["dgdr.nvidia.com/namespace"] == namespace

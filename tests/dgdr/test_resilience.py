@@ -1,0 +1,166 @@
+"""Crashes that must lose nothing: a profiling worker killed mid-profile, a leader killed mid-run.
+
+Each test runs its own controller processes watching only its namespace, with a lease of its
+own, so the faults stay inside the test.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from controller.localplane import LocalControlPlane
+from tests.conftest import Kubectl
+from tests.dgdr.conftest import (
+    SMALL,
+    ControllerProcess,
+    condition,
+    dgdr_manifest,
+    events_for,
+    phase_of,
+    wait_for,
+    wait_phase,
+)
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture
+def controllers(
+    control_plane: LocalControlPlane, crds: list[str], namespace: str, tmp_path: Path
+) -> Iterator[list[ControllerProcess]]:
+    started: list[ControllerProcess] = []
+
+    def start(*extra: str) -> ControllerProcess:
+        c = ControllerProcess(
+            control_plane,
+            tmp_path,
+            "--namespace",
+            namespace,
+            "--lease-name",
+            f"dgdr-{namespace}",
+            *extra,
+            name=f"c{len(started)}",
+        )
+        started.append(c)
+        return c
+
+    yield start  # type: ignore[misc]
+    for c in started:
+        c.stop(signal.SIGKILL if c.proc.poll() is None else signal.SIGTERM)
+    # Pool workers exit by themselves once their parent is gone.
+    wait_for("pool workers gone", lambda: not any(c.pids() for c in started), timeout=15)
+
+
+def test_worker_killed_mid_profile_still_reaches_ready(
+    controllers, kubectl: Kubectl, namespace: str
+) -> None:
+    c = controllers("--pool-size", "1")
+    c.wait_ready()
+    wait_for("leadership", c.is_leader, timeout=30)
+    workers = wait_for("pool worker", c.workers, timeout=30)
+    # Freeze the only worker so the profile is certainly mid-flight when it is killed.
+    for w in workers:
+        w.send_signal(signal.SIGSTOP)
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=dgdr_manifest("crash", **SMALL, autoApply=False),
+        namespace=namespace,
+    )
+    wait_phase(kubectl, "crash", namespace, "Profiling")
+    for w in workers:
+        w.send_signal(signal.SIGKILL)
+    obj = wait_phase(kubectl, "crash", namespace, "Ready", timeout=90)
+    assert condition(obj, "Profiling")["reason"] == "ProfilingCompleted"
+    assert all(not psutil.pid_exists(w.pid) or w.status() == psutil.STATUS_ZOMBIE for w in workers)
+    # The pool replaced the worker: it still has one.
+    assert wait_for("replacement worker", c.workers, timeout=30)
+
+
+def _audit_writers(audit_log: Path, namespace: str) -> list[tuple[str, str]]:
+    """(timestamp, user agent) of every DGDR status write in ``namespace``, in order."""
+    writes = []
+    for line in audit_log.read_text().splitlines():
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        ref = e.get("objectRef") or {}
+        if (
+            ref.get("resource") == "dynamographdeploymentrequests"
+            and ref.get("namespace") == namespace
+            and ref.get("subresource") == "status"
+            and e.get("verb") in ("update", "patch")
+            and e.get("stage") == "ResponseComplete"
+            and (e.get("responseStatus") or {}).get("code", 200) < 300
+        ):
+            writes.append((e["stageTimestamp"], e.get("userAgent", "")))
+    return sorted(writes)
+
+
+def test_leader_killed_mid_run_follower_finishes_everything(
+    controllers, control_plane: LocalControlPlane, kubectl: Kubectl, namespace: str
+) -> None:
+    a = controllers()
+    b = controllers()
+    a.wait_ready()
+    b.wait_ready()
+    leader = wait_for(
+        "one leader", lambda: next((c for c in (a, b) if c.is_leader()), None), timeout=30
+    )
+    follower = b if leader is a else a
+    assert not follower.is_leader()
+
+    names = [f"d{i}" for i in range(20)]
+    manifests = "\n---\n".join(dgdr_manifest(n, **SMALL, autoApply=False) for n in names)
+    kubectl("apply", "-f", "-", input=manifests, namespace=namespace)
+    # Kill the leader while the batch is in flight.
+    wait_for(
+        "some DGDR past Pending",
+        lambda: any(phase_of(kubectl, n, namespace) in ("Profiling", "Ready") for n in names),
+        timeout=60,
+    )
+    leader.stop(signal.SIGKILL)
+
+    for n in names:
+        wait_phase(kubectl, n, namespace, "Ready", timeout=90)
+    assert follower.is_leader()
+    for n in names[:3]:
+        assert "SpecGenerated" in [r for _, r, _ in events_for(kubectl, n, namespace)]
+
+    # Never two writers: every status write of the old leader precedes every one of the new.
+    writes = _audit_writers(control_plane.audit_log, namespace)
+    by = [ua for _, ua in writes]
+    assert any(follower.identity in ua for ua in by)
+    first_new = next(i for i, ua in enumerate(by) if follower.identity in ua)
+    assert not any(leader.identity in ua for ua in by[first_new:]), by
+
+
+def test_sigterm_hands_over_at_once(controllers, kubectl: Kubectl, namespace: str) -> None:
+    a = controllers()
+    a.wait_ready()
+    wait_for("a leads", a.is_leader, timeout=30)
+    b = controllers()
+    b.wait_ready()
+    assert a.stop(signal.SIGTERM) == 0
+    # Released on the way out, not left to expire: a no longer holds the lease once it exited.
+    lease = json.loads(
+        kubectl("get", "lease", f"dgdr-{namespace}", "-o", "json", namespace="kube-system").stdout
+    )
+    assert lease["spec"].get("holderIdentity") != a.identity
+    wait_for("b leads", b.is_leader, timeout=30)
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=dgdr_manifest("after", **SMALL, autoApply=False),
+        namespace=namespace,
+    )
+    wait_phase(kubectl, "after", namespace, "Ready")
