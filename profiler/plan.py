@@ -36,6 +36,8 @@ class PlanResult:
     configmaps: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     picking_mode: str = "default"
+    pareto: list[Candidate] = field(default_factory=list)
+    request: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -44,7 +46,9 @@ class PlanResult:
             "configs_evaluated": self.configs_evaluated,
             "elapsed_s": round(self.elapsed_s, 4),
             "picking_mode": self.picking_mode,
+            "request": self.request,
             "warnings": list(self.warnings),
+            "pareto": [c.to_json() for c in self.pareto],
             "dgd": self.dgd,
             "configmaps": self.configmaps,
         }
@@ -98,4 +102,32 @@ def plan(request: PlanRequest, progress: Progress | None = None) -> PlanResult:
         configmaps=configmaps,
         warnings=warnings,
         picking_mode=request.picking_mode,
+        pareto=result.pareto,
+        request=_summary(request),
     )
+
+
+def _summary(req: PlanRequest) -> dict[str, Any]:
+    """What was planned for, with defaults applied, so a result can be read on its own."""
+    sla: dict[str, Any] = (
+        {"e2eLatency": req.e2e_latency_ms}
+        if req.e2e_latency_ms is not None
+        else {"ttft": req.ttft_ms, "itl": req.itl_ms}
+    )
+    if req.optimization_type:
+        sla["optimizationType"] = req.optimization_type
+    workload: dict[str, Any] = {"isl": req.isl, "osl": req.osl}
+    if req.concurrency is not None:
+        workload["concurrency"] = req.concurrency
+    if req.request_rate is not None:
+        workload["requestRate"] = req.request_rate
+    return {
+        "model": req.model,
+        "quant": req.quant,
+        "backends": list(req.backends),
+        "gpuSku": req.gpu_sku,
+        "numGpusPerNode": req.num_gpus_per_node,
+        "totalGpus": req.total_gpus,
+        "workload": workload,
+        "sla": sla,
+    }

@@ -126,10 +126,14 @@ class PlanRequest:
         return cls(dgdr_name=dgdr_name, namespace=namespace, **parsed.request_kwargs)
 
 
-def validate_spec(spec: Mapping[str, Any]) -> list[FieldError]:
-    """Semantic checks of a DGDR spec (never raises): known model and SKU, budget, CRD rules."""
+def validate_spec(spec: Mapping[str, Any], *, require_hardware: bool = True) -> list[FieldError]:
+    """Semantic checks of a DGDR spec (never raises): known model and SKU, budget, CRD rules.
+
+    ``require_hardware=False`` is for a controller that validates before it discovers the
+    cluster's GPUs: a missing ``gpuSku`` is then not an error (checks that need it are skipped).
+    """
     try:
-        return _parse(spec, dgdr_name=None).errors
+        return _parse(spec, dgdr_name=None, require_hardware=require_hardware).errors
     except Exception as exc:  # a bug here must not take a reconcile down with it
         return [FieldError("spec", f"could not be checked: {exc}")]
 
@@ -235,7 +239,9 @@ class _Reader:
         return value
 
 
-def _parse(spec: Mapping[str, Any], *, dgdr_name: str | None) -> _Parsed:
+def _parse(
+    spec: Mapping[str, Any], *, dgdr_name: str | None, require_hardware: bool = True
+) -> _Parsed:
     errors: list[FieldError] = []
     r = _Reader(errors)
     if not isinstance(spec, Mapping):
@@ -290,7 +296,9 @@ def _parse(spec: Mapping[str, Any], *, dgdr_name: str | None) -> _Parsed:
     per_node = r.positive(hw, "numGpusPerNode", "spec.hardware.numGpusPerNode", integer=True)
     total = r.positive(hw, "totalGpus", "spec.hardware.totalGpus", integer=True)
     gpu: GpuSpec | None = None
-    if sku is None:
+    if sku is None and not require_hardware:
+        pass
+    elif sku is None:
         r.add(
             "spec.hardware.gpuSku",
             f"required for planning (one of {', '.join(SKUS)}); the controller discovers it "

@@ -58,6 +58,7 @@ DECODE_DERATE = 0.92  # decode slots never all busy (AIC)
 PREFILL_KEEP = 32  # best prefill rows kept per layout for rate matching (AIC: top 32)
 DECODE_KEEP = 16  # best decode rows kept per layout for rate matching (AIC: top 16)
 TOP_CANDIDATES = 10
+PARETO_POINTS = 32  # the front is thinned to this many points for the result
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,7 @@ class SearchResult:
     candidates: list[Candidate]
     configs_evaluated: int
     warnings: list[str] = field(default_factory=list)
+    pareto: list[Candidate] = field(default_factory=list)  # by tokens/s/user, ascending
 
 
 @dataclass(frozen=True)
@@ -409,7 +411,12 @@ def search(req: PlanRequest, progress: Callable[[str, str], None] | None = None)
     cands = [_candidate(req, tables, lay, cols, miss, int(i), bool(pareto[i])) for i in top]
     chosen = cands[0]
     warnings = _warnings(req, chosen, targets, miss[top[0]])
-    return SearchResult(chosen, cands, evaluated, warnings)
+    front = np.nonzero(pareto)[0]
+    front = front[np.argsort(1000.0 / cols["itl"][front])]
+    if front.size > PARETO_POINTS:
+        front = front[np.linspace(0, front.size - 1, PARETO_POINTS).round().astype(np.int64)]
+    curve = [_candidate(req, tables, lay, cols, miss, int(i), True) for i in front]
+    return SearchResult(chosen, cands, evaluated, warnings, curve)
 
 
 def _grid(n_layouts: int, batches: I64) -> tuple[I64, I64]:

@@ -229,3 +229,13 @@ def test_overrides_and_features_are_read() -> None:
 def test_validate_spec_never_raises_and_names_fields(garbage: dict[str, Any]) -> None:
     errs = validate_spec(garbage)
     assert errs and all(e.path.startswith("spec") for e in errs)
+
+
+def test_before_hardware_discovery_a_missing_sku_is_not_an_error() -> None:
+    s = {"model": "Qwen/Qwen3-8B", "image": IMAGE, "sla": {"ttft": -1, "itl": 10}}
+    assert [e.path for e in validate_spec(s, require_hardware=False)] == ["spec.sla.ttft"]
+    assert "spec.hardware.gpuSku" in paths(s)
+    unknown = {**s, "hardware": {"gpuSku": "tpu"}}
+    assert "spec.hardware.gpuSku" in {
+        e.path for e in validate_spec(unknown, require_hardware=False)
+    }
