@@ -15,12 +15,15 @@ from controller.machinery.client import (
     NAMESPACES,
     NODES,
     ApiError,
+    ClientOptions,
     KubeClient,
     Resource,
     TokenBucket,
+    TransportError,
     retry_on_conflict,
 )
 from metrics import REGISTRY
+from tests.faultproxy import FaultProxy
 
 
 def cm(
@@ -210,3 +213,110 @@ async def test_requests_are_counted(client: KubeClient, namespace: str) -> None:
     assert count("404", "GET") == before_missing + 1
     hist = REGISTRY.get_sample_value("rest_client_request_duration_seconds_count", {"verb": "list"})
     assert hist and hist >= 1
+
+
+# -- faults on the wire (through the proxy) -----------------------------------------------------
+
+
+def retries(code: str, verb: str) -> float:
+    v = REGISTRY.get_sample_value("rest_client_request_retries_total", {"code": code, "verb": verb})
+    return v or 0.0
+
+
+@pytest.mark.cluster
+@pytest.mark.asyncio
+async def test_reads_are_retried_on_throttle_and_server_errors(
+    fault_proxy: FaultProxy, client: KubeClient, namespace: str
+) -> None:
+    await client.create(CONFIGMAPS, cm("r", {"k": "v"}), namespace)
+    opts = ClientOptions(retry_base=0.01, retry_cap=0.1)
+    async with await KubeClient.connect(fault_proxy.kubeconfig, options=opts) as proxied:
+        path = rf"/namespaces/{namespace}/configmaps/r$"
+        fault_proxy.fail_next("GET", path, 500, times=2)
+        fault_proxy.fail_next("GET", path, 429, times=1, retry_after=0)
+        before_500, before_429 = retries("500", "get"), retries("429", "get")
+        got = await proxied.get(CONFIGMAPS, "r", namespace)
+        assert got["data"] == {"k": "v"}
+        assert [s.status for s in fault_proxy.seen] == [500, 500, 429, 200]
+        assert retries("500", "get") == before_500 + 2
+        assert retries("429", "get") == before_429 + 1
+
+        # Retries are bounded: a server that keeps failing surfaces as the error.
+        fault_proxy.fail_next("GET", path, 503, times=10)
+        with pytest.raises(ApiError) as err:
+            await proxied.get(CONFIGMAPS, "r", namespace)
+        assert err.value.status == 503
+        assert sum(1 for s in fault_proxy.seen if s.status == 503) == opts.max_retries + 1
+
+
+@pytest.mark.cluster
+@pytest.mark.asyncio
+async def test_writes_retry_only_when_the_server_did_not_act(
+    fault_proxy: FaultProxy, namespace: str
+) -> None:
+    opts = ClientOptions(retry_base=0.01, retry_cap=0.1)
+    async with await KubeClient.connect(fault_proxy.kubeconfig, options=opts) as proxied:
+        fault_proxy.fail_next("POST", r"/configmaps", 429, retry_after=0)
+        created = await proxied.create(CONFIGMAPS, cm("w1"), namespace)  # 429: not processed
+        assert created["metadata"]["name"] == "w1"
+        fault_proxy.fail_next("POST", r"/configmaps", 500)
+        with pytest.raises(ApiError) as err:  # 500 on a write: maybe applied, so not retried
+            await proxied.create(CONFIGMAPS, cm("w2"), namespace)
+        assert err.value.status == 500
+        posts = [s.status for s in fault_proxy.seen if s.method == "POST"]
+        assert posts == [429, 201, 500]
+
+
+@pytest.mark.cluster
+@pytest.mark.asyncio
+async def test_conflict_on_status_write_surfaces_as_409(
+    fault_proxy: FaultProxy, client: KubeClient, namespace: str
+) -> None:
+    # A real 409 from a real status subresource: Namespace/status with a stale resourceVersion.
+    stale = await client.get(NAMESPACES, namespace)
+    await client.patch(NAMESPACES, namespace, {"metadata": {"labels": {"bump": "1"}}})
+    with pytest.raises(ApiError) as err:
+        await client.replace(NAMESPACES, namespace, stale, subresource="status")
+    assert err.value.status == 409 and err.value.reason == "Conflict"
+
+    # And an injected one, never retried by the client (the status writer re-reads instead).
+    async with await KubeClient.connect(fault_proxy.kubeconfig) as proxied:
+        fresh = await proxied.get(NAMESPACES, namespace)
+        fault_proxy.fail_next("PUT", rf"/namespaces/{namespace}/status", 409, times=1)
+        with pytest.raises(ApiError) as err:
+            await proxied.replace(NAMESPACES, namespace, fresh, subresource="status")
+        assert err.value.status == 409
+        written = await proxied.replace(NAMESPACES, namespace, fresh, subresource="status")
+        assert written["metadata"]["name"] == namespace
+
+
+@pytest.mark.cluster
+@pytest.mark.asyncio
+async def test_cut_stream_and_silent_stream_end_as_transport_errors(
+    fault_proxy: FaultProxy, namespace: str
+) -> None:
+    opts = ClientOptions(watch_read_timeout=1.0)
+    async with await KubeClient.connect(fault_proxy.kubeconfig, options=opts) as proxied:
+        rv = (await proxied.list(CONFIGMAPS, namespace))["metadata"]["resourceVersion"]
+
+        async def drain() -> None:
+            async for _ in proxied.watch(
+                CONFIGMAPS, namespace, resource_version=rv, timeout_seconds=60
+            ):
+                pass
+
+        task = asyncio.create_task(drain())
+        for _ in range(200):
+            if fault_proxy.open_watches():
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the watch never opened")
+        assert "allowWatchBookmarks=true" in fault_proxy.watch_requests()[-1].path
+        fault_proxy.cut_all()
+        with pytest.raises(TransportError):
+            await asyncio.wait_for(task, 10)
+
+        fault_proxy.stall_watches()  # the client-side read bound ends a silent stream too
+        with pytest.raises(TransportError):
+            await asyncio.wait_for(drain(), 10)
