@@ -93,30 +93,37 @@ def demo(sample: str, *, keep: bool = False, timeout: float = 180.0) -> int:
         _wait_ready(port)
         _say(f"kubectl apply -n {NAMESPACE} -f {sample_path.relative_to(REPO)}")
         print(sample_path.read_text())
-        kubectl("apply", "-n", NAMESPACE, "-f", str(sample_path))
         name = json.loads(
             kubectl(
                 "apply", "-n", NAMESPACE, "-f", str(sample_path), "--dry-run=client", "-o", "json"
             )
         )["metadata"]["name"]
-        _say(f"watching dgdr/{name}")
-        seen: list[tuple[str, str]] = []
-        deadline = time.monotonic() + timeout
-        phase = ""
-        while time.monotonic() < deadline:
-            status = (
-                json.loads(kubectl("get", "dgdr", name, "-n", NAMESPACE, "-o", "json")).get(
-                    "status"
-                )
-                or {}
-            )
-            phase, sub = status.get("phase", "Pending"), status.get("profilingPhase", "")
-            if not seen or seen[-1] != (phase, sub):
-                seen.append((phase, sub))
-                print(f"  phase={phase:<10} profilingPhase={sub}", flush=True)
-            if phase in ("Deployed", "Ready", "Failed"):
-                break
-            time.sleep(0.1)
+        # Every status write reaches a watch, so a watch shows phases that last milliseconds.
+        columns = (
+            "custom-columns=NAME:.metadata.name,PHASE:.status.phase,"
+            "PROFILING:.status.profilingPhase,"
+            'REASON:.status.conditions[?(@.type=="Succeeded")].reason,DGD:.status.dgdName'
+        )
+        watch = subprocess.Popen(
+            [
+                plane.kubectl_path,
+                "--kubeconfig",
+                plane.kubeconfig,
+                "get",
+                "dgdr",
+                "-n",
+                NAMESPACE,
+                "--watch",
+                "-o",
+                columns,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        procs.append(watch)  # type: ignore[arg-type]
+        kubectl("apply", "-n", NAMESPACE, "-f", str(sample_path))
+        _say(f"kubectl get dgdr --watch   (every status change of dgdr/{name})")
+        phase = _follow(watch, timeout)
         _say("kubectl get dgdr")
         print(kubectl("get", "dgdr", "-n", NAMESPACE))
         _say("kubectl get dgd")
@@ -144,6 +151,34 @@ def demo(sample: str, *, keep: bool = False, timeout: float = 180.0) -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
         plane.stop()
+
+
+def _follow(watch: subprocess.Popen[str], timeout: float) -> str:
+    """Print the watch's distinct lines until the DGDR reaches a phase it rests in."""
+    assert watch.stdout is not None
+    done = threading.Event()
+    phase = ""
+
+    def read() -> None:
+        nonlocal phase
+        last = ""
+        assert watch.stdout is not None
+        for line in watch.stdout:
+            line = line.rstrip()
+            if line and line != last:
+                print(" ", line, flush=True)
+                last = line
+            fields = line.split()
+            if len(fields) > 1 and fields[1] in ("Deployed", "Ready", "Failed"):
+                phase = fields[1]
+                done.set()
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    done.wait(timeout)
+    watch.terminate()
+    return phase
 
 
 def _wait_ready(port: int, timeout: float = 60.0) -> None:

@@ -44,7 +44,7 @@ async def run_standin(
         try:
             listing = await client.list(DGD_RESOURCE, namespace)
         except ApiError as e:
-            log.warning("stand-in Dynamo operator: list failed: %s", e)
+            log.warning("list failed: %s", e)
             await asyncio.sleep(poll)
             continue
         now = time.monotonic()
@@ -71,9 +71,9 @@ async def run_standin(
                 await client.replace(
                     DGD_RESOURCE, meta["name"], body, meta["namespace"], subresource="status"
                 )
-                log.info("stand-in Dynamo operator: DGD %s is now successful", key)
+                log.info("DGD %s is now successful", key)
             except ApiError as e:
-                log.warning("stand-in Dynamo operator: status write for %s failed: %s", key, e)
+                log.warning("status write for %s failed: %s", key, e)
         await asyncio.sleep(poll)
 
 
