@@ -310,3 +310,26 @@ async def test_recovers_from_apiserver_restart(
             )
             task_done = True
         assert task_done
+
+
+@pytest.mark.cluster
+@pytest.mark.asyncio
+async def test_server_closed_watches_are_resumed_without_loss(
+    fault_proxy: FaultProxy, kubeconfig: str, namespace: str
+) -> None:
+    # The server ends each watch after 1-2 s; every reopen must resume from the last version.
+    cfg = InformerConfig(watch_timeout=1, backoff_base=0.05, backoff_cap=0.5)
+    async with connected(fault_proxy.kubeconfig) as client, connected(kubeconfig) as direct:
+        informer = Informer(client, CONFIGMAPS, namespace=namespace, config=cfg)
+        rec = Recorder()
+        informer.add_handler(rec)
+        async with running(informer):
+            for i in range(12):
+                await direct.create(CONFIGMAPS, cm(f"t{i}"), namespace)
+                await asyncio.sleep(0.3)
+            await wait_until(lambda: rec.of("t11") == ["ADDED"], "last object")
+            assert rec.events == [("ADDED", f"t{i}") for i in range(12)]
+            watches = fault_proxy.watch_requests()
+            assert len(watches) >= 3  # the stream really was recycled meanwhile
+            assert all("allowWatchBookmarks=true" in w.path for w in watches)
+            assert all("resourceVersion=" in w.path for w in watches)
