@@ -57,6 +57,7 @@ PREFILL_DERATE = 0.9  # pipeline bubbles between prefill and decode (AIC)
 DECODE_DERATE = 0.92  # decode slots never all busy (AIC)
 PREFILL_KEEP = 32  # best prefill rows kept per layout for rate matching (AIC: top 32)
 DECODE_KEEP = 16  # best decode rows kept per layout for rate matching (AIC: top 16)
+MAX_RATE_MATCH_WORK = 4_000_000  # (pair, x, y) cells per backend before keeps are halved
 TOP_CANDIDATES = 10
 PARETO_POINTS = 32  # the front is thinned to this many points for the result
 
@@ -363,8 +364,15 @@ def search(req: PlanRequest, progress: Callable[[str, str], None] | None = None)
         evaluated += int(pli.size + dli.size)
         p_rate = pb * 1000.0 / pttft  # requests/s of one prefill worker
         d_rate = db * 1000.0 / (dtpot * max(osl - 1, 1))  # requests/s of one decode worker
-        psel = _keep_per_layout(pli, p_rate / lay_gpus[pli], pttft, targets, "ttft", PREFILL_KEEP)
-        dsel = _keep_per_layout(dli, d_rate / lay_gpus[dli], dtpot, targets, "itl", DECODE_KEEP)
+        # Large budgets make every x:y ratio fit; fewer rows per layout keep the cost bounded.
+        ratios = min(total * total // 4 + total, MAX_WORKERS_PER_ROLE**2)
+        pkeep, dkeep = PREFILL_KEEP, DECODE_KEEP
+        while True:
+            psel = _keep_per_layout(pli, p_rate / lay_gpus[pli], pttft, targets, "ttft", pkeep)
+            dsel = _keep_per_layout(dli, d_rate / lay_gpus[dli], dtpot, targets, "itl", dkeep)
+            if psel.size * dsel.size * ratios <= MAX_RATE_MATCH_WORK or pkeep == dkeep == 1:
+                break
+            pkeep, dkeep = max(pkeep // 2, 1), max(dkeep // 2, 1)
         pi, di = (a.ravel() for a in np.meshgrid(psel, dsel, indexing="ij"))
         prefill_t = {"li": pli, "b": pb, "ttft": pttft, "rate": p_rate}
         decode_t = {"li": dli, "b": db, "tpot": dtpot, "rate": d_rate}
