@@ -1,0 +1,225 @@
+"""What `kubectl apply -k deploy/` and the Helm chart install, checked offline.
+
+The kustomize build and the rendered chart (release name dgdr-controller) must install the same
+objects with the same RBAC rules, pod security and probes; the API server's verdict on both is
+tests/deploy/test_install.py.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from controller.localplane.binaries import find_kubectl
+
+from .tools import CHART, DEPLOY, MONITORING, helm, load_all, run
+
+Obj = dict[str, Any]
+Key = tuple[str, str, str]
+
+EXPECTED: set[Key] = {
+    ("Namespace", "", "dgdr-system"),
+    ("CustomResourceDefinition", "", "dynamographdeploymentrequests.nvidia.com"),
+    ("ServiceAccount", "dgdr-system", "dgdr-controller"),
+    ("ClusterRole", "", "dgdr-controller"),
+    ("ClusterRole", "", "dgdr-controller-nodes"),
+    ("ClusterRoleBinding", "", "dgdr-controller"),
+    ("ClusterRoleBinding", "", "dgdr-controller-nodes"),
+    ("Role", "dgdr-system", "dgdr-controller-leader-election"),
+    ("RoleBinding", "dgdr-system", "dgdr-controller-leader-election"),
+    ("Deployment", "dgdr-system", "dgdr-controller"),
+    ("PodDisruptionBudget", "dgdr-system", "dgdr-controller"),
+    ("Service", "dgdr-system", "dgdr-controller-metrics"),
+    ("ServiceMonitor", "dgdr-system", "dgdr-controller"),
+    ("PrometheusRule", "dgdr-system", "dgdr-controller"),
+    ("ConfigMap", "dgdr-system", "dgdr-controller-dashboard"),
+}
+
+
+def key(obj: Obj) -> Key:
+    meta = obj["metadata"]
+    return (obj["kind"], meta.get("namespace", ""), meta["name"])
+
+
+def by_key(objs: list[Obj]) -> dict[Key, Obj]:
+    return {key(o): o for o in objs}
+
+
+@pytest.fixture(scope="module")
+def kustomized() -> dict[Key, Obj]:
+    return by_key(load_all(run(str(find_kubectl()), "kustomize", str(DEPLOY))))
+
+
+def render(
+    *values: str,
+    release: str = "dgdr-controller",
+    namespace: str = "dgdr-system",
+    flags: tuple[str, ...] = (),
+) -> str:
+    args = [helm(), "template", release, str(CHART), "-n", namespace, "--kube-version", "1.36.3"]
+    for value in values:
+        args += ["--set", value]
+    return run(*args, *flags)
+
+
+@pytest.fixture(scope="module")
+def helmed() -> dict[Key, Obj]:
+    # --include-crds: `helm install` applies crds/ first; `helm template` prints them only if asked
+    return by_key(load_all(render("createNamespace=true", flags=("--include-crds",))))
+
+
+def test_kustomize_builds_exactly_the_expected_objects(kustomized: dict[Key, Obj]) -> None:
+    assert set(kustomized) == EXPECTED
+    crds = [k for k in kustomized if k[0] == "CustomResourceDefinition"]
+    assert crds == [("CustomResourceDefinition", "", "dynamographdeploymentrequests.nvidia.com")]
+
+
+def container(objs: dict[Key, Obj], name: str = "dgdr-controller") -> Obj:
+    dep = objs[("Deployment", "dgdr-system", name)]
+    (only,) = dep["spec"]["template"]["spec"]["containers"]
+    result: Obj = only
+    return result
+
+
+def test_deployment_is_hardened_and_leader_elected(kustomized: dict[Key, Obj]) -> None:
+    dep = kustomized[("Deployment", "dgdr-system", "dgdr-controller")]
+    pod = dep["spec"]["template"]["spec"]
+    assert dep["spec"]["replicas"] == 2
+    assert pod["serviceAccountName"] == "dgdr-controller"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    c = container(kustomized)
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert "--leader-elect" in c["args"]
+    assert "--lease-namespace=$(POD_NAMESPACE)" in c["args"]
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert set(c["resources"]) == {"requests", "limits"}
+    env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in c["env"]}
+    assert env["POD_NAME"] == "metadata.name"
+    assert env["POD_UID"] == "metadata.uid"
+    assert env["POD_NAMESPACE"] == "metadata.namespace"
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    # the image is named without a registry host
+    first = c["image"].split("/")[0]
+    assert "/" not in c["image"] or not any(ch in first for ch in ".:")
+
+
+def test_monitoring_objects_carry_the_generated_files(kustomized: dict[Key, Obj]) -> None:
+    cm = kustomized[("ConfigMap", "dgdr-system", "dgdr-controller-dashboard")]
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(cm["data"]["dgdr-controller.json"]) == json.loads(
+        (MONITORING / "dashboard.json").read_text()
+    )
+    rule = kustomized[("PrometheusRule", "dgdr-system", "dgdr-controller")]
+    assert rule["spec"] == yaml.safe_load((MONITORING / "rules.yaml").read_text())
+    sm = kustomized[("ServiceMonitor", "dgdr-system", "dgdr-controller")]
+    svc = kustomized[("Service", "dgdr-system", "dgdr-controller-metrics")]
+    assert sm["spec"]["endpoints"][0]["honorLabels"] is True
+    assert sm["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"]
+    selector = sm["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= svc["metadata"]["labels"].items()
+    # the job label the alerts select on comes from this Service label
+    assert svc["metadata"]["labels"][sm["spec"]["jobLabel"]] == "dgdr-controller"
+
+
+def test_service_selects_the_controller_pods(kustomized: dict[Key, Obj]) -> None:
+    svc = kustomized[("Service", "dgdr-system", "dgdr-controller-metrics")]
+    dep = kustomized[("Deployment", "dgdr-system", "dgdr-controller")]
+    pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_helm_lint() -> None:
+    assert "0 chart(s) failed" in run(helm(), "lint", str(CHART))
+
+
+def test_helm_renders_the_same_objects(kustomized: dict[Key, Obj], helmed: dict[Key, Obj]) -> None:
+    assert set(helmed) == set(kustomized)
+    for k in kustomized:
+        if k[0] in {"ClusterRole", "Role"}:
+            assert helmed[k]["rules"] == kustomized[k]["rules"], k
+        if k[0] in {"ClusterRoleBinding", "RoleBinding"}:
+            assert helmed[k]["subjects"] == kustomized[k]["subjects"], k
+            assert helmed[k]["roleRef"] == kustomized[k]["roleRef"], k
+    assert helmed[k_crd()]["spec"] == kustomized[k_crd()]["spec"]
+    h, c = container(helmed), container(kustomized)
+    for field in ("image", "args", "env", "ports", "livenessProbe", "readinessProbe"):
+        assert h[field] == c[field], field
+    for field in ("resources", "securityContext", "volumeMounts"):
+        assert h[field] == c[field], field
+    hpod = helmed[("Deployment", "dgdr-system", "dgdr-controller")]["spec"]["template"]["spec"]
+    kpod = kustomized[("Deployment", "dgdr-system", "dgdr-controller")]["spec"]["template"]["spec"]
+    assert hpod["securityContext"] == kpod["securityContext"]
+    assert hpod["volumes"] == kpod["volumes"]
+    for k in (
+        ("PrometheusRule", "dgdr-system", "dgdr-controller"),
+        ("ServiceMonitor", "dgdr-system", "dgdr-controller"),
+    ):
+        # selectors differ by design: Helm adds app.kubernetes.io/instance
+        hs = {f: v for f, v in helmed[k]["spec"].items() if f != "selector"}
+        ks = {f: v for f, v in kustomized[k]["spec"].items() if f != "selector"}
+        assert hs == ks, k
+    cm = ("ConfigMap", "dgdr-system", "dgdr-controller-dashboard")
+    assert json.loads(helmed[cm]["data"]["dgdr-controller.json"]) == json.loads(
+        kustomized[cm]["data"]["dgdr-controller.json"]
+    )
+    assert helmed[cm]["metadata"]["labels"]["grafana_dashboard"] == "1"
+
+
+def k_crd() -> Key:
+    return ("CustomResourceDefinition", "", "dynamographdeploymentrequests.nvidia.com")
+
+
+def test_helm_values_change_what_they_say() -> None:
+    objs = by_key(
+        load_all(
+            render(
+                "image.repository=example/dgdr",
+                "image.tag=9.9.9",
+                "replicaCount=3",
+                "watchNamespaces={team-a,team-b}",
+                "monitoring.enabled=false",
+                "monitoring.dashboard.enabled=false",
+                "resources.limits.memory=2Gi",
+                release="prod",
+                namespace="ops",
+            )
+        )
+    )
+    kinds = {k[0] for k in objs}
+    assert not kinds & {"ServiceMonitor", "PrometheusRule", "ConfigMap", "Namespace"}
+    dep = objs[("Deployment", "ops", "prod-dgdr-controller")]
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert dep["spec"]["replicas"] == 3
+    assert c["image"] == "example/dgdr:9.9.9"
+    assert c["resources"]["limits"]["memory"] == "2Gi"
+    assert "--namespaces=team-a,team-b" in c["args"]
+    assert "--lease-name=prod-dgdr-controller" in c["args"]
+    # namespaced permissions only in the watched namespaces; nodes stay cluster-wide
+    assert ("ClusterRoleBinding", "", "prod-dgdr-controller") not in objs
+    assert ("ClusterRoleBinding", "", "prod-dgdr-controller-nodes") in objs
+    for ns in ("team-a", "team-b"):
+        rb = objs[("RoleBinding", ns, "prod-dgdr-controller")]
+        assert rb["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "prod-dgdr-controller",
+        }
+        assert rb["subjects"] == [
+            {"kind": "ServiceAccount", "name": "prod-dgdr-controller", "namespace": "ops"}
+        ]
+
+
+def test_helm_without_leader_election_drops_the_lease_role() -> None:
+    objs = by_key(load_all(render("leaderElection.enabled=false", "replicaCount=1")))
+    assert ("Role", "dgdr-system", "dgdr-controller-leader-election") not in objs
+    assert "--leader-elect" not in container(objs)["args"]
