@@ -211,6 +211,42 @@ def assert_no_overlap(records: list[dict[str, Any]]) -> None:
             in_flight[rec["key"]] -= 1
 
 
+# ---- health server (no cluster) -----------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_health_server_named_checks_verbose_exclude_and_withheld_reasons() -> None:
+    from controller.machinery.health import HealthServer
+
+    state = {"cache": False}
+    server = HealthServer("127.0.0.1", 0)
+    server.add_readyz("cache", lambda: True if state["cache"] else "not synced: secret detail")
+    server.add_readyz("raises", lambda: 1 / 0 == 0)
+    await server.start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/healthz") as r:
+                assert (r.status, await r.text()) == (200, "ok")
+            async with http.get(f"{base}/readyz") as r:
+                body = await r.text()
+                assert r.status == 500
+                assert "[-]cache failed: reason withheld" in body
+                assert "[-]raises failed: reason withheld" in body
+                assert "secret detail" not in body
+            state["cache"] = True
+            async with http.get(f"{base}/readyz?exclude=raises") as r:
+                assert (r.status, await r.text()) == (200, "ok")
+            async with http.get(f"{base}/readyz/cache?verbose") as r:
+                assert r.status == 200
+                assert (await r.text()).splitlines() == ["[+]cache ok", "readyz check passed"]
+            async with http.get(f"{base}/metrics") as r:
+                assert r.status == 200
+                assert "controller_event_loop_lag_seconds" in await r.text()
+    finally:
+        await server.stop()
+
+
 # ---- in process --------------------------------------------------------------------------------
 
 
@@ -324,6 +360,9 @@ async def test_one_writer_at_a_time_and_sigkill_failover(
     assert status == 200
     assert not [r for r in follower.records() if r["event"] == "write"]
 
+    relists = await follower.metric('informer_relists_total{resource="configmaps"}')
+    assert relists is not None
+
     # Kill the leader without warning, then change every object: only a new leader can act.
     leader.popen.send_signal(signal.SIGKILL)
     await leader.wait_exit(10)
@@ -338,6 +377,8 @@ async def test_one_writer_at_a_time_and_sigkill_failover(
     spec = await holder(client, namespace)
     assert spec["holderIdentity"] == follower.identity
     assert spec["leaseTransitions"] >= 1
+    # It took over from its warm cache: no new list at takeover.
+    assert await follower.metric('informer_relists_total{resource="configmaps"}') == relists
 
     # The apiserver's audit log: the writers form one block per leader, never interleaved.
     writers = [agent for _, agent in audit_writers(control_plane, namespace)]

@@ -375,3 +375,42 @@ async def test_controller_stop_lets_the_key_in_flight_finish_and_abort_cancels()
 def test_result_rejects_a_negative_delay() -> None:
     with pytest.raises(ValueError, match="requeue_after"):
         Result(requeue_after=-1)
+
+
+@pytest.mark.asyncio
+async def test_logs_during_a_reconcile_carry_the_key_as_json() -> None:
+    import io
+    import json
+    import logging
+
+    from controller.machinery.logging_setup import JsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("test.reconcile")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    name = _name()
+    done = asyncio.Event()
+
+    async def reconcile(key: str) -> Result:
+        logger.info("looking at it", extra={"phase": "Pending"})
+        done.set()
+        return Result()
+
+    ctl = Controller(name, reconcile)
+    ctl.enqueue("ns/obj")
+    ctl.start()
+    try:
+        await asyncio.wait_for(done.wait(), 5)
+    finally:
+        await ctl.stop(5.0)
+        logger.removeHandler(handler)
+    entry = json.loads(stream.getvalue().splitlines()[0])
+    assert entry["msg"] == "looking at it"
+    assert entry["key"] == "ns/obj"
+    assert entry["controller"] == name
+    assert entry["phase"] == "Pending"
+    assert entry["level"] == "info"
+    assert len(entry["reconcileID"]) == 36
