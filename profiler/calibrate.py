@@ -68,7 +68,7 @@ def fit_relative(feats: F64, y: F64, iters: int = 12) -> F64:
     wts = np.ones(len(y))
     theta = np.zeros(len(cols))
     for _ in range(iters):
-        sw = np.sqrt(wts)
+        sw = np.sqrt(wts * len(y) / wts.sum())
         theta = nnls(a * sw[:, None], ones * sw)
         resid = np.abs(a @ theta - 1.0)
         wts = 1.0 / np.maximum(resid, 0.02)

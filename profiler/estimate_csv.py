@@ -25,13 +25,14 @@ from profiler.estimator import (
     Layout,
     _Physics,
     decode_features,
+    kv_capacity_tokens,
     ttft_features,
 )
 from profiler.hardware import GpuSpec, get_gpu
 from profiler.models import quant_for, resolve_model
 
 F64 = NDArray[np.float64]
-NFEAT = 7  # width of every feature matrix (shorter ones are zero-padded)
+NFEAT = 10  # width of every feature matrix (shorter ones are zero-padded)
 
 _PRECISION = {"bf16": "bf16", "fp16": "bf16", "fp8": "fp8", "fp4": "fp4", "int4": "fp4"}
 _GEMM_MODE = {"fp8": "fp8", "fp8_block": "fp8", "nvfp4": "fp4", "int4_wo": "fp4", "bf16": "bf16"}
@@ -80,11 +81,16 @@ def _float(row: dict[str, str], key: str) -> float:
         return math.nan
 
 
-def _layout(row: dict[str, str], prefix: str) -> tuple[int, int, int, int]:
+def _layout(row: dict[str, str], prefix: str, arch: ModelArch) -> tuple[int, int, int, int]:
     tp = max(_int(row, f"{prefix}tp_size"), 1)
     pp = max(_int(row, f"{prefix}pp_size"), 1)
     ep = max(_int(row, f"{prefix}moe_ep_size"), 1)
     dp = max(_int(row, f"{prefix}attention_dp_size"), 1)
+    if arch.is_moe and dp == 1 and tp > 1 and (arch.heads % tp or (arch.is_mla and tp > 8)):
+        # Attention heads cannot be split this many ways (or MLA, whose latent KV every TP rank
+        # would replicate): the run was attention-data-parallel with experts over every GPU.
+        # Some dumps record that DEP width as tp_size.
+        tp, dp, ep = 1, tp, tp
     return tp, pp, min(ep, tp * dp), dp
 
 
@@ -111,20 +117,32 @@ def parse_row(index: int, row: dict[str, str]) -> CalRow:
     m = re.search(r"silicon_concurrency=(\d+)", src)
     conc_src = float(m.group(1)) if m else math.nan
     if mode == "agg":
-        lay = _layout(row, "")
-        batch = max(_int(row, "batch_size", 1), 1) * lay[3]
+        lay = _layout(row, "", arch)
+        # batch_size is per attention-DP rank where the run's concurrency is recorded, and the
+        # whole worker's concurrency in the sweeps that do not record it.
+        bs = max(_int(row, "batch_size", 1), 1)
+        batch = conc_src if not math.isnan(conc_src) else float(bs)
         conc = batch
         p_lay, p_batch, x, y = lay, 1.0, 1, 1
     elif mode == "disagg":
-        lay = _layout(row, "decode_")
-        p_lay = _layout(row, "prefill_")
+        lay = _layout(row, "decode_", arch)
+        p_lay = _layout(row, "prefill_", arch)
         x = max(_int(row, "prefill_num_workers"), 1)
         y = max(_int(row, "decode_num_workers"), 1)
-        batch = float(max(_int(row, "decode_batch_size", 1), 1) * lay[3])
-        conc = conc_src if not math.isnan(conc_src) else batch * y
+        # Some dumps leave decode_batch_size at 1; the run's concurrency is authoritative.
+        per_rank = float(max(_int(row, "decode_batch_size", 1), 1) * lay[3])
+        conc = conc_src if not math.isnan(conc_src) else per_rank * y
+        batch = max(conc / y, 1.0)
         p_batch = float(max(_int(row, "prefill_batch_size", 1), 1))
     else:
         raise ValueError(f"column mode: unsupported {mode!r}")
+    for name, lay_ in (("decode" if mode == "disagg" else "worker", lay), ("prefill", p_lay)):
+        cap = kv_capacity_tokens(arch, gpu, quant, Layout.of(*lay_), backend=backend)
+        if float(cap[0]) <= 0:
+            raise ValueError(
+                f"{name} layout tp={lay_[0]} pp={lay_[1]} dp={lay_[3]} cannot hold "
+                f"{model_id} at {quant} on {sku}"
+            )
     return CalRow(
         index=index,
         model_id=model_id,
@@ -197,7 +215,10 @@ def feature_blocks(rows: Sequence[CalRow]) -> tuple[F64, F64]:
             pph = _Physics(r0.arch, r0.gpu, r0.backend, r0.quant, _lay(rs, "p_layout"))
             pb = np.asarray([r.p_batch for r in rs], dtype=np.float64)
             load = np.asarray([r.concurrency / r.p_workers for r in rs], dtype=np.float64)
-            fttft[idx] = _pad(ttft_features(pph, isl, pb, load=load, osl=osl, agg=False))
+            dstep = ftpot[idx][:, :3].sum(axis=1)  # nominal decode step at the decode batch
+            fttft[idx] = _pad(
+                ttft_features(pph, isl, pb, load=load, osl=osl, agg=False, decode_step_s=dstep)
+            )
     return ftpot, fttft
 
 

@@ -80,10 +80,10 @@ _CAL_PATH = Path(__file__).parent / "data" / "calibration.json"
 
 # Feature weights before calibration: physical times count once, plus small fixed overheads.
 DEFAULT_COEFS: dict[str, list[float]] = {
-    "tpot": [1.0, 1.0, 1.0, 30e-6, 1e-3, 1.0],
-    "ttft": [1.0, 0.3, 1.0, 2e-4, 5e-3, 1.0],
-    "dtpot": [1.0, 1.0, 1.0, 30e-6, 1e-3],
-    "dttft": [1.0, 0.3, 2e-4, 5e-3, 1.0],
+    "tpot": [1.0, 1.0, 1.0, 30e-6, 1e-3, 1.0, 0.0, 0.0, 1.0, 60e-6],
+    "ttft": [1.0, 0.0, 0.5, 1.0, 2e-4, 5e-2, 1.0, 0.0, 1.0],
+    "dtpot": [1.0, 1.0, 1.0, 30e-6, 1e-3, 0.0, 0.0, 0.0, 1.0, 60e-6],
+    "dttft": [1.0, 0.0, 0.5, 0.0, 2e-4, 5e-2, 1.0, 0.0, 1.0],
 }
 
 
@@ -299,22 +299,73 @@ def _arr(x: ArrayLike, n: int) -> F64:
     return np.broadcast_to(np.asarray(x, dtype=np.float64), (n,)).astype(np.float64)
 
 
+def _sku_scale(ph: _Physics) -> float:
+    """Fixed per-layer costs shrink on faster GPUs (relative to H100, clamped)."""
+    return float(np.clip(989.0 / ph.gpu.bf16_tflops, 0.3, 4.0))
+
+
+def _expert_launches(ph: _Physics, tokens: F64) -> F64:
+    """Expert GEMMs one GPU runs per step (touched experts it holds, over all MoE layers)."""
+    m = ph.model
+    if not m.is_moe:
+        return np.zeros_like(tokens)
+    per_gpu = m.num_experts / ph.f(ph.layout.ep)
+    return m.moe_layers * per_gpu * ph._touched_fraction(tokens)
+
+
+TPOT_COLUMNS = (
+    "gemm",
+    "attention",
+    "comm",
+    "layers",
+    "step",
+    "prefill_share",
+    "layers_scaled",
+    "experts",
+    "attention_mla",
+    "moe_layers",
+)
+TTFT_COLUMNS = (
+    "prefill",
+    "prefill_log_load",
+    "burst",
+    "decode_step",
+    "layers",
+    "request",
+    "wait",
+    "layers_scaled",
+    "queue",
+)
+
+
 def decode_features(
     ph: _Physics, isl: ArrayLike, osl: ArrayLike, batch: ArrayLike, *, agg: bool
 ) -> F64:
-    """Columns: GEMM, attention/KV, comm, layers, 1, [amortised prefill] (seconds / counts)."""
+    """Columns as TPOT_COLUMNS: seconds of each step part, or counts for fixed overheads.
+
+    ``prefill_share`` is the prefill compute an aggregated step carries on average (each of the
+    batch's requests is prefilled once per ``osl`` steps); it is zero for a decode worker.
+    """
     n = ph.layout.tp.shape[0]
     isl_, osl_, b = _arr(isl, n), np.maximum(_arr(osl, n), 1.0), np.maximum(_arr(batch, n), 1.0)
     ctx = isl_ + osl_ / 2.0
     gemm, attn, comm = ph.decode_parts(ctx, b)
-    cols = [gemm, attn, comm, ph.layers_per_step(), np.ones(n)]
+    layers = ph.layers_per_step()
     if agg:
         pg, pa, pc = ph.prefill_parts(isl_, np.ones(n))
-        dp = ph.f(ph.layout.dp)
-        # Each decode step also carries, on average, batch/osl prefills of the requests that
-        # joined; their compute is what interferes (weights are read once for both).
-        share = (b / dp) / osl_
-        cols.append(share * (pg + pa + pc))
+        share = (b / ph.f(ph.layout.dp)) / osl_ * (pg + pa + pc)
+    else:
+        share = np.zeros(n)
+    micro = np.maximum(b / ph.f(ph.layout.pp), 1.0)
+    scale = _sku_scale(ph)
+    mla = ph.model.is_mla
+    zero = np.zeros(n)
+    moe_layers = float(ph.model.moe_layers)
+    dense_layers = layers - moe_layers
+    cols = [gemm, zero if mla else attn, comm, dense_layers, np.ones(n), share, layers * scale]
+    cols.append(_expert_launches(ph, micro) * scale * 1e-3)
+    cols.append(attn if mla else zero)
+    cols.append(np.full(n, moe_layers))
     return np.stack(cols, axis=1)
 
 
@@ -326,26 +377,40 @@ def ttft_features(
     load: ArrayLike,
     osl: ArrayLike | None = None,
     agg: bool,
+    decode_step_s: ArrayLike | None = None,
 ) -> F64:
-    """Columns: prefill, prefill x log2(1+load), [decode step], layers, 1, [KV-full wait]."""
+    """Columns as TTFT_COLUMNS.
+
+    ``burst`` is the time to prefill ``load`` requests together: closed-loop clients with fixed
+    lengths move in lock-step, so a request typically waits for part of a burst of prefills.
+    ``wait`` is, for an aggregated worker, the slot wait when the KV cache cannot hold every
+    request in flight, and for a prefill worker the KV transfer to the decode worker.
+    """
     n = ph.layout.tp.shape[0]
     isl_, b = _arr(isl, n), np.maximum(_arr(batch, n), 1.0)
     load_ = np.maximum(_arr(load, n), 1.0)
-    pg, pa, pc = ph.prefill_parts(isl_, b)
-    pre = pg + pa + pc
-    cols = [pre, pre * np.log2(load_)]
+    osl_ = np.maximum(_arr(osl if osl is not None else 1, n), 1.0)
+    pre = np.sum(ph.prefill_parts(isl_, b), axis=0)
+    burst = np.sum(ph.prefill_parts(isl_, load_), axis=0)
     if agg:
-        osl_ = np.maximum(_arr(osl if osl is not None else 1, n), 1.0)
-        dg, da, dc = ph.decode_parts(isl_ + osl_ / 2.0, load_)
-        step = dg + da + dc
-        cols.append(step)
-        cols += [ph.layers_per_step(), np.ones(n)]
+        step = np.sum(ph.decode_parts(isl_ + osl_ / 2.0, load_), axis=0)
         cap = kv_capacity_from(ph)
         need = load_ * (isl_ + osl_)
         over = np.clip(1.0 - np.maximum(cap, 1.0) / need, 0.0, 1.0)
-        cols.append(over * osl_ * step)
+        wait = over * osl_ * step
     else:
-        cols += [ph.layers_per_step(), np.ones(n), _kv_transfer_s(ph, isl_)]
+        step = np.zeros(n)
+        wait = _kv_transfer_s(ph, isl_)
+    layers = ph.layers_per_step()
+    cols = [pre, pre * np.log2(load_), burst, step, layers, np.ones(n), wait]
+    cols.append(layers * _sku_scale(ph))
+    # Queueing at the prefill server: requests arrive once per lifetime (osl decode steps), each
+    # needs ``pre`` of prefill; utilisation rho gives the M/D/1-like wait rho/(1-rho).
+    dstep = step if agg or decode_step_s is None else _arr(decode_step_s, n)
+    cycle = osl_ * np.maximum(dstep, 1e-4) + pre
+    servers = ph.f(ph.layout.dp) if agg else np.ones(n)
+    rho = np.clip(load_ / servers * pre / cycle, 0.0, 0.95)
+    cols.append(pre * rho / (1.0 - rho))
     return np.stack(cols, axis=1)
 
 
