@@ -210,30 +210,25 @@ def _not_blank(value: str) -> str:
     return value
 
 
+_COMMON = ConfigDict(
+    strict=True,
+    populate_by_name=True,
+    alias_generator=to_camel,
+    allow_inf_nan=False,
+    protected_namespaces=(),
+)
+
+
 class _Strict(BaseModel):
     """Spec parts: unknown fields are errors, as kubectl's strict field validation makes them."""
 
-    model_config = ConfigDict(
-        strict=True,
-        extra="forbid",
-        populate_by_name=True,
-        alias_generator=to_camel,
-        allow_inf_nan=False,
-        protected_namespaces=(),
-    )
+    model_config = ConfigDict(**_COMMON, extra="forbid")
 
 
 class _Open(BaseModel):
     """Status and metadata: written by others, so fields this version does not know are kept."""
 
-    model_config = ConfigDict(
-        strict=True,
-        extra="allow",
-        populate_by_name=True,
-        alias_generator=to_camel,
-        allow_inf_nan=False,
-        protected_namespaces=(),
-    )
+    model_config = ConfigDict(**_COMMON, extra="allow")
 
 
 Positive = Annotated[float, Field(gt=0)]

@@ -180,3 +180,13 @@ def _compare(schema: dict[str, Any], model: type[BaseModel], path: str) -> list[
 )
 def test_models_mirror_the_crd(schema: dict[str, Any], model: type[BaseModel]) -> None:
     assert _compare(schema, model, model.__name__) == []
+
+
+def test_profiler_defaults_agree_with_the_api() -> None:
+    """The profiler may not import the controller, so it keeps its own copies: same values."""
+    from profiler import request
+
+    assert (request.DEFAULT_ISL, request.DEFAULT_OSL) == (api.DEFAULT_ISL, api.DEFAULT_OSL)
+    assert request.DEFAULT_MOUNT_PATH == api.DEFAULT_PVC_MOUNT_PATH
+    assert request.RUNTIME_VERSION_RE.pattern == api.RUNTIME_VERSION_PATTERN
+    assert set(request.BACKENDS) == set(api.CONCRETE_BACKENDS)
