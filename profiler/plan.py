@@ -68,6 +68,13 @@ def plan(request: PlanRequest, progress: Progress | None = None) -> PlanResult:
     result = search(request, report)
     chosen = result.chosen
     warnings = list(result.warnings)
+    context = request.isl + request.osl
+    if context > request.arch.max_context:
+        warnings.append(
+            f"isl + osl ({context} tokens) is longer than {request.model}'s context length "
+            f"({request.arch.max_context}); the engines need a longer --max-model-len (RoPE "
+            "scaling) or requests will be cut"
+        )
     curves = None
     if (request.planner_enabled or request.mocker) and chosen.mode == "disagg":
         report("BuildingCurves", "prefill and decode performance curves for the planner")

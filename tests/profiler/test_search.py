@@ -209,3 +209,9 @@ def test_progress_reports_upstream_sub_phases_in_order_and_the_result_pickles() 
     back = pickle.loads(pickle.dumps(result))
     assert back.chosen == result.chosen and back.dgd == result.dgd
     assert back.to_json() == result.to_json()
+
+
+def test_a_context_longer_than_the_model_supports_is_warned_about() -> None:
+    r = run(model="Qwen/Qwen3-0.6B", workload={"isl": 60000, "osl": 1000})
+    assert any("context length" in w for w in r.warnings)
+    assert not any("context length" in w for w in run(model="Qwen/Qwen3-0.6B").warnings)
