@@ -8,7 +8,18 @@ from pathlib import Path
 import pytest_asyncio
 
 from controller.localplane import LocalControlPlane
+from controller.machinery.client import KubeClient
 from tests.faultproxy import FaultProxy
+
+
+@pytest_asyncio.fixture
+async def client(kubeconfig: str) -> AsyncIterator[KubeClient]:
+    """A KubeClient straight to the apiserver (admin), closed after the test."""
+    c = await KubeClient.connect(kubeconfig)
+    try:
+        yield c
+    finally:
+        await c.close()
 
 
 @pytest_asyncio.fixture

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from controller.machinery.client import (
     CONFIGMAPS,
@@ -35,15 +33,6 @@ def cm(
         "metadata": {"name": name, "labels": labels or {}},
         "data": data or {},
     }
-
-
-@pytest_asyncio.fixture
-async def client(kubeconfig: str) -> AsyncIterator[KubeClient]:
-    c = await KubeClient.connect(kubeconfig)
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 def test_resource_paths() -> None:

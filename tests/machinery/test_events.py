@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from controller.machinery.client import CONFIGMAPS, EVENTS, NAMESPACES, ClientOptions, KubeClient
 from controller.machinery.events import NOTE_MAX, EventRecorder
 from tests.faultproxy import FaultProxy
-
-
-@pytest_asyncio.fixture
-async def client(kubeconfig: str) -> AsyncIterator[KubeClient]:
-    c = await KubeClient.connect(kubeconfig)
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 async def make_cm(client: KubeClient, namespace: str, name: str) -> dict[str, Any]:
