@@ -224,7 +224,8 @@ class Manager:
             for informer in self._informers.values():
                 self._start_informer(informer)
             if not await self._wait_synced():
-                return EXIT_FAILED
+                code = EXIT_OK if self._stop.is_set() else EXIT_FAILED  # stopped while syncing
+                return code
             if self.config.leader_election:
                 self.elector = LeaderElector(self.client, self.config.election_config())
                 election = asyncio.create_task(self.elector.run(), name="leader-election")

@@ -489,3 +489,52 @@ async def test_no_key_reconciled_twice_at_once_under_50_parallel_updates(
         in_flight += {"start": 1, "end": -1}.get(rec["event"], 0)
         most = max(most, in_flight)
     assert most >= 2
+
+
+@pytest.mark.cluster
+@pytest.mark.asyncio
+async def test_caches_that_never_sync_fail_the_run_and_a_stop_meanwhile_is_graceful(
+    kubeconfig: str, namespace: str
+) -> None:
+    from controller.machinery.client import Resource
+
+    missing = Resource("example.invalid", "v1", "nothings", "Nothing")
+
+    configs = {
+        "timeout": ManagerConfig(
+            namespaces=(namespace,),
+            leader_election=False,
+            health_port=None,
+            cache_sync_timeout=1.0,
+            informer=InformerConfig(backoff_base=0.1, backoff_cap=0.2),
+            handle_signals=False,
+        ),
+        "stopped": ManagerConfig(
+            namespaces=(namespace,),
+            leader_election=False,
+            health_port=None,
+            cache_sync_timeout=60.0,
+            informer=InformerConfig(backoff_base=0.1, backoff_cap=0.2),
+            handle_signals=False,
+        ),
+    }
+    started: list[str] = []
+
+    async def reconcile(key: str) -> Result:
+        started.append(key)
+        return Result()
+
+    codes = {}
+    for case, config in configs.items():
+        mgr = Manager(await KubeClient.connect(kubeconfig), config)
+        mgr.add_controller(f"never-{case}-{uuid.uuid4().hex[:4]}", reconcile).watch(
+            mgr.informer(missing)
+        )
+        run = asyncio.create_task(mgr.run())
+        if case == "stopped":
+            await asyncio.sleep(0.5)
+            mgr.stop()
+        codes[case] = await asyncio.wait_for(run, 30)
+        assert not mgr.is_leader
+    assert codes == {"timeout": 1, "stopped": 0}
+    assert started == []  # no worker ever ran without synced caches
