@@ -195,7 +195,11 @@ class ProfileRunner:
         if flight is None:
             source = "computed"
             flight = _Flight(cache_key)
-            payload = {"spec": dict(spec), "dgdr_name": dgdr_name, "namespace": namespace}
+            payload = {
+                "spec": copy.deepcopy(dict(spec)),  # the caller may change its dict meanwhile
+                "dgdr_name": dgdr_name,
+                "namespace": namespace,
+            }
             flight.job = asyncio.create_task(self._compute(flight, payload), name=f"profile {key}")
             self._flights[cache_key] = flight
         subscriber = _Subscriber(key)

@@ -80,9 +80,7 @@ class TaskTimeoutError(PoolError):
     """The task ran longer than its timeout; its worker was killed."""
 
     def __init__(self, task_id: str, timeout: float) -> None:
-        super().__init__(
-            f"task {task_id} did not finish within {timeout:g}s; its worker was killed"
-        )
+        super().__init__(f"did not finish within {timeout:g} s; its worker process was killed")
         self.task_id = task_id
         self.timeout = timeout
 
@@ -92,8 +90,8 @@ class WorkerCrashedError(PoolError):
 
     def __init__(self, task_id: str, attempts: int, exitcode: int | None) -> None:
         super().__init__(
-            f"the worker process running task {task_id} {_describe_exit(exitcode)} "
-            f"({attempts} attempt(s) made)"
+            f"its worker process {_describe_exit(exitcode)}, "
+            f"{attempts} time{'s' if attempts != 1 else ''} in a row"
         )
         self.task_id = task_id
         self.attempts = attempts
@@ -379,9 +377,14 @@ class WorkerPool(Generic[P, R]):
         self._started = True
         try:
             workers = [await self._spawn() for _ in range(self._config.workers)]
-            async with asyncio.timeout(self._config.start_timeout + 1.0):
-                for worker in workers:
-                    await worker.started.wait()
+            try:
+                async with asyncio.timeout(self._config.start_timeout + 1.0):
+                    for worker in workers:
+                        await worker.started.wait()
+            except TimeoutError:
+                raise PoolBrokenError(
+                    f"worker processes did not start within {self._config.start_timeout} s"
+                ) from None
             failed = [w for w in workers if w.state is not _WorkerState.IDLE]
             if failed:
                 why = self._broken or f"worker {failed[0].pid} died while starting"
@@ -708,7 +711,7 @@ class WorkerPool(Generic[P, R]):
             self._finish(task, "error", error)
             return
         delay = self._config.backoff(task.attempts)
-        log.warning("retrying task %s in %.2fs: %s", task.id, delay, error)
+        log.warning("retrying task %s in %.2f s: %s", task.id, delay, error)
         task.state = _TaskState.BACKOFF
         loop = asyncio.get_running_loop()
         self._retry_handles[task.id] = loop.call_later(delay, self._requeue, task)
