@@ -1,0 +1,277 @@
+"""The real API server accepts what a cluster admin installs, and RBAC grants exactly what the
+controller needs.
+
+The cluster has no Prometheus Operator, so the module first installs test-only stand-in CRDs
+for ServiceMonitor and PrometheusRule (tests/deploy/data/monitoring-crds.yaml). The controller's
+namespace is created for real: a server-side dry run of namespaced objects needs it to exist.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from controller.localplane import LocalControlPlane
+from tests.conftest import Kubectl, make_kubectl
+
+from .tools import CHART, DATA, DEPLOY, helm, run
+
+pytestmark = pytest.mark.cluster
+
+SYSTEM_NS = "dgdr-system"
+SA = "dgdr-controller"
+
+# What the controller's ServiceAccount may do in a DGDR namespace: (resource, verbs).
+NAMESPACED_GRANTS = {
+    "dynamographdeploymentrequests.nvidia.com": {"get", "list", "watch", "update", "patch"},
+    "dynamographdeploymentrequests.nvidia.com/status": {"update", "patch"},
+    "dynamographdeploymentrequests.nvidia.com/finalizers": {"update"},
+    "dynamographdeployments.nvidia.com": {"get", "list", "watch", "create"},
+    "configmaps": {"get", "list", "watch", "create", "update", "patch"},
+    "persistentvolumeclaims": {"get"},
+    "events": {"create", "patch"},
+    "events.events.k8s.io": {"create", "patch"},
+    "nodes": {"get", "list", "watch"},
+}
+# ...and in its own namespace, the Lease on top.
+SYSTEM_GRANTS = {**NAMESPACED_GRANTS, "leases.coordination.k8s.io": {"get", "create", "update"}}
+
+
+@pytest.fixture(scope="module")
+def monitoring_crds(kubectl: Kubectl) -> None:
+    kubectl("apply", "--server-side", "-f", str(DATA / "monitoring-crds.yaml"))
+    for name in ("servicemonitors", "prometheusrules"):
+        kubectl(
+            "wait", "--for=condition=Established", f"crd/{name}.monitoring.coreos.com",
+            "--timeout=60s",
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def system_namespace(kubectl: Kubectl) -> str:
+    kubectl("apply", "--server-side", "-f", str(DEPLOY / "controller" / "namespace.yaml"))
+    return SYSTEM_NS
+
+
+def dry_run(kubectl: Kubectl, *source: str, input: str | None = None) -> list[str]:
+    out = kubectl(
+        "apply", "--server-side", "--dry-run=server", "--field-manager=dgdr-install-test",
+        *source, input=input,
+    ).stdout  # fmt: skip
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def test_kustomize_base_accepted_by_the_api_server(
+    kubectl: Kubectl, monitoring_crds: None, system_namespace: str
+) -> None:
+    lines = dry_run(kubectl, "-k", str(DEPLOY))
+    assert all(line.endswith("(server dry run)") for line in lines), lines
+    objects = {line.split()[0] for line in lines}
+    for expected in (
+        "namespace/dgdr-system",
+        "customresourcedefinition.apiextensions.k8s.io/dynamographdeploymentrequests.nvidia.com",
+        "serviceaccount/dgdr-controller",
+        "clusterrole.rbac.authorization.k8s.io/dgdr-controller",
+        "role.rbac.authorization.k8s.io/dgdr-controller-leader-election",
+        "deployment.apps/dgdr-controller",
+        "service/dgdr-controller-metrics",
+        "servicemonitor.monitoring.coreos.com/dgdr-controller",
+        "prometheusrule.monitoring.coreos.com/dgdr-controller",
+        "configmap/dgdr-controller-dashboard",
+    ):
+        assert expected in objects, (expected, lines)
+    assert len(lines) == 15
+
+
+def test_dry_run_rejects_an_invalid_deployment(
+    kubectl: Kubectl, monitoring_crds: None, system_namespace: str, tmp_path: Path
+) -> None:
+    """The check above has teeth: the same base with a bad port is refused by the server."""
+    overlay = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(DEPLOY, tmp_path)],
+        "patches": [
+            {
+                "target": {"kind": "Deployment", "name": "dgdr-controller"},
+                "patch": yaml.safe_dump(
+                    [
+                        {
+                            "op": "replace",
+                            "path": "/spec/template/spec/containers/0/ports/0/containerPort",
+                            "value": 70000,
+                        }
+                    ]
+                ),
+            }
+        ],
+    }
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
+    res = kubectl("apply", "--server-side", "--dry-run=server", "-k", str(tmp_path), check=False)
+    assert res.returncode != 0
+    assert "containerPort" in res.stderr
+
+
+def render_chart(*values: str) -> str:
+    args = [helm(), "template", "dgdr-controller", str(CHART), "-n", SYSTEM_NS]
+    args += ["--kube-version", "1.36.3", "--include-crds"]
+    for value in values:
+        args += ["--set", value]
+    return run(*args)
+
+
+def test_helm_chart_accepted_by_the_api_server(
+    kubectl: Kubectl, monitoring_crds: None, system_namespace: str
+) -> None:
+    lines = dry_run(kubectl, "-f", "-", input=render_chart())
+    assert all(line.endswith("(server dry run)") for line in lines), lines
+    assert len(lines) == 14  # the kustomize set without the Namespace (Helm's -n creates it)
+
+
+def test_helm_chart_namespaced_mode_accepted(
+    kubectl: Kubectl, monitoring_crds: None, system_namespace: str, namespace: str
+) -> None:
+    other = f"t-{uuid.uuid4().hex[:10]}"
+    kubectl("create", "namespace", other)
+    try:
+        manifest = render_chart(
+            f"watchNamespaces={{{namespace},{other}}}", "monitoring.enabled=false"
+        )
+        lines = dry_run(kubectl, "-f", "-", input=manifest)
+    finally:
+        kubectl("delete", "namespace", other, "--wait=false", check=False)
+    rolebindings = [line for line in lines if line.startswith("rolebinding")]
+    assert len(rolebindings) == 3  # two watched namespaces + the Lease
+    assert not any("servicemonitor" in line for line in lines)
+
+
+# ---- RBAC -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def installed_rbac(kubectl: Kubectl, system_namespace: str, crds: list[str]) -> None:
+    """The ServiceAccount and its roles, applied for real (the rest of deploy/ is not needed)."""
+    for name in ("serviceaccount.yaml", "rbac.yaml"):
+        kubectl("apply", "--server-side", "-f", str(DEPLOY / "controller" / name))
+    # an account with no bindings: what every account may do anyway (discovery, self-reviews)
+    kubectl("create", "serviceaccount", "dgdr-baseline", "-n", SYSTEM_NS, check=False)
+
+
+def sa_kubectl(
+    control_plane: LocalControlPlane, kubectl: Kubectl, account: str, tmp: Path
+) -> Kubectl:
+    """kubectl authenticated with the account's own token (TokenRequest), not impersonation."""
+    token = kubectl("create", "token", account, "-n", SYSTEM_NS, "--duration=1h").stdout.strip()
+    cfg = control_plane.kubeconfig_for_token(token, tmp / f"{account}.kubeconfig", user=account)
+    return make_kubectl(control_plane, cfg)
+
+
+@pytest.fixture(scope="module")
+def as_controller(
+    control_plane: LocalControlPlane,
+    kubectl: Kubectl,
+    installed_rbac: None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Kubectl, Kubectl]]:
+    tmp = tmp_path_factory.mktemp("sa")
+    yield (
+        sa_kubectl(control_plane, kubectl, SA, tmp),
+        sa_kubectl(control_plane, kubectl, "dgdr-baseline", tmp),
+    )
+
+
+ROW = re.compile(r"^(\S+)\s+\[(.*?)\]\s+\[(.*?)\]\s+\[(.*?)\]$")
+
+
+def grants(kubectl_as: Kubectl, namespace: str) -> dict[tuple[str, str, str], set[str]]:
+    """`kubectl auth can-i --list` as a map (resource, non-resource URLs, names) -> verbs."""
+    out = kubectl_as("auth", "can-i", "--list", "-n", namespace).stdout
+    rows: dict[tuple[str, str, str], set[str]] = {}
+    for line in out.splitlines()[1:]:
+        match = ROW.match(line.strip())
+        if match is None:
+            # resource-less rows (non-resource URLs) start with the empty resource column
+            parts = re.findall(r"\[(.*?)\]", line)
+            assert len(parts) == 3, f"unparsed can-i row: {line!r}"
+            resource, urls, names, verbs = "", parts[0], parts[1], parts[2]
+        else:
+            resource, urls, names, verbs = match.groups()
+        rows.setdefault((resource, urls, names), set()).update(verbs.split())
+    return rows
+
+
+def extra_grants(
+    mine: dict[tuple[str, str, str], set[str]], base: dict[tuple[str, str, str], set[str]]
+) -> dict[str, set[str]]:
+    extra: dict[str, set[str]] = {}
+    for (resource, urls, names), verbs in mine.items():
+        more = verbs - base.get((resource, urls, names), set())
+        if more:
+            assert not urls and not names, f"unexpected grant {resource} {urls} {names} {more}"
+            extra[resource] = more
+    return extra
+
+
+def test_service_account_can_do_exactly_what_it_needs(
+    as_controller: tuple[Kubectl, Kubectl], namespace: str
+) -> None:
+    mine, baseline = as_controller
+    assert extra_grants(grants(mine, namespace), grants(baseline, namespace)) == NAMESPACED_GRANTS
+    assert extra_grants(grants(mine, SYSTEM_NS), grants(baseline, SYSTEM_NS)) == SYSTEM_GRANTS
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource", "where", "allowed"),
+    [
+        ("list", "dynamographdeploymentrequests.nvidia.com", "--all-namespaces", "yes"),
+        ("create", "dynamographdeploymentrequests.nvidia.com", "-n=default", "no"),
+        ("delete", "dynamographdeploymentrequests.nvidia.com", "-n=default", "no"),
+        ("delete", "dynamographdeployments.nvidia.com", "-n=default", "no"),
+        ("update", "dynamographdeployments.nvidia.com", "-n=default", "no"),
+        ("create", "dynamographdeployments.nvidia.com", "-n=default", "yes"),
+        ("delete", "configmaps", "-n=default", "no"),
+        ("get", "secrets", "-n=default", "no"),
+        ("list", "pods", "-n=default", "no"),
+        ("update", "leases.coordination.k8s.io", f"-n={SYSTEM_NS}", "yes"),
+        ("update", "leases.coordination.k8s.io", "-n=default", "no"),
+        ("delete", "leases.coordination.k8s.io", f"-n={SYSTEM_NS}", "no"),
+    ],
+)
+def test_service_account_spot_checks(
+    as_controller: tuple[Kubectl, Kubectl], verb: str, resource: str, where: str, allowed: str
+) -> None:
+    mine, _ = as_controller
+    res = mine("auth", "can-i", verb, resource, where, check=False)
+    assert res.stdout.strip() == allowed, (verb, resource, where, res.stdout, res.stderr)
+
+
+def test_service_account_token_reads_dgdrs(
+    as_controller: tuple[Kubectl, Kubectl], kubectl: Kubectl, namespace: str
+) -> None:
+    """A real request with the account's token, and a refused one."""
+    mine, _ = as_controller
+    body = {
+        "apiVersion": "nvidia.com/v1beta1",
+        "kind": "DynamoGraphDeploymentRequest",
+        "metadata": {"name": "rbac-probe", "namespace": namespace},
+        "spec": {"model": "Qwen/Qwen3-0.6B"},
+    }
+    kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump(body))
+    names = mine("get", "dgdr", "-n", namespace, "-o", "name").stdout.split()
+    assert names == ["dynamographdeploymentrequest.nvidia.com/rbac-probe"]
+    refused = mine("delete", "dgdr", "rbac-probe", "-n", namespace, check=False)
+    assert refused.returncode != 0 and "forbidden" in refused.stderr.lower()
+    denied = mine("get", "secrets", "-n", namespace, check=False)
+    assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
+
+
+def test_kubectl_is_the_real_one(kubectl: Kubectl) -> None:
+    """Guards the parsing above against a kubectl whose can-i table changed shape."""
+    out = kubectl("auth", "can-i", "--list", "-n", "default").stdout.splitlines()
+    assert out[0].split() == ["Resources", "Non-Resource", "URLs", "Resource", "Names", "Verbs"]
