@@ -46,6 +46,18 @@ NAME_TOO_LONG = (
     "dgdr.nvidia.com/name label"
 )
 
+# Fields a user may leave out because the controller fills them in before planning: the image
+# (defaulted) and the hardware (discovered from the nodes).
+FILLED_BY_CONTROLLER = frozenset(
+    {
+        "spec.image",
+        "spec.hardware.gpuSku",
+        "spec.hardware.numGpusPerNode",
+        "spec.hardware.totalGpus",
+        "spec.hardware.vramMb",
+    }
+)
+
 # pydantic error types whose stock message reads badly in a Kubernetes condition.
 _MESSAGES = {
     "missing": "is required",
@@ -76,9 +88,11 @@ def validate_dgdr(
     semantic check failed (the caller still needs its name and status to report the failure),
     and None when it does not parse. The errors are empty exactly when the DGDR is valid.
 
-    The semantic checks want what planning wants: an image and the GPU hardware. A controller
-    that defaults the image and discovers hardware either validates the object after filling
-    those in, or validates with ``semantic=False`` first and again once it has.
+    The API lets a user leave out the image and any hardware field: the controller fills them
+    in (default image, node discovery). The profiler's checks need them, so what they say about
+    such a field while it is absent (required; a budget too small for the model) is not an
+    error of this object and is dropped; the profiler says it again, with the discovered
+    values, when planning. ``semantic=False`` skips the profiler's checks altogether.
     """
     if not isinstance(obj, Mapping):
         return None, [FieldError("spec", "is required: the object is not a mapping")]
@@ -164,12 +178,23 @@ def _structural_errors(exc: ValidationError) -> list[FieldError]:
 
 def _semantic_errors(spec: Mapping[str, Any]) -> list[FieldError]:
     try:
-        return list(validate_spec(spec))
-    except (
-        Exception
-    ) as exc:  # the contract says it never raises; a reconcile must not die if it does
+        errors = list(validate_spec(spec))
+    except Exception as exc:  # contract: never raises; a reconcile must not die if it does
         log.exception("profiler.request.validate_spec raised")
         return [FieldError("spec", f"could not be checked: {exc}")]
+    return [e for e in errors if not _filled_later(e.path, spec)]
+
+
+def _filled_later(path: str, spec: Mapping[str, Any]) -> bool:
+    """Whether ``path`` is a field the controller fills in and the user left out."""
+    if path not in FILLED_BY_CONTROLLER:
+        return False
+    node: Any = spec
+    for key in path.split(".")[1:]:
+        if not isinstance(node, Mapping) or node.get(key) is None:
+            return True
+        node = node[key]
+    return False
 
 
 def _merge(errors: list[FieldError], more: list[FieldError]) -> None:
