@@ -447,6 +447,13 @@ def _parse(
                 f"infeasible: {model} ({quant}) with isl {int(isl)} + osl {int(osl)} {needs}; "
                 f"the budget is {total_gpus}",
             )
+        elif (with_planner or mocker) and 2 * need > total_gpus:
+            r.add(
+                "spec.hardware.totalGpus",
+                f"infeasible: the {'planner' if with_planner else 'mocker'} deploys one prefill "
+                f"and one decode worker of {model}, at least {need} {sku} GPUs each, so it needs "
+                f"at least {2 * need} GPUs; the budget is {total_gpus}",
+            )
 
     if errors:
         return _Parsed(errors, None)

@@ -276,155 +276,192 @@ class _BackendTables:
     pairs: tuple[I64, I64]  # indices into prefill and decode tables
 
 
+@dataclass(frozen=True)
+class _Ctx:
+    """What every part of one search shares: the request, its targets and the layout table."""
+
+    req: PlanRequest
+    targets: Targets
+    mode: str
+    lay: I64  # (n, 4) tp, pp, ep, dp
+    lay_gpus: I64
+    cap: F64  # KV tokens per worker of each layout
+
+
 def search(req: PlanRequest, progress: Callable[[str, str], None] | None = None) -> SearchResult:
     """Score the whole grid for every backend and pick per the request's mode (§5.5)."""
     arch, gpu, quant = req.arch, req.gpu, req.quant
     isl, osl, total = req.isl, req.osl, req.total_gpus
-    targets = Targets(req.ttft_ms, req.itl_ms, req.e2e_latency_ms, osl)
-    mode = req.picking_mode
-    disagg_only = mode == "autoscale" or req.mocker
     layouts = worker_layouts(arch, gpu, total)
     if not layouts:
         raise InfeasibleError(f"no worker layout of {req.gpu_sku} GPUs fits a budget of {total}")
     lay = np.asarray(layouts, dtype=np.int64)
-    lay_gpus = lay[:, 0] * lay[:, 1] * lay[:, 3]
     cap = np.asarray(kv_capacity_tokens(arch, gpu, quant, _layout(lay)), dtype=np.float64)
     cap = np.where(np.isfinite(cap), cap, 0.0)
     if not (cap >= isl + osl).any():
         least = min_gpus_to_fit(arch, gpu, quant, isl, osl, total)
+        needs = f"it needs at least {least} GPUs" if least else "no layout this profiler knows fits"
         raise InfeasibleError(
             f"{req.model} ({quant}) does not fit in {total} {req.gpu_sku} GPUs with isl {isl} + "
-            f"osl {osl}"
-            + (
-                f"; it needs at least {least} GPUs"
-                if least
-                else "; no layout this profiler knows fits"
-            )
+            f"osl {osl}; {needs}"
         )
-    load_rate = req.request_rate
-    load_conc = req.concurrency
+    ctx = _Ctx(
+        req=req,
+        targets=Targets(req.ttft_ms, req.itl_ms, req.e2e_latency_ms, osl),
+        mode=req.picking_mode,
+        lay=lay,
+        lay_gpus=lay[:, 0] * lay[:, 1] * lay[:, 3],
+        cap=cap,
+    )
+    disagg_only = ctx.mode == "autoscale" or req.mocker
     pool = _Pool()
     evaluated = 0
     tables: list[_BackendTables] = []
     for bi, backend in enumerate(req.backends):
         if progress is not None:
             progress("SweepingPrefill", f"estimating {backend} on {len(layouts)} worker layouts")
-        # -- aggregated rows: layout x concurrency ------------------------------------------------
         agg_t: dict[str, NDArray[Any]] = {}
         if not disagg_only:
-            li, b = _grid(len(layouts), AGG_BATCHES)
-            b = b * lay[li, 3]
-            fits = cap[li] >= b * (isl + osl)
-            li, b = li[fits], b[fits]
-            ttft, tpot = agg_serving(arch, gpu, backend, quant, _layout(lay[li]), isl, osl, b)
-            ttft, tpot = np.asarray(ttft, np.float64), np.asarray(tpot, np.float64)
-            ok = np.isfinite(ttft) & np.isfinite(tpot) & (ttft > 0) & (tpot > 0)
-            li, b, ttft, tpot = li[ok], b[ok], ttft[ok], tpot[ok]
-            evaluated += int(li.size)
-            req_s = b * 1000.0 / (ttft + max(osl - 1, 1) * tpot)  # per worker, Little's law
-            g = lay_gpus[li]
-            rep, need = _replicas(mode, total, g, req_s, b.astype(np.float64), load_rate, load_conc)
-            agg_t = {"li": li, "b": b, "ttft": ttft, "tpot": tpot}
-            n = li.size
-            pool.mode.append(np.zeros(n, np.int64))
-            pool.backend.append(np.full(n, bi, np.int64))
-            pool.ref.append(np.arange(n, dtype=np.int64))
-            pool.sig.append(li.astype(np.int64))
-            pool.ttft.append(ttft)
-            pool.itl.append(tpot)
-            pool.gpus.append(rep * g)
-            pool.need.append(need)
-            pool.tok.append(rep * req_s * osl)
-            pool.req.append(rep * req_s)
-            pool.rep.append(rep)
-            pool.xs.append(np.ones(n, np.int64))
-            pool.eff.append(req_s * osl / g)
-            pool.ys.append(np.zeros(n, np.int64))
-        # -- disaggregated: prefill rows, decode rows, then rate-matched pairs --------------------
-        pmax = max(1, PREFILL_TOKENS_PER_BATCH // isl)
-        pli, pb = _grid(len(layouts), np.arange(1, pmax + 1, dtype=np.int64))
-        pb = pb * lay[pli, 3]
-        keep = cap[pli] >= pb * isl
-        pli, pb = pli[keep], pb[keep]
-        pttft = np.asarray(
-            prefill_ttft_ms(arch, gpu, backend, quant, _layout(lay[pli]), isl, pb), np.float64
-        )
-        pttft = pttft * PREFILL_QUEUE_FACTOR
-        dli, db = _grid(len(layouts), DECODE_BATCHES)
-        db = db * lay[dli, 3]
-        keep = cap[dli] >= db * (isl + osl)
-        dli, db = dli[keep], db[keep]
-        dtpot = np.asarray(
-            decode_tpot_ms(arch, gpu, backend, quant, _layout(lay[dli]), isl, osl, db), np.float64
-        )
-        okp = np.isfinite(pttft) & (pttft > 0)
-        okd = np.isfinite(dtpot) & (dtpot > 0)
-        pli, pb, pttft = pli[okp], pb[okp], pttft[okp]
-        dli, db, dtpot = dli[okd], db[okd], dtpot[okd]
-        evaluated += int(pli.size + dli.size)
-        p_rate = pb * 1000.0 / pttft  # requests/s of one prefill worker
-        d_rate = db * 1000.0 / (dtpot * max(osl - 1, 1))  # requests/s of one decode worker
-        # Large budgets make every x:y ratio fit; fewer rows per layout keep the cost bounded.
-        ratios = min(total * total // 4 + total, MAX_WORKERS_PER_ROLE**2)
-        pkeep, dkeep = PREFILL_KEEP, DECODE_KEEP
-        while True:
-            psel = _keep_per_layout(pli, p_rate / lay_gpus[pli], pttft, targets, "ttft", pkeep)
-            dsel = _keep_per_layout(dli, d_rate / lay_gpus[dli], dtpot, targets, "itl", dkeep)
-            if psel.size * dsel.size * ratios <= MAX_RATE_MATCH_WORK or pkeep == dkeep == 1:
-                break
-            pkeep, dkeep = max(pkeep // 2, 1), max(dkeep // 2, 1)
-        pi, di = (a.ravel() for a in np.meshgrid(psel, dsel, indexing="ij"))
-        prefill_t = {"li": pli, "b": pb, "ttft": pttft, "rate": p_rate}
-        decode_t = {"li": dli, "b": db, "tpot": dtpot, "rate": d_rate}
-        tables.append(_BackendTables(agg_t, prefill_t, decode_t, (pi, di)))
-        if pi.size == 0:
-            continue
-        gp, gd = lay_gpus[pli[pi]], lay_gpus[dli[di]]
-        x, y, rep, need, rate, n_eval = _rate_match(
-            mode, total, gp, gd, p_rate[pi], d_rate[di], db[di], load_rate, load_conc
-        )
+            agg_t = _agg_rows(ctx, backend, bi, pool)
+            evaluated += int(agg_t["li"].size)
+        table, n_eval = _disagg_rows(ctx, backend, bi, pool)
+        table.agg = agg_t
+        tables.append(table)
         evaluated += n_eval
-        n = pi.size
-        pool.mode.append(np.ones(n, np.int64))
-        pool.backend.append(np.full(n, bi, np.int64))
-        pool.ref.append(np.arange(n, dtype=np.int64))
-        pool.sig.append(len(layouts) + pli[pi] * len(layouts) + dli[di])
-        pool.ttft.append(pttft[pi])
-        pool.itl.append(dtpot[di])
-        pool.gpus.append(rep * (x * gp + y * gd))
-        pool.need.append(need)
-        pool.tok.append(rep * rate * osl)
-        pool.req.append(rep * rate)
-        pool.rep.append(rep)
-        pool.xs.append(x)
-        # Balanced pools (what a planner converges to): 1 / (GPU-seconds per request).
-        pool.eff.append(
-            osl / (gp / (PREFILL_DERATE * p_rate[pi]) + gd / (DECODE_DERATE * d_rate[di]))
-        )
-        pool.ys.append(y)
 
     if progress is not None:
-        progress("SelectingConfig", f"picking among {evaluated} configurations ({mode})")
-    if not pool.mode:
-        raise InfeasibleError(f"no configuration of {req.model} fits {total} {req.gpu_sku} GPUs")
+        progress("SelectingConfig", f"picking among {evaluated} configurations ({ctx.mode})")
     cols = {k: pool.cat(k) for k in pool.__dataclass_fields__}
-    usable = cols["rep"] > 0
+    usable = cols["rep"] > 0 if pool.mode else np.zeros(0, bool)
     if not usable.any():
-        raise InfeasibleError(f"no configuration of {req.model} fits {total} {req.gpu_sku} GPUs")
-    miss = targets.miss(cols["ttft"], cols["itl"])
+        why = (
+            "; the planner and the mocker need a disaggregated deployment (a prefill and a decode "
+            "worker), which does not fit"
+            if disagg_only
+            else ""
+        )
+        raise InfeasibleError(
+            f"no configuration of {req.model} fits {total} {req.gpu_sku} GPUs{why}"
+        )
+    miss = ctx.targets.miss(cols["ttft"], cols["itl"])
     order = _rank(req, cols, miss, usable)
     order = order[usable[order]]
     top = _top_unique(order, cols["sig"] + cols["backend"] * 10**9 + cols["mode"] * 10**12)
     pareto = _pareto(cols, usable)
     cands = [_candidate(req, tables, lay, cols, miss, int(i), bool(pareto[i])) for i in top]
     chosen = cands[0]
-    warnings = _warnings(req, chosen, targets, miss[top[0]])
+    warnings = _warnings(req, chosen, ctx.targets, miss[top[0]])
     front = np.nonzero(pareto)[0]
     front = front[np.argsort(1000.0 / cols["itl"][front])]
     if front.size > PARETO_POINTS:
         front = front[np.linspace(0, front.size - 1, PARETO_POINTS).round().astype(np.int64)]
     curve = [_candidate(req, tables, lay, cols, miss, int(i), True) for i in front]
     return SearchResult(chosen, cands, evaluated, warnings, curve)
+
+
+def _agg_rows(ctx: _Ctx, backend: str, bi: int, pool: _Pool) -> dict[str, NDArray[Any]]:
+    """Aggregated workers: every layout at every concurrency, replicated to the mode's need."""
+    req, lay = ctx.req, ctx.lay
+    isl, osl = req.isl, req.osl
+    li, b = _grid(lay.shape[0], AGG_BATCHES)
+    b = b * lay[li, 3]
+    fits = ctx.cap[li] >= b * (isl + osl)
+    li, b = li[fits], b[fits]
+    ttft, tpot = agg_serving(req.arch, req.gpu, backend, req.quant, _layout(lay[li]), isl, osl, b)
+    ttft, tpot = np.asarray(ttft, np.float64), np.asarray(tpot, np.float64)
+    ok = np.isfinite(ttft) & np.isfinite(tpot) & (ttft > 0) & (tpot > 0)
+    li, b, ttft, tpot = li[ok], b[ok], ttft[ok], tpot[ok]
+    req_s = b * 1000.0 / (ttft + max(osl - 1, 1) * tpot)  # per worker, Little's law
+    g = ctx.lay_gpus[li]
+    rep, need = _replicas(
+        ctx.mode, req.total_gpus, g, req_s, b.astype(np.float64), req.request_rate, req.concurrency
+    )
+    n = li.size
+    pool.mode.append(np.zeros(n, np.int64))
+    pool.backend.append(np.full(n, bi, np.int64))
+    pool.ref.append(np.arange(n, dtype=np.int64))
+    pool.sig.append(li.astype(np.int64))
+    pool.ttft.append(ttft)
+    pool.itl.append(tpot)
+    pool.gpus.append(rep * g)
+    pool.need.append(need)
+    pool.tok.append(rep * req_s * osl)
+    pool.req.append(rep * req_s)
+    pool.rep.append(rep)
+    pool.xs.append(np.ones(n, np.int64))
+    pool.ys.append(np.zeros(n, np.int64))
+    pool.eff.append(req_s * osl / g)
+    return {"li": li, "b": b, "ttft": ttft, "tpot": tpot}
+
+
+def _disagg_rows(ctx: _Ctx, backend: str, bi: int, pool: _Pool) -> tuple[_BackendTables, int]:
+    """Prefill workers (layout x prompts per batch) and decode workers (layout x concurrency),
+    the best of each per layout paired, and each pair rate-matched into x:y workers."""
+    req, lay, lay_gpus, targets = ctx.req, ctx.lay, ctx.lay_gpus, ctx.targets
+    arch, gpu, quant = req.arch, req.gpu, req.quant
+    isl, osl, total = req.isl, req.osl, req.total_gpus
+    pmax = max(1, PREFILL_TOKENS_PER_BATCH // isl)
+    pli, pb = _grid(lay.shape[0], np.arange(1, pmax + 1, dtype=np.int64))
+    pb = pb * lay[pli, 3]
+    keep = ctx.cap[pli] >= pb * isl
+    pli, pb = pli[keep], pb[keep]
+    pttft = np.asarray(
+        prefill_ttft_ms(arch, gpu, backend, quant, _layout(lay[pli]), isl, pb), np.float64
+    )
+    pttft = pttft * PREFILL_QUEUE_FACTOR
+    dli, db = _grid(lay.shape[0], DECODE_BATCHES)
+    db = db * lay[dli, 3]
+    keep = ctx.cap[dli] >= db * (isl + osl)
+    dli, db = dli[keep], db[keep]
+    dtpot = np.asarray(
+        decode_tpot_ms(arch, gpu, backend, quant, _layout(lay[dli]), isl, osl, db), np.float64
+    )
+    okp = np.isfinite(pttft) & (pttft > 0)
+    okd = np.isfinite(dtpot) & (dtpot > 0)
+    pli, pb, pttft = pli[okp], pb[okp], pttft[okp]
+    dli, db, dtpot = dli[okd], db[okd], dtpot[okd]
+    evaluated = int(pli.size + dli.size)
+    p_rate = pb * 1000.0 / pttft  # requests/s of one prefill worker
+    d_rate = db * 1000.0 / (dtpot * max(osl - 1, 1))  # requests/s of one decode worker
+    # Large budgets make every x:y ratio fit; fewer rows per layout keep the cost bounded.
+    ratios = min(total * total // 4 + total, MAX_WORKERS_PER_ROLE**2)
+    pkeep, dkeep = PREFILL_KEEP, DECODE_KEEP
+    while True:
+        psel = _keep_per_layout(pli, p_rate / lay_gpus[pli], pttft, targets, "ttft", pkeep)
+        dsel = _keep_per_layout(dli, d_rate / lay_gpus[dli], dtpot, targets, "itl", dkeep)
+        if psel.size * dsel.size * ratios <= MAX_RATE_MATCH_WORK or pkeep == dkeep == 1:
+            break
+        pkeep, dkeep = max(pkeep // 2, 1), max(dkeep // 2, 1)
+    pi, di = (a.ravel() for a in np.meshgrid(psel, dsel, indexing="ij"))
+    table = _BackendTables(
+        {},
+        {"li": pli, "b": pb, "ttft": pttft, "rate": p_rate},
+        {"li": dli, "b": db, "tpot": dtpot, "rate": d_rate},
+        (pi, di),
+    )
+    if pi.size == 0:
+        return table, evaluated
+    gp, gd = lay_gpus[pli[pi]], lay_gpus[dli[di]]
+    x, y, rep, need, rate, n_eval = _rate_match(
+        ctx.mode, total, gp, gd, p_rate[pi], d_rate[di], db[di], req.request_rate, req.concurrency
+    )
+    n = pi.size
+    pool.mode.append(np.ones(n, np.int64))
+    pool.backend.append(np.full(n, bi, np.int64))
+    pool.ref.append(np.arange(n, dtype=np.int64))
+    pool.sig.append(lay.shape[0] + pli[pi] * lay.shape[0] + dli[di])
+    pool.ttft.append(pttft[pi])
+    pool.itl.append(dtpot[di])
+    pool.gpus.append(rep * (x * gp + y * gd))
+    pool.need.append(need)
+    pool.tok.append(rep * rate * osl)
+    pool.req.append(rep * rate)
+    pool.rep.append(rep)
+    pool.xs.append(x)
+    pool.ys.append(y)
+    # Balanced pools (what a planner converges to): 1 / (GPU-seconds per request).
+    pool.eff.append(osl / (gp / (PREFILL_DERATE * p_rate[pi]) + gd / (DECODE_DERATE * d_rate[di])))
+    return table, evaluated + n_eval
 
 
 def _grid(n_layouts: int, batches: I64) -> tuple[I64, I64]:

@@ -239,3 +239,12 @@ def test_before_hardware_discovery_a_missing_sku_is_not_an_error() -> None:
     assert "spec.hardware.gpuSku" in {
         e.path for e in validate_spec(unknown, require_hardware=False)
     }
+
+
+def test_planner_needs_room_for_a_prefill_and_a_decode_worker() -> None:
+    s = spec(hardware={"gpuSku": "h100_sxm", "totalGpus": 1}, features={"planner": {}})
+    errs = validate_spec(s)
+    assert [e.path for e in errs] == ["spec.hardware.totalGpus"]
+    assert "at least 2 GPUs" in errs[0].message
+    s["hardware"]["totalGpus"] = 2
+    assert validate_spec(s) == []
