@@ -202,7 +202,7 @@ def test_helm_values_change_what_they_say() -> None:
     assert dep["spec"]["replicas"] == 3
     assert c["image"] == "example/dgdr:9.9.9"
     assert c["resources"]["limits"]["memory"] == "2Gi"
-    assert "--namespaces=team-a,team-b" in c["args"]
+    assert "--namespace=team-a" in c["args"] and "--namespace=team-b" in c["args"]
     assert "--lease-name=prod-dgdr-controller" in c["args"]
     # namespaced permissions only in the watched namespaces; nodes stay cluster-wide
     assert ("ClusterRoleBinding", "", "prod-dgdr-controller") not in objs
@@ -222,4 +222,35 @@ def test_helm_values_change_what_they_say() -> None:
 def test_helm_without_leader_election_drops_the_lease_role() -> None:
     objs = by_key(load_all(render("leaderElection.enabled=false", "replicaCount=1")))
     assert ("Role", "dgdr-system", "dgdr-controller-leader-election") not in objs
-    assert "--leader-elect" not in container(objs)["args"]
+    args = container(objs)["args"]
+    assert "--leader-elect" not in args and "--no-leader-elect" in args
+
+
+def parse_controller_args(c: Obj) -> Any:
+    """The container's args through the controller's own flag parser (what the image runs)."""
+    import argparse
+
+    from controller import config
+
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    config.add_arguments(parser)
+    args = [a.replace("$(POD_NAMESPACE)", "dgdr-system") for a in c["args"]]
+    return config.from_args(parser.parse_args(args))
+
+
+def test_deployment_args_are_flags_the_controller_accepts(kustomized: dict[Key, Obj]) -> None:
+    c = container(kustomized)
+    cfg = parse_controller_args(c)
+    assert cfg.leader_elect is True
+    assert cfg.lease_namespace == "dgdr-system"
+    assert cfg.health_port == c["ports"][0]["containerPort"]
+    assert cfg.namespaces is None
+    # never more profiling processes than CPUs in the limit
+    assert cfg.pool_size <= int(c["resources"]["limits"]["cpu"])
+
+
+def test_helm_args_are_flags_the_controller_accepts() -> None:
+    objs = by_key(load_all(render("watchNamespaces={a,b}", "leaderElection.enabled=false")))
+    cfg = parse_controller_args(container(objs))
+    assert cfg.namespaces == ["a", "b"]
+    assert cfg.leader_elect is False
