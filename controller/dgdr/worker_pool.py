@@ -512,32 +512,34 @@ class WorkerPool(Generic[P, R]):
         finally:
             os.close(cmd_read)
             os.close(evt_write)
+        events_file = os.fdopen(evt_read, "rb", buffering=0)
+        cmd_file = os.fdopen(cmd_write, "wb", buffering=0)
         worker = _Worker(proc)
         self._workers.add(worker)
+        worker.start_timer = loop.call_later(
+            self._config.start_timeout, self._on_start_timeout, worker
+        )
         try:
             worker.events, _ = await loop.connect_read_pipe(
                 lambda: _EventProtocol(
                     lambda message: self._on_message(worker, message),
                     lambda: self._begin_exit(worker),
                 ),
-                os.fdopen(evt_read, "rb", buffering=0),
+                events_file,
             )
-            evt_read = -1
-            worker.cmd, _ = await loop.connect_write_pipe(
-                asyncio.Protocol, os.fdopen(cmd_write, "wb", buffering=0)
-            )
-            cmd_write = -1
-            worker.send(("init", self._fn_pickle))
+            worker.cmd, _ = await loop.connect_write_pipe(asyncio.Protocol, cmd_file)
         except BaseException:
-            for fd in (evt_read, cmd_write):
-                if fd >= 0:
-                    os.close(fd)
+            for transport, file in ((worker.events, events_file), (worker.cmd, cmd_file)):
+                if transport is None:
+                    file.close()
             worker.kill()
-            self._begin_exit(worker)
+            await asyncio.shield(self._reap(worker, time.monotonic()))
             raise
-        worker.start_timer = loop.call_later(
-            self._config.start_timeout, self._on_start_timeout, worker
-        )
+        if self._closed or worker.exiting:  # close() ran, or it died, while the pipes connected
+            worker.kill()
+            await self._reap(worker, time.monotonic())
+        else:
+            worker.send(("init", self._fn_pickle))
         return worker
 
     def _on_start_timeout(self, worker: _Worker) -> None:

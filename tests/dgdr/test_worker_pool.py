@@ -308,3 +308,14 @@ def test_workers_exit_when_their_parent_dies() -> None:
             parent.stdout.close()
     for pid in pids:  # one idle worker, one busy: both notice
         assert _gone(pid)
+
+
+@pytest.mark.asyncio
+async def test_close_while_a_replacement_starts_leaves_nothing_behind() -> None:
+    for _ in range(3):
+        pool: Pool = WorkerPool(pool_tasks.run, PoolConfig(size=1, max_retries=0))
+        await pool.start()
+        with pytest.raises(WorkerCrashedError):
+            await pool.submit(_tid(), {"action": "sigkill"})
+        await pool.close()  # the replacement worker is being started right now
+        assert pool.pids == []
