@@ -194,6 +194,18 @@ class _Reader:
             return {}
         return value
 
+    def raw_object(
+        self, parent: Mapping[str, Any], key: str, path: str, what: str
+    ) -> dict[str, Any] | None:
+        """A free-form object the CRD keeps as is (PlannerConfig, a partial DGD); None if absent."""
+        value = parent.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            self.add(path, f"must be an object ({what})")
+            return None
+        return dict(value)
+
     def string(self, parent: Mapping[str, Any], key: str, path: str) -> str | None:
         value = parent.get(key)
         if value is None:
@@ -355,13 +367,9 @@ def _parse(
 
     # --- features ------------------------------------------------------------------------------
     feats = r.obj(spec, "features", "spec.features")
-    planner_cfg: dict[str, Any] | None = None
-    if feats.get("planner") is not None:
-        if isinstance(feats["planner"], Mapping):
-            planner_cfg = dict(feats["planner"])
-            _check_planner(r, planner_cfg)
-        else:
-            r.add("spec.features.planner", "must be an object (a PlannerConfig)")
+    planner_cfg = r.raw_object(feats, "planner", "spec.features.planner", "a PlannerConfig")
+    if planner_cfg is not None:
+        _check_planner(r, planner_cfg)
     mocker = r.boolean(
         r.obj(feats, "mocker", "spec.features.mocker"), "enabled", "spec.features.mocker.enabled"
     )
@@ -370,11 +378,7 @@ def _parse(
         "enabled",
         "spec.features.kvRouter.enabled",
     )
-    if (
-        mocker
-        and planner_cfg is not None
-        and planner_cfg.get("pre_deployment_sweeping_mode") == ("none")
-    ):
+    if mocker and (planner_cfg or {}).get("pre_deployment_sweeping_mode") == "none":
         r.add(
             "spec.features.mocker.enabled",
             "mocker workers need performance data: the planner's pre_deployment_sweeping_mode "
@@ -384,13 +388,9 @@ def _parse(
     # --- overrides -----------------------------------------------------------------------------
     ov = r.obj(spec, "overrides", "spec.overrides")
     trust = r.boolean(ov, "trustRemoteCode", "spec.overrides.trustRemoteCode")
-    dgd_ov: dict[str, Any] | None = None
-    if ov.get("dgd") is not None:
-        if isinstance(ov["dgd"], Mapping):
-            dgd_ov = dict(ov["dgd"])
-            _check_dgd_override(r, dgd_ov)
-        else:
-            r.add("spec.overrides.dgd", "must be an object (a partial DynamoGraphDeployment)")
+    dgd_ov = r.raw_object(ov, "dgd", "spec.overrides.dgd", "a partial DynamoGraphDeployment")
+    if dgd_ov is not None:
+        _check_dgd_override(r, dgd_ov)
     tolerations = _job_tolerations(r, ov)
 
     # --- model (needs the cache path) ----------------------------------------------------------
