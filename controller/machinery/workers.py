@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from controller.machinery import logging_setup as ctx
 from controller.machinery.client import key_of
-from controller.machinery.workqueue import RateLimiter, WorkQueue
+from controller.machinery.workqueue import LOW_PRIORITY, RateLimiter, WorkQueue
 from metrics import runtime as m
 
 log = logging.getLogger(__name__)
@@ -114,15 +114,20 @@ class Controller:
     ) -> None:
         """Enqueue the keys ``to_keys`` maps each event's object to (default: the object's own
         key). On an update, the keys of the old object are enqueued too, so an object whose
-        mapping changed (a label moved it to another owner) wakes both owners."""
+        mapping changed (a label moved it to another owner) wakes both owners. Events of the
+        informer's initial list are queued at low priority."""
         mapper = to_keys if to_keys is not None else lambda obj: (key_of(obj),)
+        synced: asyncio.Event | None = getattr(informer, "synced", None)
 
         def handler(event_type: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+            # The initial list is a backlog of objects to re-check: changes made since jump it.
+            initial = synced is not None and not synced.is_set()
+            priority = LOW_PRIORITY if initial else 0
             keys = set(mapper(obj))
             if old is not None:
                 keys.update(mapper(old))
             for key in keys:
-                self.queue.add(key)
+                self.queue.add(key, priority)
 
         informer.add_handler(handler)
 

@@ -9,6 +9,10 @@ The guarantees a reconciler relies on, as in client-go's ``util/workqueue``:
 - :meth:`WorkQueue.add_rate_limited` delays by the rate limiter: the max of a per-key
   exponential backoff and an overall token bucket; :meth:`WorkQueue.forget` resets the key's
   failure count;
+- priorities, as controller-runtime's priority queue: a key added with a higher priority is
+  handed out first, and re-adding a waiting key with a higher priority promotes it. The
+  controller adds keys from an informer's initial list at :data:`LOW_PRIORITY`, so after a
+  restart or a failover a user's fresh change overtakes the backlog of objects to re-check;
 - :meth:`WorkQueue.shutdown` stops intake; :meth:`WorkQueue.shutdown_with_drain` also waits,
   within a deadline, for the keys in flight.
 
@@ -129,14 +133,53 @@ def default_rate_limiter(
     )
 
 
+LOW_PRIORITY = -100
+"""Priority of keys from an initial list or relist (controller-runtime uses the same value)."""
+
+
+class _PriorityFifo:
+    """FIFO per priority level; the highest level is served first."""
+
+    def __init__(self) -> None:
+        self._levels: dict[int, deque[str]] = {}
+        self._priority: dict[str, int] = {}
+
+    def push(self, key: str, priority: int) -> None:
+        self._levels.setdefault(priority, deque()).append(key)
+        self._priority[key] = priority
+
+    def promote(self, key: str, priority: int) -> None:
+        """Move a queued key up to ``priority`` (never down)."""
+        current = self._priority.get(key)
+        if current is None or current >= priority:
+            return
+        self._levels[current].remove(key)
+        self.push(key, priority)
+
+    def pop(self) -> str:
+        level = max(p for p, keys in self._levels.items() if keys)
+        key = self._levels[level].popleft()
+        del self._priority[key]
+        return key
+
+    def clear(self) -> list[str]:
+        keys = list(self._priority)
+        self._levels.clear()
+        self._priority.clear()
+        return keys
+
+    def __len__(self) -> int:
+        return len(self._priority)
+
+
 class WorkQueue:
     """Keys waiting for a reconcile. One instance per controller, used from one event loop."""
 
     def __init__(self, name: str, rate_limiter: RateLimiter | None = None) -> None:
         self.name = name
         self.rate_limiter = rate_limiter if rate_limiter is not None else default_rate_limiter()
-        self._queue: deque[str] = deque()
-        self._dirty: set[str] = set()
+        self._queue = _PriorityFifo()
+        self._dirty: dict[str, int] = {}  # key -> priority it will be queued with
         self._processing: set[str] = set()
         self._added_at: dict[str, float] = {}  # dirty key -> when it was added, for queue time
         self._started_at: dict[str, float] = {}  # processing key -> when a worker took it
@@ -161,16 +204,24 @@ class WorkQueue:
 
     # ---- intake -------------------------------------------------------------------------------
 
-    def add(self, key: str) -> None:
-        """Queue ``key`` unless it is already waiting; a key in flight is re-queued at ``done``."""
-        if self._shutting_down or key in self._dirty:
+    def add(self, key: str, priority: int = 0) -> None:
+        """Queue ``key`` unless it is already waiting (then a higher ``priority`` promotes it);
+        a key in flight is re-queued at :meth:`done`."""
+        if self._shutting_down:
+            return
+        queued_with = self._dirty.get(key)
+        if queued_with is not None:
+            if priority > queued_with:
+                self._dirty[key] = priority
+                if key not in self._processing:
+                    self._queue.promote(key, priority)
             return
         self._adds.inc()
-        self._dirty.add(key)
+        self._dirty[key] = priority
         self._added_at[key] = time.monotonic()
         if key in self._processing:
             return
-        self._queue.append(key)
+        self._queue.push(key, priority)
         self._depth.set(len(self._queue))
         self._wake_one()
 
@@ -228,14 +279,14 @@ class WorkQueue:
                     self._getters.remove(waiter)
         if not self._queue:
             return None
-        key = self._queue.popleft()
+        key = self._queue.pop()
         self._depth.set(len(self._queue))
         now = time.monotonic()
         added = self._added_at.pop(key, now)
         self._queue_time.observe(now - added)
         self._processing.add(key)
         self._started_at[key] = now
-        self._dirty.discard(key)
+        del self._dirty[key]
         return key
 
     def done(self, key: str) -> None:
@@ -247,7 +298,7 @@ class WorkQueue:
         if started is not None:
             self._work_time.observe(time.monotonic() - started)
         if key in self._dirty:
-            self._queue.append(key)
+            self._queue.push(key, self._dirty[key])
             self._depth.set(len(self._queue))
             self._wake_one()
         if self._idle is not None and not self._processing:
@@ -276,10 +327,9 @@ class WorkQueue:
             timer.cancel()
         self._waiting.clear()
         if discard_queued:
-            for key in self._queue:
-                self._dirty.discard(key)
+            for key in self._queue.clear():
+                self._dirty.pop(key, None)
                 self._added_at.pop(key, None)
-            self._queue.clear()
             self._depth.set(0)
         while self._getters:
             waiter = self._getters.popleft()

@@ -11,6 +11,7 @@ import pytest
 
 from controller.machinery.workers import Controller, Result, TerminalError
 from controller.machinery.workqueue import (
+    LOW_PRIORITY,
     BucketRateLimiter,
     ItemExponentialRateLimiter,
     MaxOfRateLimiter,
@@ -127,6 +128,67 @@ async def test_rate_limited_adds_back_off_and_forget_resets() -> None:
     queue.forget("k")
     assert queue.num_requeues("k") == 0
     queue.shutdown()
+
+
+@pytest.mark.asyncio
+async def test_higher_priority_first_and_a_re_add_promotes_a_waiting_key() -> None:
+    queue = WorkQueue(_name())
+    for i in range(5):
+        queue.add(f"backlog-{i}", LOW_PRIORITY)
+    queue.add("fresh")
+    queue.add("backlog-3")  # a real change to an object of the backlog: promoted
+    queue.add("backlog-4", LOW_PRIORITY - 1)  # a lower priority never demotes
+    got = [await _get(queue) for _ in range(6)]
+    assert got == ["fresh", "backlog-3", "backlog-0", "backlog-1", "backlog-2", "backlog-4"]
+    assert len(queue) == 0
+    queue.shutdown()
+
+
+@pytest.mark.asyncio
+async def test_priority_of_a_key_re_added_while_in_flight_is_kept_for_its_return() -> None:
+    queue = WorkQueue(_name())
+    queue.add("busy", LOW_PRIORITY)
+    assert await _get(queue) == "busy"
+    queue.add("busy", LOW_PRIORITY)
+    queue.add("busy")  # promoted while in flight
+    queue.add("other", LOW_PRIORITY)
+    queue.done("busy")
+    assert await _get(queue) == "busy"
+    assert await _get(queue) == "other"
+    queue.shutdown()
+
+
+@pytest.mark.asyncio
+async def test_controller_queues_the_initial_list_below_later_changes() -> None:
+    class Source:
+        def __init__(self) -> None:
+            self.synced = asyncio.Event()
+            self.handlers: list[Callable[[str, dict[str, object], object], None]] = []
+
+        def add_handler(self, fn: Callable[[str, dict[str, object], object], None]) -> None:
+            self.handlers.append(fn)
+
+        def emit(self, name: str) -> None:
+            for fn in self.handlers:
+                fn("ADDED", {"metadata": {"name": name, "namespace": "ns"}}, None)
+
+    order: list[str] = []
+
+    async def reconcile(key: str) -> Result:
+        order.append(key)
+        return Result()
+
+    source = Source()
+    ctl = Controller(_name(), reconcile)
+    ctl.watch(source)  # type: ignore[arg-type]
+    for i in range(3):
+        source.emit(f"listed-{i}")
+    source.synced.set()
+    source.emit("changed")
+    ctl.start()
+    await _until(lambda: len(order) == 4)
+    await ctl.stop(5.0)
+    assert order == ["ns/changed", "ns/listed-0", "ns/listed-1", "ns/listed-2"]
 
 
 # ---- rate limiters -----------------------------------------------------------------------------
