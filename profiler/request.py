@@ -185,44 +185,30 @@ class _Reader:
     def add(self, path: str, message: str) -> None:
         self.errors.append(FieldError(path, message))
 
-    def obj(self, parent: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
+    def _typed(self, parent: Mapping[str, Any], key: str, path: str, kind: type, what: str) -> Any:
         value = parent.get(key)
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            self.add(path, f"must be an object, got {type(value).__name__}")
-            return {}
-        return value
+        if value is None or isinstance(value, kind):
+            return value
+        self.add(path, f"must be {what}, got {value!r}")
+        return None
+
+    def obj(self, parent: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
+        value: Mapping[str, Any] | None = self._typed(parent, key, path, Mapping, "an object")
+        return value if value is not None else {}
 
     def raw_object(
         self, parent: Mapping[str, Any], key: str, path: str, what: str
     ) -> dict[str, Any] | None:
         """A free-form object the CRD keeps as is (PlannerConfig, a partial DGD); None if absent."""
-        value = parent.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, Mapping):
-            self.add(path, f"must be an object ({what})")
-            return None
-        return dict(value)
+        value = self._typed(parent, key, path, Mapping, f"an object ({what})")
+        return dict(value) if value is not None else None
 
     def string(self, parent: Mapping[str, Any], key: str, path: str) -> str | None:
-        value = parent.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            self.add(path, f"must be a string, got {type(value).__name__}")
-            return None
+        value: str | None = self._typed(parent, key, path, str, "a string")
         return value
 
     def boolean(self, parent: Mapping[str, Any], key: str, path: str) -> bool:
-        value = parent.get(key)
-        if value is None:
-            return False
-        if not isinstance(value, bool):
-            self.add(path, f"must be true or false, got {value!r}")
-            return False
-        return value
+        return bool(self._typed(parent, key, path, bool, "true or false"))
 
     def positive(
         self, parent: Mapping[str, Any], key: str, path: str, *, integer: bool = False
