@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import hashlib
-import inspect
 import json
 import logging
 import time
@@ -31,6 +30,7 @@ from controller.dgdr.worker_pool import (
     TaskCancelledError,
     WorkerPool,
     copy_exception,
+    report_progress,
 )
 from metrics import dgdr as dgdr_metrics
 from profiler.errors import ProfilerError
@@ -210,10 +210,7 @@ class ProfileRunner:
             while True:
                 kind, first, second = await subscriber.queue.get()
                 if kind == "progress":
-                    if on_progress is not None:
-                        delivered = on_progress(first, second)
-                        if inspect.isawaitable(delivered):
-                            await delivered
+                    await report_progress(on_progress, first, second)
                 else:
                     return self._deliver(first, source)
         finally:

@@ -428,10 +428,7 @@ class WorkerPool(Generic[P, R]):
             while True:
                 kind, first, second = await task.events.get()
                 if kind == "progress":
-                    if on_progress is not None:
-                        delivered = on_progress(first, second)
-                        if inspect.isawaitable(delivered):
-                            await delivered
+                    await report_progress(on_progress, first, second)
                 elif kind == "ok":
                     result: R = first
                     return result
@@ -763,6 +760,14 @@ class WorkerPool(Generic[P, R]):
                 self._on_stats(*stats)
             except Exception:
                 log.exception("worker pool stats callback failed")
+
+
+async def report_progress(callback: ProgressCallback | None, phase: str, message: str) -> None:
+    """Call a sync or async progress callback and wait for it, so reports stay in order."""
+    if callback is not None:
+        delivered = callback(phase, message)
+        if inspect.isawaitable(delivered):
+            await delivered
 
 
 def _worker_env(config: PoolConfig) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Task functions the worker-pool tests run in real worker processes.
+"""Task functions the worker-pool tests run in real worker processes, and what those tests share.
 
 They live in an importable module (not in the test file) because a worker receives its function by
 reference and imports it. ``ENV_BREAK_IMPORT`` set in a worker's environment makes this module fail
@@ -14,6 +14,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from controller.dgdr.worker_pool import ProgressFn
 from profiler.errors import FieldError, SpecError
@@ -92,3 +94,15 @@ def counted_profile(payload: dict[str, Any], progress: ProgressFn) -> dict[str, 
     progress("Waiting", str(os.getpid()))
     time.sleep(float(os.environ.get(ENV_DELAY, "0")))
     return profile_in_worker(payload, progress)
+
+
+def process_gone(pid: int, within: float = 10.0) -> bool:
+    """True once no live (non-zombie) process has this pid, waiting at most ``within`` seconds."""
+    try:
+        proc = psutil.Process(pid)
+        proc.wait(timeout=within)
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.TimeoutExpired:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    return True

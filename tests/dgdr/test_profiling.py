@@ -44,17 +44,6 @@ def _runs(tmp_path: Path) -> list[int]:
     return [int(x) for x in log.read_text().split()] if log.exists() else []
 
 
-def _gone(pid: int, within: float = 10.0) -> bool:
-    try:
-        proc = psutil.Process(pid)
-        proc.wait(timeout=within)
-    except psutil.NoSuchProcess:
-        return True
-    except psutil.TimeoutExpired:
-        return proc.status() == psutil.STATUS_ZOMBIE
-    return True
-
-
 async def _running_pid(runner: ProfileRunner, spec: dict[str, Any], name: str) -> int:
     task_id = request_key(spec, dgdr_name=name, namespace="ns")
     async with asyncio.timeout(30):
@@ -199,7 +188,7 @@ async def test_cancel_kills_the_running_profile(tmp_path: Path) -> None:
         for task in (first, joined):
             with pytest.raises(TaskCancelledError):
                 await task
-        assert _gone(pid)
+        assert pool_tasks.process_gone(pid)
         assert runner.cancel("ns/a") is False
         # the caller going away (a cancelled reconcile) stops it too
         waiter = asyncio.create_task(runner.run("ns/b", SMALL, dgdr_name="b", namespace="ns"))
@@ -207,7 +196,7 @@ async def test_cancel_kills_the_running_profile(tmp_path: Path) -> None:
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
-        assert _gone(pid)
+        assert pool_tasks.process_gone(pid)
         assert runner.pool.busy == 0
 
 

@@ -38,18 +38,6 @@ def _tid() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def _gone(pid: int, within: float = 10.0) -> bool:
-    """True once no live (non-zombie) process has this pid, waiting at most ``within`` seconds."""
-    try:
-        proc = psutil.Process(pid)
-        proc.wait(timeout=within)
-    except psutil.NoSuchProcess:
-        return True
-    except psutil.TimeoutExpired:
-        return proc.status() == psutil.STATUS_ZOMBIE
-    return True
-
-
 async def _wait_for(predicate: Any, within: float = 10.0) -> None:
     async with asyncio.timeout(within):
         while not predicate():  # noqa: ASYNC110 - pool state has no event to wait on
@@ -94,7 +82,7 @@ async def test_worker_killed_once_is_replaced_and_task_retried(pool: Pool, tmp_p
     assert await pool.submit(_tid(), payload) == "survived"
     first, second = (int(line) for line in log.read_text().split())
     assert first != second
-    assert _gone(first)
+    assert pool_tasks.process_gone(first)
     assert await pool.submit(_tid(), {"action": "echo", "value": "still serving"}) == (
         "still serving"
     )
@@ -134,7 +122,7 @@ async def test_timeout_kills_worker_and_next_task_runs(pool: Pool, tmp_path: Pat
     with pytest.raises(TaskTimeoutError) as info:
         await sleeper
     assert info.value.timeout == 0.5
-    assert _gone(pid)
+    assert pool_tasks.process_gone(pid)
     assert len(log.read_text().split()) == 1  # a timeout is not retried by default
     assert await pool.submit(_tid(), {"action": "echo", "value": "next"}) == "next"
     await _wait_for(lambda: len(pool.pids) == 2 and pid not in pool.pids)
@@ -161,7 +149,7 @@ async def test_cancel_running_task_kills_its_worker(pool: Pool) -> None:
     assert pool.cancel(task_id) is True
     with pytest.raises(TaskCancelledError):
         await sleeper
-    assert _gone(pid)
+    assert pool_tasks.process_gone(pid)
     assert pool.cancel(task_id) is False
     assert pool.busy == 0
     assert await pool.submit(_tid(), {"action": "echo", "value": 7}) == 7
@@ -175,7 +163,7 @@ async def test_cancelling_the_awaiting_coroutine_kills_the_worker(pool: Pool) ->
     sleeper.cancel()
     with pytest.raises(asyncio.CancelledError):
         await sleeper
-    assert _gone(pid)
+    assert pool_tasks.process_gone(pid)
     assert await pool.submit(_tid(), {"action": "echo", "value": 8}) == 8
 
 
@@ -307,7 +295,7 @@ def test_workers_exit_when_their_parent_dies() -> None:
         if parent.stdout is not None:
             parent.stdout.close()
     for pid in pids:  # one idle worker, one busy: both notice
-        assert _gone(pid)
+        assert pool_tasks.process_gone(pid)
 
 
 @pytest.mark.asyncio
