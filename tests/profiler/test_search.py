@@ -215,3 +215,19 @@ def test_a_context_longer_than_the_model_supports_is_warned_about() -> None:
     r = run(model="Qwen/Qwen3-0.6B", workload={"isl": 60000, "osl": 1000})
     assert any("context length" in w for w in r.warnings)
     assert not any("context length" in w for w in run(model="Qwen/Qwen3-0.6B").warnings)
+
+
+def test_pareto_curve_is_non_dominated() -> None:
+    r = run()
+    pts = [(c.tokens_s_per_user, c.tokens_s_per_gpu) for c in r.pareto]
+    assert len(pts) >= 2
+    assert [u for u, _ in pts] == sorted(u for u, _ in pts)
+    for u, g in pts:
+        assert not any(u2 >= u and g2 >= g and (u2, g2) != (u, g) for u2, g2 in pts)
+    assert all(c.pareto for c in r.pareto)
+
+
+def test_a_bigger_budget_never_serves_less() -> None:
+    small = run(hardware={"gpuSku": "h100_sxm", "totalGpus": 8}).chosen
+    big = run(hardware={"gpuSku": "h100_sxm", "totalGpus": 16}).chosen
+    assert big.tokens_s >= small.tokens_s
