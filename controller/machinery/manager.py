@@ -53,6 +53,21 @@ def default_identity() -> str:
     return f"{pod or socket.gethostname()}_{uuid.uuid4()}"
 
 
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def default_lease_namespace() -> str:
+    """The pod's own namespace (downward API ``POD_NAMESPACE``, else the service-account
+    mount, as controller-runtime does), or ``default`` outside a cluster."""
+    if namespace := os.environ.get("POD_NAMESPACE"):
+        return namespace
+    try:
+        with open(SERVICE_ACCOUNT_NAMESPACE, encoding="utf-8") as f:
+            return f.read().strip() or "default"
+    except OSError:
+        return "default"
+
+
 @dataclass(frozen=True)
 class ManagerConfig:
     """Everything the manager needs, with controller-runtime's defaults; seconds throughout."""
@@ -60,7 +75,7 @@ class ManagerConfig:
     namespaces: tuple[str, ...] | None = None  # None: all namespaces
     leader_election: bool = True
     lease_name: str = "controller-leader"
-    lease_namespace: str = "default"
+    lease_namespace: str = field(default_factory=default_lease_namespace)
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
@@ -401,4 +416,12 @@ class Manager:
             loop.remove_signal_handler(sig)
 
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "Manager", "ManagerConfig", "Runnable", "default_identity"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "Manager",
+    "ManagerConfig",
+    "Runnable",
+    "default_identity",
+    "default_lease_namespace",
+]

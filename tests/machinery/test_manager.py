@@ -538,3 +538,33 @@ async def test_caches_that_never_sync_fail_the_run_and_a_stop_meanwhile_is_grace
         assert not mgr.is_leader
     assert codes == {"timeout": 1, "stopped": 0}
     assert started == []  # no worker ever ran without synced caches
+
+
+def test_identity_and_lease_namespace_come_from_the_downward_api(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from controller.machinery.manager import default_identity, default_lease_namespace
+
+    monkeypatch.setenv("POD_NAME", "ctl-7d9f")
+    monkeypatch.setenv("POD_UID", "0b6c")
+    monkeypatch.setenv("POD_NAMESPACE", "dynamo-system")
+    assert default_identity() == "ctl-7d9f_0b6c"
+    assert default_lease_namespace() == "dynamo-system"
+    monkeypatch.delenv("POD_UID")
+    first, second = default_identity(), default_identity()
+    assert first.startswith("ctl-7d9f_") and first != second  # never shared by two incarnations
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"workers": 0}, "workers"),
+        ({"namespaces": ()}, "namespaces"),
+        ({"lease_duration": 5.0, "renew_deadline": 5.0}, "lease_duration"),
+        ({"renew_deadline": 2.0, "retry_period": 2.0}, "renew_deadline"),
+        ({"shutdown_timeout": -1.0}, "shutdown_timeout"),
+    ],
+)
+def test_manager_config_errors_name_the_field(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        ManagerConfig(**kwargs)
