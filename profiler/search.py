@@ -206,7 +206,8 @@ def worker_layouts(arch: ModelArch, gpu: GpuSpec, max_gpus: int) -> list[tuple[i
             for pp in _pow2_upto(min(16, arch.layers, max_gpus // tp)):
                 out.append((tp, pp, 1, 1))
         return out
-    moe_cap = min(max_gpus, 4 * max(gpu.gpus_per_node, 1), 64, max(arch.num_experts, 1))
+    # Up to four nodes per MoE worker, or the whole NVLink domain where it is larger (NVL72).
+    moe_cap = min(max_gpus, max(4 * gpu.gpus_per_node, domain), 64, max(arch.num_experts, 1))
     mla = getattr(arch, "attention", "gqa") == "mla"
     for n in _pow2_upto(moe_cap):
         if not mla and n <= tp_cap and arch.heads % n == 0:
