@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from profiler.estimate_csv import CalRow, feature_blocks, metric_keys, read_rows
-from profiler.estimator import DEFAULT_COEFS
+from profiler.estimator import DEFAULT_COEFS, TPOT_COLUMNS, TTFT_COLUMNS
 
 F64 = NDArray[np.float64]
 METRICS = ("tpot", "ttft", "dtpot", "dttft")
@@ -58,27 +58,53 @@ def nnls(a: F64, b: F64, max_iter: int = 200) -> F64:
     return x
 
 
-def fit_relative(feats: F64, y: F64, iters: int = 12) -> F64:
-    """Non-negative weights minimising mean |pred/y - 1| (IRLS on the L1 relative error)."""
+def fit_relative(feats: F64, y: F64, lower: F64 | None = None, iters: int = 12) -> F64:
+    """Weights >= ``lower`` (default 0) minimising mean |pred/y - 1| (IRLS on L1 relative error).
+
+    Lower bounds keep the physical parts (weight and KV reads, collectives, prefill compute) in
+    every fit, so a backend fitted on few models still scales with ISL, batch and TP.
+    """
+    lb = np.zeros(feats.shape[1]) if lower is None else np.asarray(lower, dtype=np.float64)
     cols = np.flatnonzero(np.abs(feats).sum(axis=0) > 0)
     a = feats[:, cols] / y[:, None]
     scale = np.maximum(np.abs(a).max(axis=0), 1e-30)
     a = a / scale
-    ones = np.ones(len(y))
+    lb_s = lb[cols] * scale
+    target = 1.0 - a @ lb_s
     wts = np.ones(len(y))
-    theta = np.zeros(len(cols))
+    extra = np.zeros(len(cols))
     for _ in range(iters):
         sw = np.sqrt(wts * len(y) / wts.sum())
-        theta = nnls(a * sw[:, None], ones * sw)
-        resid = np.abs(a @ theta - 1.0)
+        extra = nnls(a * sw[:, None], target * sw)
+        resid = np.abs(a @ (lb_s + extra) - 1.0)
         wts = 1.0 / np.maximum(resid, 0.02)
-    out = np.zeros(feats.shape[1])
-    out[cols] = theta / scale
+    out = lb.copy()
+    out[cols] = (lb_s + extra) / scale
     return out
 
 
-def fit(rows: Sequence[CalRow], min_rows: int = 8) -> dict[str, dict[str, list[float]]]:
-    """Coefficients per metric and backend, plus a pooled ``*`` set for unseen backends."""
+# Physical parts may run at most twice as fast as their nominal roofline time (nominal
+# efficiencies are 0.8 of peak bandwidth and 0.6 of peak FLOPs), never vanish from a fit.
+_FLOORS = {
+    "tpot": {"gemm": 0.5, "attention": 0.5, "comm": 0.5, "attention_mla": 0.5},
+    "dtpot": {"gemm": 0.5, "attention": 0.5, "comm": 0.5, "attention_mla": 0.5},
+    "ttft": {"prefill": 0.5},
+    "dttft": {"prefill": 0.5},
+}
+
+
+def _lower(metric: str) -> F64:
+    names = TPOT_COLUMNS if metric in ("tpot", "dtpot") else TTFT_COLUMNS
+    floors = _FLOORS.get(metric, {})
+    return np.asarray([floors.get(c, 0.0) for c in names], dtype=np.float64)
+
+
+def fit(rows: Sequence[CalRow], min_rows: int = 60) -> dict[str, dict[str, list[float]]]:
+    """Coefficients per metric and backend, plus a pooled ``*`` set.
+
+    A backend with fewer than ``min_rows`` measured rows for a metric gets no own set and is
+    priced with the pooled one.
+    """
     ftpot, fttft = feature_blocks(rows)
     tk, fk = metric_keys(rows)
     tpot = np.asarray([r.tpot_ms for r in rows]) / 1e3
@@ -92,12 +118,13 @@ def fit(rows: Sequence[CalRow], min_rows: int = 8) -> dict[str, dict[str, list[f
         ok = (keys == metric) & np.isfinite(y) & (y > 0)
         width = len(DEFAULT_COEFS[metric])
         table: dict[str, list[float]] = {}
-        if ok.sum() >= min_rows:
-            table["*"] = fit_relative(feats[ok][:, :width], y[ok]).tolist()
+        lower = _lower(metric)[:width]
+        if ok.sum() >= 8:
+            table["*"] = fit_relative(feats[ok][:, :width], y[ok], lower).tolist()
         for be in sorted(set(backends[ok].tolist())):
             sel = ok & (backends == be)
             if sel.sum() >= min_rows:
-                table[be] = fit_relative(feats[sel][:, :width], y[sel]).tolist()
+                table[be] = fit_relative(feats[sel][:, :width], y[sel], lower).tolist()
         out[metric] = table
     return out
 

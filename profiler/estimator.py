@@ -473,11 +473,20 @@ def disagg_ttft_ms(
     layout: Layout,
     isl: int,
     load: ArrayLike,
+    *,
+    osl: int,
+    tpot_ms: ArrayLike,
     batch: ArrayLike = 1,
 ) -> F64:
-    """TTFT at a prefill worker with ``load`` requests in flight per prefill worker."""
+    """TTFT at a prefill worker with ``load`` requests in flight per prefill worker.
+
+    ``tpot_ms`` is the decode workers' time per token: with ``osl`` it sets how often each
+    request comes back for a prefill, hence the prefill worker's utilisation and queueing.
+    """
     ph = _phys(model, gpu, backend, quant, layout)
-    return _ms(ttft_features(ph, isl, batch, load=load, agg=False), _coefs("dttft", backend))
+    step_s = np.asarray(tpot_ms, dtype=np.float64) / 1e3
+    feats = ttft_features(ph, isl, batch, load=load, osl=osl, agg=False, decode_step_s=step_s)
+    return _ms(feats, _coefs("dttft", backend))
 
 
 def decode_tpot_ms(
