@@ -404,6 +404,7 @@ class KubeClient:
         label_selector: str | None = None,
         timeout_seconds: int,
         allow_bookmarks: bool = True,
+        send_initial_events: bool = False,
         read_timeout: float | None = None,
     ) -> AsyncGenerator[JSON, None]:
         """Yield watch events ``{"type", "object"}`` (BOOKMARK included) until the server ends.
@@ -411,6 +412,8 @@ class KubeClient:
         An ERROR event is raised as ApiError with the Status code (410 when the resource
         version is too old), never yielded. The stream is cut by the client at
         ``timeout_seconds + watch_grace`` and after ``read_timeout`` seconds without a byte.
+        ``send_initial_events`` asks for a streaming list (WatchList): the current objects as
+        ADDED, then a BOOKMARK annotated ``k8s.io/initial-events-end``, then live events.
         """
         if timeout_seconds <= 0:
             raise ValueError(f"timeout_seconds: must be > 0, got {timeout_seconds!r}")
@@ -419,8 +422,11 @@ class KubeClient:
             "resourceVersion": resource_version,
             "timeoutSeconds": str(timeout_seconds),
         }
-        if allow_bookmarks:
+        if allow_bookmarks or send_initial_events:
             params["allowWatchBookmarks"] = "true"
+        if send_initial_events:
+            params["sendInitialEvents"] = "true"
+            params["resourceVersionMatch"] = "NotOlderThan"
         if label_selector:
             params["labelSelector"] = label_selector
         timeout = aiohttp.ClientTimeout(

@@ -4,6 +4,8 @@ The loop is client-go's reflector, with the fixes that the Python libraries lack
 
 - LIST with ``limit``/``continue`` (falling back to one full list when a continue token
   expires), as a consistent read, then WATCH from the list's resourceVersion with bookmarks;
+  or, with ``watch_list``, one watch that streams the list first (``sendInitialEvents``) and
+  goes on with live events, so the initial sync never holds a whole LIST response;
 - the server's ``timeoutSeconds`` drawn at random from [t, 2t], so a fleet does not reconnect at
   once and every stream is recycled;
 - a watchdog: a stream that delivers nothing (not even a bookmark, which the server sends every
@@ -40,6 +42,11 @@ log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 Handler = Callable[[str, JSON, JSON | None], None]
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+
+
+class _StreamingUnsupported(Exception):
+    """The server answered a streaming list like a plain watch (it predates WatchList)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,9 @@ class InformerConfig:
     # healthy() turns false when the loop made no progress for this long (None: derived).
     stuck_after: float | None = None
     strip_managed_fields: bool = True
+    # Sync with a streaming list (WatchList: a watch with sendInitialEvents) instead of LIST, so
+    # a large cache is never one huge response in memory; falls back to LIST where unsupported.
+    watch_list: bool = False
 
     def __post_init__(self) -> None:
         if self.page_size < 1:
@@ -100,6 +110,9 @@ class Informer:
         self.synced = asyncio.Event()
         self._handlers: list[Handler] = []
         self._rv: str | None = None
+        self._streaming = self.config.watch_list
+        self._initial: list[JSON] | None = None  # objects of a streaming list in progress
+        self._initial_misses = 0
         self._failures = 0
         self._last_failure = 0.0
         self._expired_in_row = 0
@@ -151,11 +164,21 @@ class Informer:
     # -- loop -----------------------------------------------------------------------------------
 
     async def _list_and_watch(self) -> None:
-        await self._relist()
+        if self._streaming:
+            self._rv = None  # the first watch streams the list itself
+        else:
+            await self._relist()
         while True:
+            initial = self._rv is None
             try:
                 reason = await self._watch_once()
+            except _StreamingUnsupported as exc:
+                self._fall_back_to_list(str(exc))
+                return
             except ApiError as exc:
+                if initial and 400 <= exc.status < 500 and exc.status not in (410, 429):
+                    self._fall_back_to_list(str(exc))
+                    return
                 if exc.status == 410:
                     WATCH_RESTARTS.labels(self.name, "expired").inc()
                     log.info("informer %s: resourceVersion expired, relisting", self.name)
@@ -169,6 +192,11 @@ class Informer:
                     continue
                 raise
             WATCH_RESTARTS.labels(self.name, reason).inc()
+            if initial and self._rv is None:
+                self._initial_misses += 1
+                if self._initial_misses >= 2:
+                    self._fall_back_to_list("the streaming list never completed")
+                    return
             if reason == "short":
                 await self._backoff("watch", RuntimeError("watch ended at once with no event"))
             elif reason == "silent":
@@ -182,16 +210,18 @@ class Informer:
     async def _watch_once(self) -> str:
         """One watch stream; returns why it ended: timeout (normal), silent or short."""
         cfg = self.config
-        assert self._rv is not None
+        initial = self._rv is None
+        self._initial = [] if initial else None
         server_timeout = max(1, int(random.uniform(cfg.watch_timeout, 2 * cfg.watch_timeout)))
         started = time.monotonic()
         delivered = 0
         stream = self._client.watch(
             self.resource,
             self.namespace,
-            resource_version=self._rv,
+            resource_version=self._rv or "",
             label_selector=self.label_selector,
             timeout_seconds=server_timeout,
+            send_initial_events=initial,
         )
         try:
             while True:
@@ -209,14 +239,26 @@ class Informer:
                 self._expired_in_row = 0
                 self._dispatch(event)
         finally:
+            self._initial = None  # a streaming list cut short is discarded, never half-applied
             await stream.aclose()
         if delivered == 0 and time.monotonic() - started < cfg.short_watch:
             return "short"
         return "timeout"
 
+    def _fall_back_to_list(self, why: str) -> None:
+        log.warning("informer %s: streaming list unavailable (%s); using LIST", self.name, why)
+        self._streaming = False
+
     async def _relist(self) -> None:
         RELISTS.labels(self.name).inc()
         items, rv = await self._list_all()
+        self._sync(items, rv)
+
+    def _sync(self, items: list[JSON], rv: str) -> None:
+        """Make the store equal to ``items`` as of ``rv`` and tell handlers what changed."""
+        for obj in items:  # list items omit these; handlers and events want them
+            obj.setdefault("apiVersion", self.resource.api_version)
+            obj.setdefault("kind", self.resource.kind)
         events = self.store.replace(items)
         self._rv = rv
         STORE_OBJECTS.labels(self.name).set(len(self.store))
@@ -258,9 +300,6 @@ class Informer:
                 rv = meta.get("resourceVersion")
                 if not rv:
                     raise ApiError(200, "InvalidList", "list response has no resourceVersion")
-                for obj in items:  # list items omit these; handlers and events want them
-                    obj.setdefault("apiVersion", self.resource.api_version)
-                    obj.setdefault("kind", self.resource.kind)
                 return items, str(rv)
 
     def _dispatch(self, event: JSON) -> None:
@@ -271,6 +310,9 @@ class Informer:
             return
         WATCH_EVENTS.labels(self.name, type_).inc()
         self._progress()
+        if self._initial is not None:
+            self._collect(type_, obj)
+            return
         rv = resource_version(obj)
         if type_ == "DELETED":
             old = self.store.remove(key_of(obj))
@@ -284,6 +326,21 @@ class Informer:
         if rv:
             self._rv = rv
         STORE_OBJECTS.labels(self.name).set(len(self.store))
+
+    def _collect(self, type_: str, obj: JSON) -> None:
+        """One event of a streaming list: objects until the end bookmark, then sync."""
+        assert self._initial is not None
+        if type_ == "ADDED":
+            self._initial.append(obj)  # not in resourceVersion order: the RV waits for the end
+            return
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        rv = resource_version(obj)
+        if type_ != "BOOKMARK" or annotations.get(INITIAL_EVENTS_END) != "true" or not rv:
+            raise _StreamingUnsupported(f"{type_} before the end of the initial events")
+        items, self._initial = self._initial, None
+        RELISTS.labels(self.name).inc()
+        self._initial_misses = 0
+        self._sync(items, rv)
 
     def _notify(self, type_: str, obj: JSON, old: JSON | None) -> None:
         for fn in list(self._handlers):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -133,13 +134,15 @@ def test_config_rejects_bad_timings() -> None:
 
 @pytest.mark.cluster
 @pytest.mark.asyncio
-async def test_paginated_sync_then_live_events(kubeconfig: str, namespace: str) -> None:
+@pytest.mark.parametrize("watch_list", [False, True], ids=["list", "streaming-list"])
+async def test_sync_then_live_events(kubeconfig: str, namespace: str, watch_list: bool) -> None:
     async with connected(kubeconfig) as client:
         for i in range(5):
             await client.create(
                 CONFIGMAPS, cm(f"pre{i}", {"tier": "x" if i < 2 else "y"}), namespace
             )
-        informer = Informer(client, CONFIGMAPS, namespace=namespace, config=FAST)
+        config = dataclasses.replace(FAST, watch_list=watch_list)
+        informer = Informer(client, CONFIGMAPS, namespace=namespace, config=config)
         rec = Recorder()
         informer.add_handler(rec)
         relists = metric("informer_relists_total", resource="configmaps")
@@ -333,3 +336,57 @@ async def test_server_closed_watches_are_resumed_without_loss(
             assert len(watches) >= 3  # the stream really was recycled meanwhile
             assert all("allowWatchBookmarks=true" in w.path for w in watches)
             assert all("resourceVersion=" in w.path for w in watches)
+
+
+@pytest.mark.cluster
+@pytest.mark.asyncio
+async def test_streaming_list_syncs_without_list_and_resyncs_after_gone(
+    fault_proxy: FaultProxy, kubeconfig: str, namespace: str
+) -> None:
+    config = dataclasses.replace(FAST, watch_list=True)
+    async with connected(fault_proxy.kubeconfig) as client, connected(kubeconfig) as direct:
+        await direct.create(CONFIGMAPS, cm("keep"), namespace)
+        await direct.create(CONFIGMAPS, cm("gone"), namespace)
+        informer = Informer(client, CONFIGMAPS, namespace=namespace, config=config)
+        rec = Recorder()
+        informer.add_handler(rec)
+        async with running(informer):
+            assert sorted(rec.events) == [("ADDED", "gone"), ("ADDED", "keep")]
+            assert [s for s in fault_proxy.seen if "watch=" not in s.path] == []  # no LIST
+            assert "sendInitialEvents=true" in fault_proxy.watch_requests()[0].path
+            await wait_until(lambda: fault_proxy.open_watches() == 1, "watch open")
+            fault_proxy.stall_watches()
+            await direct.create(CONFIGMAPS, cm("new"), namespace)
+            await direct.delete(CONFIGMAPS, "gone", namespace)
+            fault_proxy.fail_next("GET", WATCH, 410, watch_event=True)
+            fault_proxy.cut_all()
+            await wait_until(
+                lambda: any(s.fault for s in fault_proxy.watch_requests()), "410 delivered"
+            )
+            fault_proxy.resume()  # the resync is itself a watch: let it flow
+            await wait_until(lambda: rec.of("gone") == ["ADDED", "DELETED"], "missed delete")
+            assert rec.of("new") == ["ADDED"]
+            assert rec.of("keep") == ["ADDED"]  # unchanged: no spurious MODIFIED
+            streamed = [w for w in fault_proxy.watch_requests() if "sendInitialEvents" in w.path]
+            assert len(streamed) == 2
+            assert [s for s in fault_proxy.seen if "watch=" not in s.path] == []
+
+
+@pytest.mark.cluster
+@pytest.mark.asyncio
+async def test_streaming_list_refused_falls_back_to_list(
+    fault_proxy: FaultProxy, kubeconfig: str, namespace: str
+) -> None:
+    config = dataclasses.replace(FAST, watch_list=True)
+    async with connected(fault_proxy.kubeconfig) as client, connected(kubeconfig) as direct:
+        await direct.create(CONFIGMAPS, cm("a"), namespace)
+        fault_proxy.fail_next("GET", r"sendInitialEvents=true", 400)
+        informer = Informer(client, CONFIGMAPS, namespace=namespace, config=config)
+        rec = Recorder()
+        informer.add_handler(rec)
+        async with running(informer):
+            assert rec.events == [("ADDED", "a")]
+            lists = [s for s in fault_proxy.seen if "watch=" not in s.path]
+            assert len(lists) == 1 and lists[0].status == 200
+            await direct.create(CONFIGMAPS, cm("b"), namespace)
+            await wait_until(lambda: rec.of("b") == ["ADDED"], "live event after fallback")
