@@ -309,3 +309,19 @@ async def test_cut_stream_and_silent_stream_end_as_transport_errors(
         fault_proxy.stall_watches()  # the client-side read bound ends a silent stream too
         with pytest.raises(TransportError):
             await asyncio.wait_for(drain(), 10)
+
+
+@pytest.mark.cluster
+@pytest.mark.asyncio
+async def test_bad_credentials_and_unknown_context_are_clear_errors(
+    control_plane: Any, tmp_path: Any, namespace: str
+) -> None:
+    bad = control_plane.kubeconfig_for_token("not-a-token", tmp_path / "bad-kubeconfig")
+    async with await KubeClient.connect(bad) as c:
+        with pytest.raises(ApiError) as err:  # credentials re-read once, then the 401 surfaces
+            await c.get(NAMESPACES, namespace)
+        assert err.value.status == 401
+    with pytest.raises(Exception, match="no-such-context"):
+        await KubeClient.connect(control_plane.kubeconfig, context="no-such-context")
+    async with await KubeClient.connect(control_plane.kubeconfig, context="local") as c:
+        assert (await c.get(NAMESPACES, namespace))["metadata"]["name"] == namespace
