@@ -190,8 +190,37 @@ FAILURES = Counter(
     registry=REGISTRY,
 )
 
+# Label values known up front. Their children are created at import with value 0, the way
+# controller-runtime's initMetrics does: a series born at its first event hides that event from
+# rate() and histogram_quantile() (the first sample already holds it).
+BACKENDS: tuple[str, ...] = ("auto", "vllm", "sglang", "trtllm")
+SEARCH_STRATEGIES: tuple[str, ...] = ("rapid", "thorough")
+PROFILE_OUTCOMES: tuple[str, ...] = ("succeeded", "failed")
+# The transitions of the phase table (dgdr-spec.md section 1.2).
+KNOWN_TRANSITIONS: tuple[tuple[str, str], ...] = (
+    ("Pending", "Profiling"),
+    ("Pending", "Failed"),
+    ("Profiling", "Ready"),
+    ("Profiling", "Deploying"),
+    ("Profiling", "Failed"),
+    ("Ready", "Deploying"),
+    ("Deploying", "Ready"),
+    ("Deploying", "Deployed"),
+    ("Deploying", "Failed"),
+    ("Deployed", "Deploying"),
+    ("Deployed", "Failed"),
+)
+
 for _reason in KNOWN_FAILURE_REASONS:
     FAILURES.labels(_reason)
+for _phase in PHASES:
+    PHASE_DURATION.labels(_phase)
+for _src, _dst in KNOWN_TRANSITIONS:
+    PHASE_TRANSITIONS.labels(_src, _dst)
+for _backend in BACKENDS:
+    for _strategy in SEARCH_STRATEGIES:
+        for _outcome in PROFILE_OUTCOMES:
+            PROFILING_DURATION.labels(_backend, _strategy, _outcome)
 
 
 @dataclass

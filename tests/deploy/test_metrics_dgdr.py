@@ -226,3 +226,16 @@ def test_bad_input_names_the_field(call: object, field: str) -> None:
     with pytest.raises(ValueError, match="^" + re.escape(field)):
         call()  # type: ignore[operator]
     assert ("ns", "n") not in dgdr.tracked()
+
+
+def test_known_label_values_exported_before_any_event() -> None:
+    """rate() and histogram_quantile() see the first event only if the series existed before."""
+    for phase in dgdr.PHASES:
+        assert value("dgdr_phase_duration_seconds_count", phase=phase) is not None
+    for src, dst in dgdr.KNOWN_TRANSITIONS:
+        assert transitions(src, dst) >= 0 and (
+            value("dgdr_phase_transitions_total", **{"from": src, "to": dst}) is not None
+        )
+    for backend in dgdr.BACKENDS:
+        labels = {"backend": backend, "search_strategy": "rapid", "outcome": "succeeded"}
+        assert value("dgdr_profiling_duration_seconds_count", **labels) is not None

@@ -119,8 +119,9 @@ def variable_queries(dash: dict[str, Any]) -> list[tuple[str, str]]:
 LABEL_VALUES = re.compile(r"^label_values\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*,\s*(\w+)\s*\)$")
 
 
-def substitute(expr: str, variables: dict[str, str]) -> str:
+def substitute(expr: str, variables: dict[str, str], rate_interval: str = "1m") -> str:
     """Grafana macros and variables ($x, ${x}, [[x]]) replaced, longest names first."""
+    expr = expr.replace("$__rate_interval", rate_interval)
     for macro, value in MACROS.items():
         expr = expr.replace(macro, value)
     for name in sorted(variables, key=len, reverse=True):
