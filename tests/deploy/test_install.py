@@ -8,6 +8,7 @@ namespace is created for real: a server-side dry run of namespaced objects needs
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import uuid
@@ -275,3 +276,60 @@ def test_kubectl_is_the_real_one(kubectl: Kubectl) -> None:
     """Guards the parsing above against a kubectl whose can-i table changed shape."""
     out = kubectl("auth", "can-i", "--list", "-n", "default").stdout.splitlines()
     assert out[0].split() == ["Resources", "Non-Resource", "URLs", "Resource", "Names", "Verbs"]
+
+
+# ---- the controller on its own ServiceAccount token ------------------------------------------
+
+
+def test_controller_completes_a_lifecycle_with_its_own_token(
+    control_plane: LocalControlPlane,
+    kubectl: Kubectl,
+    installed_rbac: None,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """Least privilege is also enough privilege: no admin credentials anywhere in the loop."""
+    from tests.dgdr.conftest import ControllerProcess, get_json, wait_phase
+
+    token = kubectl("create", "token", SA, "-n", SYSTEM_NS, "--duration=1h").stdout.strip()
+    cfg = control_plane.kubeconfig_for_token(token, tmp_path / "sa.kubeconfig", user=SA)
+    proc = ControllerProcess(
+        control_plane,
+        tmp_path,
+        "--namespace", namespace,
+        "--lease-namespace", SYSTEM_NS,
+        "--lease-name", f"dgdr-sa-{namespace}",
+        kubeconfig=cfg,
+    )  # fmt: skip
+    try:
+        proc.wait_ready()
+        hardware = {"gpuSku": "h100_sxm", "numGpusPerNode": 8, "totalGpus": 8}
+        for name, extra in (("served", {}), ("review", {"autoApply": False})):
+            body = {
+                "apiVersion": "nvidia.com/v1beta1",
+                "kind": "DynamoGraphDeploymentRequest",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"model": "Qwen/Qwen3-0.6B", "hardware": hardware, **extra},
+            }
+            kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump(body))
+        wait_phase(kubectl, "review", namespace, "Ready")
+        served = wait_phase(kubectl, "served", namespace, "Deploying")
+        dgd_name = served["status"]["dgdName"]
+        dgd = get_json(kubectl, "dgd", dgd_name, namespace)
+        services = {s: {"replicas": 1, "availableReplicas": 1} for s in dgd["spec"]["services"]}
+        kubectl(
+            "patch", "dgd", dgd_name, "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": {"state": "successful", "services": services}}),
+            namespace=namespace,
+        )  # fmt: skip
+        wait_phase(kubectl, "served", namespace, "Deployed")
+        # deletion runs the finalizer with the same token
+        kubectl("delete", "dgdr", "review", "--wait=true", "--timeout=30s", namespace=namespace)
+        events = kubectl("get", "events", "-o", "name", namespace=namespace).stdout
+        assert events.strip(), "the controller recorded events with its own token"
+        lease = kubectl("get", "lease", f"dgdr-sa-{namespace}", "-n", SYSTEM_NS, "-o", "json")
+        assert json.loads(lease.stdout)["spec"]["holderIdentity"] == proc.identity
+    finally:
+        proc.stop()
+    log = proc.log_path.read_text(errors="replace")
+    assert not re.search(r"\b403\b|forbidden", log, re.IGNORECASE), proc.tail()
