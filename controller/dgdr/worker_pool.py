@@ -577,12 +577,15 @@ class WorkerPool(Generic[P, R]):
             task.last_exitcode = exitcode
             self._retry_or_fail(task, WorkerCrashedError(task.id, task.attempts, exitcode))
         if was_starting and worker.init_error is None:
+            # Not a broken function (that says init_error): an outside kill, out of memory, a
+            # slow start. Keep replacing, slower each time, and say so.
             self._spawn_failures += 1
-            if self._spawn_failures > max(3, self._config.max_retries + 1):
-                self._mark_broken(
-                    f"{self._spawn_failures} worker processes in a row {_describe_exit(exitcode)} "
-                    "while starting"
-                )
+            log.error(
+                "worker %d %s while starting (%d in a row)",
+                worker.pid,
+                _describe_exit(exitcode),
+                self._spawn_failures,
+            )
         if self._closed or self._broken is not None:
             return
         if was_starting:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -307,3 +309,47 @@ async def test_close_while_a_replacement_starts_leaves_nothing_behind() -> None:
             await pool.submit(_tid(), {"action": "sigkill"})
         await pool.close()  # the replacement worker is being started right now
         assert pool.pids == []
+
+
+@pytest.mark.asyncio
+async def test_mixed_load_with_cancels_and_kills_settles_cleanly(tmp_path: Path) -> None:
+    """Many tasks at once while workers are killed from outside and tasks are cancelled."""
+    rng = random.Random(7)
+    config = PoolConfig(size=2, max_retries=5, backoff_initial=0.01, backoff_max=0.05)
+    async with WorkerPool(pool_tasks.run, config) as pool:
+        payloads: dict[str, dict[str, Any]] = {}
+        for i in range(60):
+            kind = rng.choice(["echo", "sleep", "crash_once", "raise_value"])
+            payloads[f"t{i}"] = {
+                "echo": {"action": "echo", "value": i},
+                "sleep": {"action": "sleep", "seconds": rng.uniform(0.0, 0.05)},
+                "crash_once": {"action": "crash_once", "marker": str(tmp_path / f"m{i}")},
+                "raise_value": {"action": "raise_value", "message": f"v{i}"},
+            }[kind]
+        tasks = {
+            tid: asyncio.create_task(pool.submit(tid, payload)) for tid, payload in payloads.items()
+        }
+        cancelled = set(rng.sample(sorted(tasks), 10))
+        for round_ in range(10):
+            await asyncio.sleep(0.02)
+            for tid in [t for t in cancelled if int(t[1:]) % 10 == round_]:
+                pool.cancel(tid)
+            victims = [p for p in pool.pids if rng.random() < 0.3]
+            for pid in victims:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    psutil.Process(pid).kill()
+        outcomes = await asyncio.gather(*tasks.values(), return_exceptions=True)
+        for (tid, payload), outcome in zip(payloads.items(), outcomes, strict=True):
+            if tid in cancelled and isinstance(outcome, TaskCancelledError):
+                continue
+            if payload["action"] == "raise_value":
+                assert isinstance(outcome, ValueError) and str(outcome) == payload["message"]
+            elif payload["action"] == "crash_once":
+                assert outcome == "survived"
+            elif payload["action"] == "echo":
+                assert outcome == payload["value"]
+            else:
+                assert isinstance(outcome, int)
+        assert (pool.busy, pool.queued) == (0, 0)
+        assert await pool.submit("after", {"action": "echo", "value": "ok"}) == "ok"
+        await _wait_for(lambda: len(pool.pids) == 2)
