@@ -86,8 +86,8 @@ def fit_relative(feats: F64, y: F64, lower: F64 | None = None, iters: int = 12) 
 # Physical parts may run at most twice as fast as their nominal roofline time (nominal
 # efficiencies are 0.8 of peak bandwidth and 0.6 of peak FLOPs), never vanish from a fit.
 _FLOORS = {
-    "tpot": {"gemm": 0.5, "attention": 0.5, "comm": 0.5, "attention_mla": 0.5},
-    "dtpot": {"gemm": 0.5, "attention": 0.5, "comm": 0.5, "attention_mla": 0.5},
+    "tpot": {"gemm": 0.5, "attention": 0.5, "comm": 0.5, "attention_mla": 0.5, "alltoall": 0.5},
+    "dtpot": {"gemm": 0.5, "attention": 0.5, "comm": 0.5, "attention_mla": 0.5, "alltoall": 0.5},
     "ttft": {"prefill": 0.5},
     "dttft": {"prefill": 0.5},
 }

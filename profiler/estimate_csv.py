@@ -32,7 +32,7 @@ from profiler.hardware import GpuSpec, get_gpu
 from profiler.models import quant_for, resolve_model
 
 F64 = NDArray[np.float64]
-NFEAT = 10  # width of every feature matrix (shorter ones are zero-padded)
+NFEAT = 12  # width of every feature matrix (shorter ones are zero-padded)
 
 _PRECISION = {"bf16": "bf16", "fp16": "bf16", "fp8": "fp8", "fp4": "fp4", "int4": "fp4"}
 _GEMM_MODE = {"fp8": "fp8", "fp8_block": "fp8", "nvfp4": "fp4", "int4_wo": "fp4", "bf16": "bf16"}

@@ -80,9 +80,9 @@ _CAL_PATH = Path(__file__).parent / "data" / "calibration.json"
 
 # Feature weights before calibration: physical times count once, plus small fixed overheads.
 DEFAULT_COEFS: dict[str, list[float]] = {
-    "tpot": [1.0, 1.0, 1.0, 30e-6, 1e-3, 1.0, 0.0, 0.0, 1.0, 60e-6],
+    "tpot": [1.0, 1.0, 1.0, 30e-6, 1e-3, 1.0, 0.0, 0.0, 1.0, 60e-6, 1.0, 0.0],
     "ttft": [1.0, 0.0, 0.5, 1.0, 2e-4, 5e-2, 1.0, 0.0, 1.0],
-    "dtpot": [1.0, 1.0, 1.0, 30e-6, 1e-3, 0.0, 0.0, 0.0, 1.0, 60e-6],
+    "dtpot": [1.0, 1.0, 1.0, 30e-6, 1e-3, 0.0, 0.0, 0.0, 1.0, 60e-6, 1.0, 0.0],
     "dttft": [1.0, 0.0, 0.5, 0.0, 2e-4, 5e-2, 1.0, 0.0, 1.0],
 }
 
@@ -189,8 +189,8 @@ class _Physics:
         t = 2.0 * (lat + (ep - 1.0) / ep * nbytes / bw)
         return np.where(ep > 1, t, 0.0)
 
-    def comm_s(self, tokens_rank: F64, tokens_worker: F64) -> F64:
-        """Collectives of one forward pass over ``tokens_*`` tokens (all layers, all stages)."""
+    def comm_parts(self, tokens_rank: F64, tokens_worker: F64) -> tuple[F64, F64]:
+        """(TP all-reduce + PP sends, EP all-to-all) of one pass over ``tokens_*`` tokens."""
         m, lay = self.model, self.layout
         h = float(m.hidden)
         ar = 2.0 * m.layers * self.allreduce_s(tokens_rank * h * 2.0)
@@ -199,7 +199,12 @@ class _Physics:
         pp = self.f(lay.pp)
         bw, lat = self.link(lay.tp * lay.pp * lay.dp)
         p2p = (pp - 1.0) * (tokens_rank * h * 2.0 / bw + lat + _P2P_S)
-        return ar + a2a + p2p
+        return ar + p2p, a2a
+
+    def comm_s(self, tokens_rank: F64, tokens_worker: F64) -> F64:
+        """Collectives of one forward pass over ``tokens_*`` tokens (all layers, all stages)."""
+        ar, a2a = self.comm_parts(tokens_rank, tokens_worker)
+        return ar + a2a
 
     # ---- FLOPs ----------------------------------------------------------------------------
     def attn_flops_prefill(self, s: F64) -> F64:
@@ -261,8 +266,13 @@ class _Physics:
         k, e = float(m.experts_per_token), float(m.num_experts)
         return 1.0 - np.power(1.0 - k / e, tokens)
 
-    def decode_parts(self, ctx: F64, batch: F64) -> tuple[F64, F64, F64]:
-        """(gemm s, attention s, comm s) of one decode step of ``batch`` sequences."""
+    def decode_split(self, ctx: F64, batch: F64) -> dict[str, F64]:
+        """Nominal seconds of the parts of one decode step of ``batch`` sequences.
+
+        ``dense``/``experts``: GEMM roofline of the shared weights and of the routed experts;
+        ``attention``: KV (and linear-attention state) reads or attention FLOPs; ``allreduce``
+        and ``alltoall``: the collectives.
+        """
         m, g, lay = self.model, self.gpu, self.layout
         tp, dp, pp = self.f(lay.tp), self.f(lay.dp), self.f(lay.pp)
         micro = np.maximum(batch / pp, 1.0)  # pipeline micro-batch in flight per stage
@@ -270,19 +280,25 @@ class _Physics:
         peak = _peak_tflops(g, self.quant) * 1e12 * _NOMINAL_MFU
         bw = g.mem_bw_gbps * 1e9 * _NOMINAL_MBU
         touched = self._touched_fraction(micro)
-        wbytes = (
-            m.dense_params * self.wb_dense / tp
-            + m.lm_head_params * 2.0 / tp
-            + touched * m.routed_expert_params * self.wb_experts / (tp * dp)
-        )
-        flops = 2.0 * b_rank * (m.dense_params + m.lm_head_params) / tp + (
-            2.0 * micro * m.experts_per_token * m.expert_params * m.moe_layers / (tp * dp)
-        )
-        gemm = np.maximum(wbytes / bw, flops / peak)
+        d_bytes = m.dense_params * self.wb_dense / tp + m.lm_head_params * 2.0 / tp
+        d_flops = 2.0 * b_rank * (m.dense_params + m.lm_head_params) / tp
+        e_bytes = touched * m.routed_expert_params * self.wb_experts / (tp * dp)
+        e_flops = 2.0 * micro * m.experts_per_token * m.expert_params * m.moe_layers / (tp * dp)
         kv = b_rank * self.kv_read_bytes_decode(ctx) / bw
         attn_c = b_rank * self.attn_flops_decode(ctx) / tp / (g.bf16_tflops * 1e12 * _NOMINAL_MFU)
-        attn = np.maximum(kv, attn_c)
-        return gemm, attn, self.comm_s(b_rank, micro)
+        ar, a2a = self.comm_parts(b_rank, micro)
+        return {
+            "dense": np.maximum(d_bytes / bw, d_flops / peak),
+            "experts": np.maximum(e_bytes / bw, e_flops / peak),
+            "attention": np.maximum(kv, attn_c),
+            "allreduce": ar,
+            "alltoall": a2a,
+        }
+
+    def decode_parts(self, ctx: F64, batch: F64) -> tuple[F64, F64, F64]:
+        """(gemm s, attention s, comm s) of one decode step of ``batch`` sequences."""
+        d = self.decode_split(ctx, batch)
+        return d["dense"] + d["experts"], d["attention"], d["allreduce"] + d["alltoall"]
 
     def layers_per_step(self) -> F64:
         """Layer launches on the critical path of one step (stages run one after another)."""
@@ -324,6 +340,8 @@ TPOT_COLUMNS = (
     "experts",
     "attention_mla",
     "moe_layers",
+    "alltoall",
+    "dp_imbalance",
 )
 TTFT_COLUMNS = (
     "prefill",
@@ -349,7 +367,10 @@ def decode_features(
     n = ph.layout.tp.shape[0]
     isl_, osl_, b = _arr(isl, n), np.maximum(_arr(osl, n), 1.0), np.maximum(_arr(batch, n), 1.0)
     ctx = isl_ + osl_ / 2.0
-    gemm, attn, comm = ph.decode_parts(ctx, b)
+    # Requests beyond what the KV cache holds wait for a slot instead of joining the batch.
+    cap = kv_capacity_from(ph)
+    b = np.minimum(b, np.maximum(cap / (isl_ + osl_), 1.0))
+    parts = ph.decode_split(ctx, b)
     layers = ph.layers_per_step()
     if agg:
         pg, pa, pc = ph.prefill_parts(isl_, np.ones(n))
@@ -361,11 +382,25 @@ def decode_features(
     mla = ph.model.is_mla
     zero = np.zeros(n)
     moe_layers = float(ph.model.moe_layers)
-    dense_layers = layers - moe_layers
-    cols = [gemm, zero if mla else attn, comm, dense_layers, np.ones(n), share, layers * scale]
-    cols.append(_expert_launches(ph, micro) * scale * 1e-3)
-    cols.append(attn if mla else zero)
-    cols.append(np.full(n, moe_layers))
+    attn = parts["attention"]
+    # Attention-data-parallel ranks step in lock-step: the busiest rank (uneven requests and
+    # expert routing) sets the pace of every step.
+    nominal = parts["dense"] + parts["experts"] + parts["attention"]
+    imbalance = nominal * (1.0 - 1.0 / ph.f(ph.layout.dp))
+    cols = [
+        parts["dense"] + parts["experts"],
+        zero if mla else attn,
+        parts["allreduce"],
+        layers - moe_layers,
+        np.ones(n),
+        share,
+        layers * scale,
+        _expert_launches(ph, micro) * scale * 1e-3,
+        attn if mla else zero,
+        np.full(n, moe_layers),
+        parts["alltoall"],
+        imbalance,
+    ]
     return np.stack(cols, axis=1)
 
 
