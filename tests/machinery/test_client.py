@@ -325,3 +325,19 @@ async def test_bad_credentials_and_unknown_context_are_clear_errors(
         await KubeClient.connect(control_plane.kubeconfig, context="no-such-context")
     async with await KubeClient.connect(control_plane.kubeconfig, context="local") as c:
         assert (await c.get(NAMESPACES, namespace))["metadata"]["name"] == namespace
+
+
+@pytest.mark.cluster
+@pytest.mark.asyncio
+async def test_client_side_rate_limit_engages(kubeconfig: str, namespace: str) -> None:
+    def waited() -> float:
+        v = REGISTRY.get_sample_value(
+            "rest_client_rate_limiter_duration_seconds_sum", {"verb": "get"}
+        )
+        return v or 0.0
+
+    before = waited()
+    async with await KubeClient.connect(kubeconfig, qps=2, burst=1) as slow:
+        for _ in range(3):
+            await slow.get(NAMESPACES, namespace)
+    assert waited() > before  # the bucket held 1 token: later requests had to wait for refills

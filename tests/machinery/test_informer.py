@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import dataclasses
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
 from controller.localplane import LocalControlPlane
-from controller.machinery.client import CONFIGMAPS, ClientOptions, KubeClient
+from controller.machinery.client import CONFIGMAPS, NAMESPACES, ClientOptions, KubeClient
 from controller.machinery.informer import Informer, InformerConfig
 from controller.machinery.store import Store
 from metrics import REGISTRY
@@ -390,3 +391,26 @@ async def test_streaming_list_refused_falls_back_to_list(
             assert len(lists) == 1 and lists[0].status == 200
             await direct.create(CONFIGMAPS, cm("b"), namespace)
             await wait_until(lambda: rec.of("b") == ["ADDED"], "live event after fallback")
+
+
+@pytest.mark.cluster
+@pytest.mark.asyncio
+async def test_cluster_scoped_kind_keys_by_name(kubeconfig: str, kubectl: Any) -> None:
+    mark = f"m1-{uuid.uuid4().hex[:8]}"
+    async with connected(kubeconfig) as client:
+        informer = Informer(client, NAMESPACES, label_selector=f"m1-test={mark}", config=FAST)
+        rec = Recorder()
+        informer.add_handler(rec)
+        try:
+            async with running(informer):
+                assert rec.events == []
+                await client.create(
+                    NAMESPACES, {"metadata": {"name": mark, "labels": {"m1-test": mark}}}
+                )
+                await wait_until(lambda: rec.of(mark) == ["ADDED"], "namespace added")
+                assert informer.store.keys() == [mark]
+                assert [
+                    o["metadata"]["name"] for o in informer.store.by_label("m1-test", mark)
+                ] == [mark]
+        finally:
+            kubectl("delete", "namespace", mark, "--wait=false", check=False)
