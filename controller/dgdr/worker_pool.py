@@ -189,7 +189,7 @@ class _Default(Enum):
 
 
 USE_CONFIG = _Default.TOKEN
-"""``submit(timeout=USE_CONFIG)``: take the pool's ``task_timeout``."""
+"""``submit(time_limit=USE_CONFIG)``: take the pool's ``task_timeout``."""
 
 
 class _WorkerState(Enum):
@@ -233,21 +233,39 @@ class _Task:
 class _EventProtocol(asyncio.Protocol):
     """Splits a worker's event pipe into frames and hands each message to the pool."""
 
-    def __init__(self, on_message: Callable[[Any], None], on_eof: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        on_message: Callable[[Any], None],
+        on_eof: Callable[[], None],
+        on_corrupt: Callable[[], None],
+    ) -> None:
         self._buf = bytearray()
         self._on_message = on_message
         self._on_eof = on_eof
+        self._on_corrupt = on_corrupt
+        self._corrupt = False
 
     def data_received(self, data: bytes) -> None:
+        if self._corrupt:
+            return
         self._buf += data
-        while len(self._buf) >= _HEADER.size:
-            (size,) = _HEADER.unpack_from(self._buf)
-            end = _HEADER.size + size
-            if len(self._buf) < end:
-                return
-            body = bytes(self._buf[_HEADER.size : end])
-            del self._buf[:end]
-            self._on_message(pickle.loads(body))
+        try:
+            while len(self._buf) >= _HEADER.size:
+                (size,) = _HEADER.unpack_from(self._buf)
+                if size > _MAX_FRAME:
+                    raise ValueError(f"a frame of {size} bytes")
+                end = _HEADER.size + size
+                if len(self._buf) < end:
+                    return
+                body = bytes(self._buf[_HEADER.size : end])
+                del self._buf[:end]
+                self._on_message(pickle.loads(body))
+        except Exception:
+            # Nothing after a bad frame can be trusted: the worker goes, its task is retried.
+            log.exception("unreadable message from a worker process; killing it")
+            self._corrupt = True
+            self._buf.clear()
+            self._on_corrupt()
 
     def eof_received(self) -> bool:
         return False
@@ -521,6 +539,7 @@ class WorkerPool(Generic[P, R]):
                 lambda: _EventProtocol(
                     lambda message: self._on_message(worker, message),
                     lambda: self._begin_exit(worker),
+                    lambda: self._kill_corrupt(worker),
                 ),
                 events_file,
             )
@@ -538,6 +557,13 @@ class WorkerPool(Generic[P, R]):
         else:
             worker.send(("init", self._fn_pickle))
         return worker
+
+    def _kill_corrupt(self, worker: _Worker) -> None:
+        """Kill without marking the end as expected: its task is retried like after a crash."""
+        if worker.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                worker.proc.kill()
+        self._begin_exit(worker)
 
     def _on_start_timeout(self, worker: _Worker) -> None:
         worker.start_timer = None

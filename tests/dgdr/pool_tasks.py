@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -69,6 +70,13 @@ def run(payload: dict[str, Any], progress: ProgressFn) -> Any:
         if not marker.exists():
             marker.write_text("crashed once")
             os.kill(os.getpid(), signal.SIGKILL)
+        return "survived"
+    if action == "garble_once":  # write junk into the pipe the worker reports on
+        marker = Path(payload["marker"])
+        if not marker.exists():
+            marker.write_text("garbled once")
+            os.write(int(sys.argv[2]), b"\xff" * 64)
+            time.sleep(60)
         return "survived"
     if action == "sigkill":
         os.kill(os.getpid(), signal.SIGKILL)

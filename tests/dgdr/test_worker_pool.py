@@ -92,6 +92,21 @@ async def test_worker_killed_once_is_replaced_and_task_retried(pool: Pool, tmp_p
 
 
 @pytest.mark.asyncio
+async def test_worker_that_garbles_its_pipe_is_replaced_and_task_retried(
+    pool: Pool, tmp_path: Path
+) -> None:
+    payload = {
+        "action": "garble_once",
+        "marker": str(tmp_path / "garbled"),
+        "log": str(tmp_path / "runs"),
+    }
+    assert await pool.submit(_tid(), payload) == "survived"
+    first, second = (int(line) for line in (tmp_path / "runs").read_text().split())
+    assert pool_tasks.process_gone(first)
+    assert second != first
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize(
     ("action", "exitcode", "words"),
     [
