@@ -154,11 +154,14 @@ class ProfileRunner:
 
     async def close(self) -> None:
         """Stop every running profile (their callers get ``PoolClosedError``) and the workers."""
-        await self._pool.close()
         jobs = [f.job for f in self._flights.values() if f.job is not None]
-        for job in jobs:
-            job.cancel()
-        await asyncio.gather(*jobs, return_exceptions=True)
+        await self._pool.close()
+        if jobs:
+            # Each job now holds PoolClosedError and hands it to its callers in a loop turn or so.
+            _, late = await asyncio.wait(jobs, timeout=5.0)
+            for job in late:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
         self._finished.clear()
 
     async def __aenter__(self) -> ProfileRunner:

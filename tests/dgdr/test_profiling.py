@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 
 from controller.dgdr.profiling import ProfileRunner, ProfilingConfig, request_key
-from controller.dgdr.worker_pool import PoolConfig, TaskCancelledError
+from controller.dgdr.worker_pool import PoolClosedError, PoolConfig, TaskCancelledError
 from profiler.errors import NotAvailableError, SpecError
 from tests.dgdr import pool_tasks
 
@@ -221,3 +221,22 @@ async def test_profile_survives_its_worker_being_killed(tmp_path: Path) -> None:
     assert outcome.dgd["metadata"]["name"] == "a-dgd"
     runs = _runs(tmp_path)
     assert len(runs) == 2 and runs[0] == pid and runs[1] != pid
+
+
+@pytest.mark.asyncio
+async def test_close_fails_waiting_callers_and_stops_workers(tmp_path: Path) -> None:
+    runner = ProfileRunner(_config(tmp_path, delay=60.0), worker_fn=pool_tasks.counted_profile)
+    await runner.start()
+    pids = runner.pool.pids
+    waiting = [
+        asyncio.create_task(runner.run(f"ns/{n}", SMALL, dgdr_name=n, namespace="ns"))
+        for n in ("a", "b", "c")
+    ]
+    await _running_pid(runner, SMALL, "a")
+    await runner.close()
+    for task in waiting:
+        with pytest.raises(PoolClosedError):
+            await task
+    assert all(pool_tasks.process_gone(pid) for pid in pids)
+    with pytest.raises(PoolClosedError):
+        await runner.run("ns/a", SMALL, dgdr_name="a", namespace="ns")
