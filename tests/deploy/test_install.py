@@ -61,11 +61,13 @@ def system_namespace(kubectl: Kubectl) -> str:
 
 
 def dry_run(kubectl: Kubectl, *source: str, input: str | None = None) -> list[str]:
-    out = kubectl(
+    """Server-side dry run; any warning (e.g. PodSecurity "restricted") fails the test."""
+    res = kubectl(
         "apply", "--server-side", "--dry-run=server", "--field-manager=dgdr-install-test",
         *source, input=input,
-    ).stdout  # fmt: skip
-    return [line for line in out.splitlines() if line.strip()]
+    )  # fmt: skip
+    assert "Warning" not in res.stderr, res.stderr
+    return [line for line in res.stdout.splitlines() if line.strip()]
 
 
 def test_kustomize_base_accepted_by_the_api_server(
@@ -117,6 +119,35 @@ def test_dry_run_rejects_an_invalid_deployment(
     res = kubectl("apply", "--server-side", "--dry-run=server", "-k", str(tmp_path), check=False)
     assert res.returncode != 0
     assert "containerPort" in res.stderr
+
+
+def test_pod_security_restricted_is_enforced_on_the_deployment(
+    kubectl: Kubectl, monitoring_crds: None, system_namespace: str, tmp_path: Path
+) -> None:
+    """The namespace warns on PodSecurity "restricted": a container keeping its capabilities
+    is reported, which is what the warning-free dry runs above rule out."""
+    overlay = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(DEPLOY, tmp_path)],
+        "patches": [
+            {
+                "target": {"kind": "Deployment", "name": "dgdr-controller"},
+                "patch": yaml.safe_dump(
+                    [
+                        {
+                            "op": "remove",
+                            "path": "/spec/template/spec/containers/0/securityContext/capabilities",
+                        }
+                    ]
+                ),
+            }
+        ],
+    }
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
+    res = kubectl("apply", "--server-side", "--dry-run=server", "-k", str(tmp_path))
+    assert 'would violate PodSecurity "restricted' in res.stderr
+    assert "capabilities" in res.stderr
 
 
 def render_chart(*values: str) -> str:
