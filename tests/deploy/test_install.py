@@ -70,6 +70,23 @@ def dry_run(kubectl: Kubectl, *source: str, input: str | None = None) -> list[st
     return [line for line in res.stdout.splitlines() if line.strip()]
 
 
+def patched_base(tmp_path: Path, *ops: dict[str, object]) -> str:
+    """An overlay of deploy/ with JSON-patch operations on the Deployment; its folder."""
+    overlay = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(DEPLOY, tmp_path)],
+        "patches": [
+            {
+                "target": {"kind": "Deployment", "name": "dgdr-controller"},
+                "patch": yaml.safe_dump(list(ops)),
+            }
+        ],
+    }
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
+    return str(tmp_path)
+
+
 def test_kustomize_base_accepted_by_the_api_server(
     kubectl: Kubectl, monitoring_crds: None, system_namespace: str
 ) -> None:
@@ -96,27 +113,9 @@ def test_dry_run_rejects_an_invalid_deployment(
     kubectl: Kubectl, monitoring_crds: None, system_namespace: str, tmp_path: Path
 ) -> None:
     """The check above has teeth: the same base with a bad port is refused by the server."""
-    overlay = {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "resources": [os.path.relpath(DEPLOY, tmp_path)],
-        "patches": [
-            {
-                "target": {"kind": "Deployment", "name": "dgdr-controller"},
-                "patch": yaml.safe_dump(
-                    [
-                        {
-                            "op": "replace",
-                            "path": "/spec/template/spec/containers/0/ports/0/containerPort",
-                            "value": 70000,
-                        }
-                    ]
-                ),
-            }
-        ],
-    }
-    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
-    res = kubectl("apply", "--server-side", "--dry-run=server", "-k", str(tmp_path), check=False)
+    port = "/spec/template/spec/containers/0/ports/0/containerPort"
+    base = patched_base(tmp_path, {"op": "replace", "path": port, "value": 70000})
+    res = kubectl("apply", "--server-side", "--dry-run=server", "-k", base, check=False)
     assert res.returncode != 0
     assert "containerPort" in res.stderr
 
@@ -126,26 +125,9 @@ def test_pod_security_restricted_is_enforced_on_the_deployment(
 ) -> None:
     """The namespace warns on PodSecurity "restricted": a container keeping its capabilities
     is reported, which is what the warning-free dry runs above rule out."""
-    overlay = {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "resources": [os.path.relpath(DEPLOY, tmp_path)],
-        "patches": [
-            {
-                "target": {"kind": "Deployment", "name": "dgdr-controller"},
-                "patch": yaml.safe_dump(
-                    [
-                        {
-                            "op": "remove",
-                            "path": "/spec/template/spec/containers/0/securityContext/capabilities",
-                        }
-                    ]
-                ),
-            }
-        ],
-    }
-    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
-    res = kubectl("apply", "--server-side", "--dry-run=server", "-k", str(tmp_path))
+    caps = "/spec/template/spec/containers/0/securityContext/capabilities"
+    base = patched_base(tmp_path, {"op": "remove", "path": caps})
+    res = kubectl("apply", "--server-side", "--dry-run=server", "-k", base)
     assert 'would violate PodSecurity "restricted' in res.stderr
     assert "capabilities" in res.stderr
 
