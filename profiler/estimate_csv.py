@@ -208,7 +208,7 @@ def feature_blocks(rows: Sequence[CalRow]) -> tuple[F64, F64]:
         batch = np.asarray([r.batch for r in rs], dtype=np.float64)
         ph = _Physics(r0.arch, r0.gpu, r0.backend, r0.quant, _lay(rs, "layout"))
         agg = r0.mode == "agg"
-        ftpot[idx] = _pad(decode_features(ph, isl, osl, batch, agg=agg))
+        ftpot[idx] = _pad(decode_features(ph, isl, osl, batch, agg=agg, cap_batch=True))
         if agg:
             fttft[idx] = _pad(ttft_features(ph, isl, 1, load=batch, osl=osl, agg=True))
         else:

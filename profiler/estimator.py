@@ -81,9 +81,9 @@ _CAL_PATH = Path(__file__).parent / "data" / "calibration.json"
 # Feature weights before calibration: physical times count once, plus small fixed overheads.
 DEFAULT_COEFS: dict[str, list[float]] = {
     "tpot": [1.0, 1.0, 1.0, 30e-6, 1e-3, 1.0, 0.0, 0.0, 1.0, 60e-6, 1.0, 0.0],
-    "ttft": [1.0, 0.0, 0.5, 1.0, 2e-4, 5e-2, 1.0, 0.0, 1.0],
+    "ttft": [1.0, 0.0, 0.5, 1.0, 2e-4, 5e-2, 1.0, 0.0, 0.0, 1.0],
     "dtpot": [1.0, 1.0, 1.0, 30e-6, 1e-3, 0.0, 0.0, 0.0, 1.0, 60e-6, 1.0, 0.0],
-    "dttft": [1.0, 0.0, 0.5, 0.0, 2e-4, 5e-2, 1.0, 0.0, 1.0],
+    "dttft": [1.0, 0.0, 0.5, 0.0, 2e-4, 5e-2, 1.0, 0.0, 0.0, 1.0],
 }
 
 
@@ -352,12 +352,19 @@ TTFT_COLUMNS = (
     "request",
     "wait",
     "layers_scaled",
+    "worker_width",
     "queue",
 )
 
 
 def decode_features(
-    ph: _Physics, isl: ArrayLike, osl: ArrayLike, batch: ArrayLike, *, agg: bool
+    ph: _Physics,
+    isl: ArrayLike,
+    osl: ArrayLike,
+    batch: ArrayLike,
+    *,
+    agg: bool,
+    cap_batch: bool = False,
 ) -> F64:
     """Columns as TPOT_COLUMNS: seconds of each step part, or counts for fixed overheads.
 
@@ -367,9 +374,11 @@ def decode_features(
     n = ph.layout.tp.shape[0]
     isl_, osl_, b = _arr(isl, n), np.maximum(_arr(osl, n), 1.0), np.maximum(_arr(batch, n), 1.0)
     ctx = isl_ + osl_ / 2.0
-    # Requests beyond what the KV cache holds wait for a slot instead of joining the batch.
-    cap = kv_capacity_from(ph)
-    b = np.minimum(b, np.maximum(cap / (isl_ + osl_), 1.0))
+    if cap_batch:
+        # Measured runs may offer more requests than the KV cache holds: the surplus waits for
+        # a slot instead of joining the batch. (Planning callers only offer what fits.)
+        cap = kv_capacity_from(ph)
+        b = np.minimum(b, np.maximum(cap / (isl_ + osl_), 1.0))
     parts = ph.decode_split(ctx, b)
     layers = ph.layers_per_step()
     if agg:
@@ -439,6 +448,7 @@ def ttft_features(
     layers = ph.layers_per_step()
     cols = [pre, pre * np.log2(load_), burst, step, layers, np.ones(n), wait]
     cols.append(layers * _sku_scale(ph))
+    cols.append(np.log2(ph.f(ph.layout.gpus)) * 1e-2)  # scheduling across a wider worker
     # Queueing at the prefill server: requests arrive once per lifetime (osl decode steps), each
     # needs ``pre`` of prefill; utilisation rho gives the M/D/1-like wait rho/(1-rho).
     dstep = step if agg or decode_step_s is None else _arr(decode_step_s, n)
@@ -534,7 +544,10 @@ def decode_tpot_ms(
     osl: int,
     batch: ArrayLike,
 ) -> F64:
-    """Mean time per output token of a decode worker at ``batch`` concurrent requests."""
+    """Mean time per output token of a decode worker at ``batch`` concurrent requests.
+
+    ``batch`` is taken as running: check it against :func:`kv_capacity_tokens` first.
+    """
     ph = _phys(model, gpu, backend, quant, layout)
     return _ms(decode_features(ph, isl, osl, batch, agg=False), _coefs("dtpot", backend))
 
@@ -549,7 +562,11 @@ def agg_serving(
     osl: int,
     batch: ArrayLike,
 ) -> tuple[F64, F64]:
-    """(TTFT ms, TPOT ms) of an aggregated worker serving ``batch`` concurrent requests."""
+    """(TTFT ms, TPOT ms) of an aggregated worker serving ``batch`` concurrent requests.
+
+    TTFT includes the wait for a KV slot when ``batch`` requests do not fit; TPOT takes them
+    all as running (check :func:`kv_capacity_tokens`).
+    """
     ph = _phys(model, gpu, backend, quant, layout)
     tpot = _ms(decode_features(ph, isl, osl, batch, agg=True), _coefs("tpot", backend))
     ttft = _ms(ttft_features(ph, isl, 1, load=batch, osl=osl, agg=True), _coefs("ttft", backend))
