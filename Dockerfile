@@ -1,4 +1,5 @@
-# syntax=docker/dockerfile:1
+# Builds with BuildKit (the default builder of current Docker): the runtime stage bind-mounts the
+# wheels instead of copying them, so no layer keeps them.
 # The DGDR controller image: build a wheel (and its dependencies' wheels) in a full Python image,
 # install them into a slim runtime that runs as a non-root user with no build tools.
 
