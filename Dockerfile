@@ -1,7 +1,6 @@
-# Builds with BuildKit (the default builder of current Docker): the runtime stage bind-mounts the
-# wheels instead of copying them, so no layer keeps them.
-# The DGDR controller image: build a wheel (and its dependencies' wheels) in a full Python image,
-# install them into a slim runtime that runs as a non-root user with no build tools.
+# The DGDR controller image: build a wheel (and its dependencies' wheels) in one stage, install
+# them into a fresh slim runtime that runs as a non-root user. Needs BuildKit (the default builder
+# of current Docker): the runtime stage bind-mounts the wheels, so no layer keeps them.
 
 FROM python:3.11-slim AS build
 WORKDIR /src
