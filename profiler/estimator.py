@@ -81,9 +81,9 @@ _CAL_PATH = Path(__file__).parent / "data" / "calibration.json"
 # Feature weights before calibration: physical times count once, plus small fixed overheads.
 DEFAULT_COEFS: dict[str, list[float]] = {
     "tpot": [1.0, 1.0, 1.0, 30e-6, 1e-3, 1.0, 0.0, 0.0, 1.0, 60e-6, 1.0, 0.0],
-    "ttft": [1.0, 0.0, 0.5, 1.0, 2e-4, 5e-2, 1.0, 0.0, 0.0, 1.0],
+    "ttft": [1.0, 0.0, 0.5, 1.0, 2e-4, 5e-2, 1.0, 0.0, 0.0, 1.0, 0.5],
     "dtpot": [1.0, 1.0, 1.0, 30e-6, 1e-3, 0.0, 0.0, 0.0, 1.0, 60e-6, 1.0, 0.0],
-    "dttft": [1.0, 0.0, 0.5, 0.0, 2e-4, 5e-2, 1.0, 0.0, 0.0, 1.0],
+    "dttft": [1.0, 0.0, 0.5, 0.0, 2e-4, 5e-2, 1.0, 0.0, 0.0, 1.0, 0.5],
 }
 
 
@@ -354,6 +354,7 @@ TTFT_COLUMNS = (
     "layers_scaled",
     "worker_width",
     "queue",
+    "saturation",
 )
 
 
@@ -456,6 +457,9 @@ def ttft_features(
     servers = ph.f(ph.layout.dp) if agg else np.ones(n)
     rho = np.clip(load_ / servers * pre / cycle, 0.0, 0.95)
     cols.append(pre * rho / (1.0 - rho))
+    # Beyond saturation the closed loop is prefill-bound: each request waits for the prefills
+    # of everyone ahead of it minus the time it spent decoding.
+    cols.append(np.maximum(load_ / servers * pre - osl_ * dstep, 0.0))
     return np.stack(cols, axis=1)
 
 
