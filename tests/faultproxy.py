@@ -264,11 +264,11 @@ class FaultProxy:
             return web.json_response(status_body(502, f"upstream: {exc!r}"), status=502)
         stream.upstream = upstream
         seen.status = upstream.status
+        resp = web.StreamResponse(status=upstream.status)
+        for k, v in upstream.headers.items():
+            if k.lower() not in _HOP_BY_HOP:
+                resp.headers[k] = v
         try:
-            resp = web.StreamResponse(status=upstream.status)
-            for k, v in upstream.headers.items():
-                if k.lower() not in _HOP_BY_HOP:
-                    resp.headers[k] = v
             if not await self._gate(stream):
                 return resp
             await resp.prepare(request)
@@ -279,6 +279,7 @@ class FaultProxy:
             await resp.write_eof()
             return resp
         except (aiohttp.ClientError, ConnectionError, RuntimeError):
-            return web.Response(status=499)  # the client or upstream went away; nothing to send
+            # The client or the upstream went away mid-stream: nothing more can be sent.
+            return resp if resp.prepared else web.Response(status=499)
         finally:
             upstream.release()
