@@ -82,10 +82,15 @@ class InformerConfig:
 
     @property
     def stuck_bound(self) -> float:
-        """No list, event or retry for this long means the loop is wedged, not just unlucky."""
+        """No list, event, bookmark or retry for this long means the data stopped flowing.
+
+        A healthy server sends a bookmark at least every minute, so two missed minutes (or two
+        watchdog periods, if longer) plus a backoff and a slow list is trouble, not bad luck;
+        the 120 s floor keeps a short test watchdog on a quiet namespace from looking stuck.
+        """
         if self.stuck_after is not None:
             return self.stuck_after
-        return 2 * self.watchdog_timeout + self.backoff_cap + 60.0
+        return max(2 * self.watchdog_timeout, 120.0) + self.backoff_cap + 60.0
 
 
 class Informer:
