@@ -414,3 +414,24 @@ async def test_cluster_scoped_kind_keys_by_name(kubeconfig: str, kubectl: Any) -
                 ] == [mark]
         finally:
             kubectl("delete", "namespace", mark, "--wait=false", check=False)
+
+
+@pytest.mark.cluster
+@pytest.mark.asyncio
+async def test_healthy_turns_false_while_data_stops_flowing(
+    fault_proxy: FaultProxy, kubeconfig: str, namespace: str
+) -> None:
+    config = dataclasses.replace(FAST, stuck_after=1.0)
+    async with connected(fault_proxy.kubeconfig) as client, connected(kubeconfig) as direct:
+        informer = Informer(client, CONFIGMAPS, namespace=namespace, config=config)
+        rec = Recorder()
+        informer.add_handler(rec)
+        assert informer.healthy()  # not started is not stuck
+        async with running(informer):
+            await wait_until(lambda: fault_proxy.open_watches() == 1, "watch open")
+            fault_proxy.stall_watches()
+            await direct.create(CONFIGMAPS, cm("held"), namespace)
+            await wait_until(lambda: not informer.healthy(), "unhealthy while stalled")
+            fault_proxy.resume()
+            await wait_until(lambda: rec.of("held") == ["ADDED"], "held event delivered")
+            assert informer.healthy()
