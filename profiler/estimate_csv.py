@@ -20,16 +20,11 @@ from numpy.typing import NDArray
 
 from profiler.arch import ModelArch
 from profiler.errors import ProfilerError
-from profiler.estimator import (
-    BACKENDS,
-    Layout,
-    _Physics,
-    decode_features,
-    kv_capacity_tokens,
-    ttft_features,
-)
+from profiler.estimator import BACKENDS, kv_capacity_tokens
+from profiler.features import decode_features, ttft_features
 from profiler.hardware import GpuSpec, get_gpu
 from profiler.models import quant_for, resolve_model
+from profiler.physics import Layout, StepPhysics
 
 F64 = NDArray[np.float64]
 NFEAT = 12  # width of every feature matrix (shorter ones are zero-padded)
@@ -206,13 +201,13 @@ def feature_blocks(rows: Sequence[CalRow]) -> tuple[F64, F64]:
         isl = np.asarray([r.isl for r in rs], dtype=np.float64)
         osl = np.asarray([r.osl for r in rs], dtype=np.float64)
         batch = np.asarray([r.batch for r in rs], dtype=np.float64)
-        ph = _Physics(r0.arch, r0.gpu, r0.backend, r0.quant, _lay(rs, "layout"))
+        ph = StepPhysics(r0.arch, r0.gpu, r0.backend, r0.quant, _lay(rs, "layout"))
         agg = r0.mode == "agg"
         ftpot[idx] = _pad(decode_features(ph, isl, osl, batch, agg=agg, cap_batch=True))
         if agg:
             fttft[idx] = _pad(ttft_features(ph, isl, 1, load=batch, osl=osl, agg=True))
         else:
-            pph = _Physics(r0.arch, r0.gpu, r0.backend, r0.quant, _lay(rs, "p_layout"))
+            pph = StepPhysics(r0.arch, r0.gpu, r0.backend, r0.quant, _lay(rs, "p_layout"))
             pb = np.asarray([r.p_batch for r in rs], dtype=np.float64)
             load = np.asarray([r.concurrency / r.p_workers for r in rs], dtype=np.float64)
             dstep = ftpot[idx][:, :3].sum(axis=1)  # nominal decode step at the decode batch
