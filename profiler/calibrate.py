@@ -102,11 +102,15 @@ def _lower(metric: str) -> F64:
     return np.asarray([floors.get(c, 0.0) for c in names], dtype=np.float64)
 
 
-def fit(rows: Sequence[CalRow], min_rows: int = 60) -> dict[str, dict[str, list[float]]]:
+def fit(
+    rows: Sequence[CalRow], min_rows: int = 60, pool_below: int = 300
+) -> dict[str, dict[str, list[float]]]:
     """Coefficients per metric and backend, plus a pooled ``*`` set.
 
     A backend with fewer than ``min_rows`` measured rows for a metric gets no own set and is
-    priced with the pooled one.
+    priced with the pooled one. When fewer than ``pool_below`` disaggregated rows exist, decode
+    workers are fitted on aggregated rows too (same decode physics; the prefill-interference
+    column is simply zero for a decode worker).
     """
     ftpot, fttft = feature_blocks(rows)
     tk, fk = metric_keys(rows)
@@ -118,14 +122,18 @@ def fit(rows: Sequence[CalRow], min_rows: int = 60) -> dict[str, dict[str, list[
         is_tpot = metric in ("tpot", "dtpot")
         feats, y = (ftpot, tpot) if is_tpot else (fttft, ttft)
         keys = np.asarray(tk if is_tpot else fk)
-        ok = (keys == metric) & np.isfinite(y) & (y > 0)
+        valid = np.isfinite(y) & (y > 0)
+        own = (keys == metric) & valid
+        ok = own
+        if metric == "dtpot" and own.sum() < pool_below:
+            ok = valid & np.isin(keys, ("tpot", "dtpot"))
         width = len(DEFAULT_COEFS[metric])
         table: dict[str, list[float]] = {}
         lower = _lower(metric)[:width]
         if ok.sum() >= 8:
             table["*"] = fit_relative(feats[ok][:, :width], y[ok], lower).tolist()
         for be in sorted(set(backends[ok].tolist())):
-            sel = ok & (backends == be)
+            sel = (own if (own & (backends == be)).sum() >= min_rows else ok) & (backends == be)
             if sel.sum() >= min_rows:
                 table[be] = fit_relative(feats[sel][:, :width], y[sel], lower).tolist()
         out[metric] = table
