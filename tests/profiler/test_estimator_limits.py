@@ -146,3 +146,24 @@ def test_broadcasting_and_bad_arguments() -> None:
         decode_tpot_ms(arch, gpu, "vllm", "int3", lay, 1024, 128, 1)
     with pytest.raises(ValueError, match=">= 1"):
         Layout.of([0, 1])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("sku", ["h100_sxm", "b200_sxm", "l4", "a100_sxm"])
+def test_shipped_calibration_never_beats_the_hardware(backend: str, sku: str) -> None:
+    """Decode cannot read the weights faster than peak bandwidth; prefill cannot beat peak FLOPs."""
+    gpu = get_gpu(sku)
+    for model in ("meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen3-32B"):
+        arch = resolve_model(model)
+        lay = Layout.of([1, 2, 4, 8])
+        cap = kv_capacity_tokens(arch, gpu, "bf16", lay, backend=backend)
+        fits = cap > 2 * 1024
+        if not fits.any():
+            continue
+        tpot = decode_tpot_ms(arch, gpu, backend, "bf16", lay, 1024, 128, 1)[fits]
+        # Every decode step reads all layer weights and the LM head (not the input embedding).
+        weights_gb = (arch.dense_params + arch.lm_head_params) * 2 / 1e9 / lay.tp[fits]
+        assert np.all(tpot >= weights_gb / gpu.mem_bw_gbps * 1e3 * 0.999), (model, tpot)
+        ttft = prefill_ttft_ms(arch, gpu, backend, "bf16", lay, 4096)[fits]
+        flops = 2 * arch.dense_params * 4096 / lay.tp[fits]
+        assert np.all(ttft >= flops / (gpu.bf16_tflops * 1e12) * 1e3), (model, ttft)
