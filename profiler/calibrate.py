@@ -102,15 +102,52 @@ def _lower(metric: str) -> F64:
     return np.asarray([floors.get(c, 0.0) for c in names], dtype=np.float64)
 
 
-def fit(
-    rows: Sequence[CalRow], min_rows: int = 60, pool_below: int = 300
-) -> dict[str, dict[str, list[float]]]:
-    """Coefficients per metric and backend, plus a pooled ``*`` set.
+# Engines share the physics; what differs between them is framework overhead: a fixed cost per
+# step (scheduling, sampling, detokenising; per request for TTFT) and per layer (kernel launches).
+# Only those columns get a weight per backend; everything else is fitted once over all rows, so
+# a backend seen on few models still prices the physics of every model correctly.
+_PER_BACKEND = {
+    "tpot": ("step", "layers_scaled"),
+    "dtpot": ("step", "layers_scaled"),
+    "ttft": ("request", "layers_scaled"),
+    "dttft": ("request", "layers_scaled"),
+}
+
+
+def fit_joint(
+    feats: F64, y: F64, backends: NDArray[np.str_], per_backend: Sequence[int], lower: F64
+) -> dict[str, F64]:
+    """One fit over all rows: shared weights plus, for ``per_backend`` columns, one per backend.
+
+    Returns a full weight vector per backend, and ``*`` (per-backend columns fitted pooled) for
+    a backend without rows.
+    """
+    width = feats.shape[1]
+    shared = [j for j in range(width) if j not in per_backend]
+    names = sorted(set(backends.tolist()))
+    blocks = [feats[:, shared]]
+    lows = [lower[shared]]
+    for be in names:
+        mask = (backends == be)[:, None]
+        blocks.append(np.where(mask, feats[:, list(per_backend)], 0.0))
+        lows.append(lower[list(per_backend)])
+    theta = fit_relative(np.hstack(blocks), y, np.concatenate(lows))
+    out: dict[str, F64] = {}
+    k = len(per_backend)
+    for i, be in enumerate(names):
+        vec = np.zeros(width)
+        vec[shared] = theta[: len(shared)]
+        vec[list(per_backend)] = theta[len(shared) + i * k : len(shared) + (i + 1) * k]
+        out[be] = vec
+    out["*"] = fit_relative(feats, y, lower)
+    return out
+
+
+def fit(rows: Sequence[CalRow], min_rows: int = 20) -> dict[str, dict[str, list[float]]]:
+    """Coefficients per metric and backend (see ``_PER_BACKEND``), plus a pooled ``*`` set.
 
     A backend with fewer than ``min_rows`` measured rows for a metric gets no own set and is
-    priced with the pooled one. When fewer than ``pool_below`` disaggregated rows exist, decode
-    workers are fitted on aggregated rows too (same decode physics; the prefill-interference
-    column is simply zero for a decode worker).
+    priced with the pooled one.
     """
     ftpot, fttft = feature_blocks(rows)
     tk, fk = metric_keys(rows)
@@ -123,20 +160,20 @@ def fit(
         feats, y = (ftpot, tpot) if is_tpot else (fttft, ttft)
         keys = np.asarray(tk if is_tpot else fk)
         valid = np.isfinite(y) & (y > 0)
-        own = (keys == metric) & valid
-        ok = own
-        if metric == "dtpot" and own.sum() < pool_below:
-            ok = valid & np.isin(keys, ("tpot", "dtpot"))
+        ok = (keys == metric) & valid
+        if ok.sum() < 8:
+            out[metric] = {}
+            continue
+        names = TPOT_COLUMNS if is_tpot else TTFT_COLUMNS
         width = len(DEFAULT_COEFS[metric])
-        table: dict[str, list[float]] = {}
-        lower = _lower(metric)[:width]
-        if ok.sum() >= 8:
-            table["*"] = fit_relative(feats[ok][:, :width], y[ok], lower).tolist()
-        for be in sorted(set(backends[ok].tolist())):
-            sel = (own if (own & (backends == be)).sum() >= min_rows else ok) & (backends == be)
-            if sel.sum() >= min_rows:
-                table[be] = fit_relative(feats[sel][:, :width], y[sel], lower).tolist()
-        out[metric] = table
+        per_backend = [names.index(c) for c in _PER_BACKEND[metric]]
+        fitted = fit_joint(
+            feats[ok][:, :width], y[ok], backends[ok], per_backend, _lower(metric)[:width]
+        )
+        counts = {be: int((backends[ok] == be).sum()) for be in fitted}
+        out[metric] = {
+            be: vec.tolist() for be, vec in fitted.items() if be == "*" or counts[be] >= min_rows
+        }
     return out
 
 
