@@ -1,12 +1,15 @@
 """Fit the estimator's constants to measured serving points; write ``data/calibration.json``.
 
-Each prediction is a non-negative weighted sum of physical times (GEMM, attention/KV reads,
-collectives, per-layer and per-step overheads, prefill interference, queueing), so fitting is a
-non-negative least-squares problem per (metric, backend). The loss is the mean absolute relative
-error (iteratively reweighted), i.e. what the accuracy bench reports as MAPE. A fit takes well
-under a second, which makes leave-one-model-out evaluation cheap.
+Each prediction is a non-negative weighted sum of feature columns (``profiler.features``:
+GEMM, attention/KV reads, collectives, per-layer and per-step overheads, prefill interference,
+queueing), so fitting is a bounded least-squares problem per metric (aggregated TPOT and TTFT,
+decode-worker TPOT, prefill-worker TTFT), with physics weights shared by all engines and
+overhead weights per backend. The loss is the mean absolute relative error (iteratively
+reweighted), i.e. what the accuracy bench reports as MAPE. A fit takes about a second, which
+makes leave-one-model-out evaluation cheap.
 
-Usage: ``python -m profiler.calibrate --data ../shared/ground_truth/silicon_calibration.csv``
+Usage (from the repository root, next to the ``shared`` data checkout):
+``python -m profiler.calibrate --data ../shared/ground_truth/silicon_calibration.csv``
 """
 
 from __future__ import annotations
