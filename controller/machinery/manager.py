@@ -137,6 +137,7 @@ class Manager:
         self.elector: LeaderElector | None = None
         self.health: HealthServer | None = None
         self._leading_without_election = False
+        self._workers_started = False
 
     # ---- setup --------------------------------------------------------------------------------
 
@@ -205,6 +206,8 @@ class Manager:
             reconcile_timeout=cfg.reconcile_timeout,
         )
         self.controllers.append(controller)
+        if self._workers_started:  # added while leading: start at once
+            controller.start()
         return controller
 
     def add_runnable(self, name: str, fn: Runnable) -> None:
@@ -295,17 +298,20 @@ class Manager:
 
     def _start_leading(self) -> None:
         log.info("starting controllers", extra={"controllers": [c.name for c in self.controllers]})
+        self._workers_started = True
         for controller in self.controllers:
             controller.start()
         for name, fn in self._runnables:
             self._runnable_tasks.append(asyncio.create_task(fn(), name=name))
 
     async def _stop_leading(self) -> None:
+        self._workers_started = False
         grace = self.config.shutdown_timeout
         await asyncio.gather(*(c.stop(grace) for c in self.controllers))
         await self._cancel(self._runnable_tasks)
 
     async def _abort_leading(self) -> None:
+        self._workers_started = False
         await asyncio.gather(*(c.abort() for c in self.controllers))
         await self._cancel(self._runnable_tasks)
 

@@ -19,20 +19,12 @@ from controller.machinery.leader import (
     LeaderElector,
 )
 from metrics import REGISTRY
+from tests.faultproxy import FaultProxy
 
 # Short timings so a test takes seconds; the ratios are client-go's (15 / 10 / 2).
 LEASE, RENEW, RETRY = 3.0, 2.0, 0.4
 # Bounds, not timing claims: generous multiples of the configured periods.
 TAKEOVER_BOUND = LEASE + 3 * RETRY + 10.0
-
-
-@pytest_asyncio.fixture
-async def client(kubeconfig: str) -> AsyncIterator[KubeClient]:
-    c = await KubeClient.connect(kubeconfig)
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 def _config(namespace: str, lease: str, identity: str, **kw: Any) -> LeaderElectionConfig:
@@ -194,3 +186,36 @@ async def test_lease_taken_by_another_writer_means_lost_at_once(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+@pytest.mark.cluster
+@pytest.mark.asyncio
+async def test_partitioned_leader_steps_down_before_anyone_takes_over(
+    client: KubeClient, namespace: str, fault_proxy: FaultProxy, campaign: Campaign
+) -> None:
+    lease = f"lease-{uuid.uuid4().hex[:6]}"
+    cut_off = await KubeClient.connect(fault_proxy.kubeconfig)
+    try:
+        first = LeaderElector(cut_off, _config(namespace, lease, "behind-proxy"))
+        campaign.run(first)
+        await _until(lambda: first.is_leader, TAKEOVER_BOUND)
+        second = LeaderElector(client, _config(namespace, lease, "direct"))
+        campaign.run(second)
+
+        # The proxy now answers every lease request of the leader with 503: it cannot renew.
+        for method in ("GET", "PUT", "POST"):
+            fault_proxy.fail_next(method, r"/leases", 503, times=10_000)
+        both = 0
+        async with asyncio.timeout(RENEW + LEASE + TAKEOVER_BOUND):
+            while not second.is_leader:
+                both += first.is_leader and second.is_leader
+                await asyncio.sleep(0.005)
+        assert both == 0  # never two leaders, at any sample
+        with pytest.raises(LeaderElectionLost):
+            await asyncio.wait_for(campaign.tasks["behind-proxy"], 5)
+        spec = await _lease(client, namespace, lease)
+        assert spec["holderIdentity"] == "direct"
+        assert spec["leaseTransitions"] == 1
+    finally:
+        await campaign.close()
+        await cut_off.close()

@@ -17,13 +17,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
 
 from controller.localplane import LocalControlPlane, free_port
 from controller.machinery.client import CONFIGMAPS, LEASES, ApiError, KubeClient
@@ -41,15 +40,6 @@ LEASE, RENEW, RETRY = 3.0, 2.0, 0.4
 # time a loaded machine needs to reconcile every object.
 FAILOVER_BOUND = LEASE + 2.2 * RETRY + 40.0
 START_BOUND = 60.0
-
-
-@pytest_asyncio.fixture
-async def client(kubeconfig: str) -> AsyncIterator[KubeClient]:
-    c = await KubeClient.connect(kubeconfig)
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 def cm(name: str, value: str) -> dict[str, Any]:
