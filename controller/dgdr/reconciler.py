@@ -145,6 +145,9 @@ class DGDRReconciler:
         meta = obj["metadata"]
         if meta.get("deletionTimestamp"):
             return await self._finalize(obj)
+        # Report the phase as read before acting, so the metrics see every transition this
+        # reconcile makes, the first one (e.g. straight to Failed) included.
+        self._write.observe(obj)
         status = copy.deepcopy(obj.get("status") or {})
         generation = int(meta.get("generation") or 1)
         observed = int(status.get("observedGeneration") or 0)
@@ -491,6 +494,20 @@ class DGDRReconciler:
             if generated:
                 return await self._create_dgd(ctx, generated)
             return await self._dgd_deleted(ctx)
+        if get_condition(ctx.status, "DeploymentReady") is None:
+            # It was there before we created anything: adopt it as upstream does, spec untouched.
+            # Our labels on it bring it into the DGD informer, so its health changes reach us.
+            name = dgd["metadata"]["name"]
+            labels = {api.LABEL_DGDR_NAME: ctx.name, api.LABEL_DGDR_NAMESPACE: ctx.namespace}
+            await self._client.patch(
+                api.DGD_RESOURCE, name, {"metadata": {"labels": labels}}, ctx.namespace
+            )
+            await self._event(
+                ctx,
+                "Normal",
+                "DeploymentCreated",
+                f"DGD {name} already exists; adopted it, waiting for Ready",
+            )
         return await self._follow(ctx, dgd, deployed=False)
 
     async def _create_dgd(self, ctx: Ctx, generated: str) -> Result:

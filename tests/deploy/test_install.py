@@ -30,15 +30,15 @@ SA = "dgdr-controller"
 
 # What the controller's ServiceAccount may do in a DGDR namespace: (resource, verbs).
 NAMESPACED_GRANTS = {
-    "dynamographdeploymentrequests.nvidia.com": {"get", "list", "watch", "update", "patch"},
-    "dynamographdeploymentrequests.nvidia.com/status": {"update", "patch"},
+    "dynamographdeploymentrequests.nvidia.com": {"get", "list", "watch", "patch"},
+    "dynamographdeploymentrequests.nvidia.com/status": {"update"},
     "dynamographdeploymentrequests.nvidia.com/finalizers": {"update"},
-    "dynamographdeployments.nvidia.com": {"get", "list", "watch", "create"},
-    "configmaps": {"get", "list", "watch", "create", "update", "patch"},
+    "dynamographdeployments.nvidia.com": {"get", "list", "watch", "create", "patch"},
+    "configmaps": {"create"},
     "persistentvolumeclaims": {"get"},
     "events": {"create", "patch"},
     "events.events.k8s.io": {"create", "patch"},
-    "nodes": {"get", "list", "watch"},
+    "nodes": {"list", "watch"},
 }
 # ...and in its own namespace, the Lease on top.
 SYSTEM_GRANTS = {**NAMESPACED_GRANTS, "leases.coordination.k8s.io": {"get", "create", "update"}}

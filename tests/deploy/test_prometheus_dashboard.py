@@ -171,13 +171,6 @@ def test_every_dashboard_query_returns_data(
     prometheus.wait_for(f'dgdr_status_info{{{ns}, name="review"}}', lambda r: r == [])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="metrics.dgdr counts a transition between two reports of the same object; the "
-    "reconciler reports only the phase it wrote, so a DGDR that fails validation on its first "
-    "reconcile is first seen already Failed (fix: StatusWriter.observe(obj) on the object read, "
-    "at the start of DGDRReconciler._sync)",
-)
 def test_validation_failure_is_counted(
     kubectl: Kubectl, namespace: str, controller: ControllerProcess
 ) -> None:

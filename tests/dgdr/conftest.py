@@ -145,13 +145,16 @@ class ControllerProcess:
         return int(self.proc.returncode)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def controller(
     control_plane: LocalControlPlane, crds: list[str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ControllerProcess]:
-    """One controller for the session, watching every namespace, leader-elected."""
+    """One controller per test module, watching every namespace, leader-elected.
+
+    Module scope, so that modules which run controllers of their own (failover, worker crashes)
+    never share namespaces with this one."""
     c = ControllerProcess(
-        control_plane, tmp_path_factory.mktemp("controller"), "--lease-name", "dgdr-session"
+        control_plane, tmp_path_factory.mktemp("controller"), "--lease-name", "dgdr-module"
     )
     SESSION_PIDS.append(c.pids)
     try:
@@ -207,6 +210,14 @@ def wait_phase(
             get_json(kubectl, "dgdr", name, namespace).get("status"), indent=1
         )[:3000],
     )
+
+
+def reason_of(obj: dict[str, Any], type_: str) -> str | None:
+    """The condition's reason, or None while the condition is not there yet (safe to poll)."""
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c["type"] == type_:
+            return str(c.get("reason"))
+    return None
 
 
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:

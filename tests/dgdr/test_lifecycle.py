@@ -18,6 +18,7 @@ from tests.dgdr.conftest import (
     dgdr_manifest,
     events_for,
     get_json,
+    reason_of,
     wait_for,
     wait_phase,
 )
@@ -118,9 +119,7 @@ def test_deploys_follows_health_and_never_recreates(
         "DeploymentReady reason",
         lambda: (
             o := get_json(kubectl, "dgdr", "svc", namespace),
-            condition(o, "DeploymentReady")["reason"]
-            in ("DeploymentCreated", "DeploymentInProgress")
-            and o,
+            reason_of(o, "DeploymentReady") in ("DeploymentCreated", "DeploymentInProgress") and o,
         )[1],
     )
     assert condition(obj, "Succeeded")["reason"] == "Deploying"
@@ -363,3 +362,59 @@ def test_delete_leaves_dgd_and_configmaps(
     assert [c["metadata"]["name"] for c in cms_after] == [c["metadata"]["name"] for c in cms_before]
     for cm in cms_after:
         assert cm["metadata"]["labels"]["dgdr.nvidia.com/namespace"] == namespace
+
+
+def test_existing_dgd_is_adopted(
+    controller: ControllerProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    existing = {
+        "apiVersion": "nvidia.com/v1alpha1",
+        "kind": "DynamoGraphDeployment",
+        "metadata": {"name": "adopt-dgd"},
+        "spec": {"services": {"Frontend": {"componentType": "frontend", "replicas": 1}}},
+    }
+    kubectl("apply", "-f", "-", input=json.dumps(existing), namespace=namespace)
+    kubectl("apply", "-f", "-", input=dgdr_manifest("adopt", **SMALL), namespace=namespace)
+    obj = wait_for(
+        "adoption",
+        lambda: (
+            o := get_json(kubectl, "dgdr", "adopt", namespace),
+            (o.get("status") or {}).get("phase") == "Deploying"
+            and reason_of(o, "DeploymentReady") in ("DeploymentCreated", "DeploymentInProgress")
+            and o,
+        )[1],
+    )
+    assert obj["status"]["dgdName"] == "adopt-dgd"
+    assert any(
+        "adopted" in m
+        for _, r, m in events_for(kubectl, "adopt", namespace)
+        if r == "DeploymentCreated"
+    )
+    # Adopted as it was: the controller did not overwrite the user's DGD.
+    assert get_json(kubectl, "dgd", "adopt-dgd", namespace)["spec"] == existing["spec"]
+    set_dgd_state(kubectl, "adopt-dgd", namespace, "successful")
+    wait_phase(kubectl, "adopt", namespace, "Deployed")
+
+
+def test_dgd_rejected_by_api_server_fails(
+    controller: ControllerProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    spec = {
+        **SMALL,
+        "overrides": {
+            "dgd": {
+                "apiVersion": "nvidia.com/v1alpha1",
+                "kind": "DynamoGraphDeployment",
+                "spec": {"backendFramework": "not-a-backend"},
+            }
+        },
+    }
+    kubectl("apply", "-f", "-", input=dgdr_manifest("rejected", **spec), namespace=namespace)
+    obj = wait_phase(kubectl, "rejected", namespace, "Failed")
+    ready = condition(obj, "DeploymentReady")
+    assert (ready["status"], ready["reason"]) == ("False", "DeploymentRejected")
+    assert "backendFramework" in ready["message"]
+    assert condition(obj, "Succeeded")["message"].startswith("Deployment failed: ")
+    assert ("Warning", "DeploymentCreationFailed") in {
+        (t, r) for t, r, _ in events_for(kubectl, "rejected", namespace)
+    }

@@ -131,7 +131,7 @@ def test_leader_killed_mid_run_follower_finishes_everything(
 
     for n in names:
         wait_phase(kubectl, n, namespace, "Ready", timeout=90)
-    assert follower.is_leader()
+    assert follower.is_leader(), follower.tail()
     for n in names[:3]:
         assert "SpecGenerated" in [r for _, r, _ in events_for(kubectl, n, namespace)]
 
@@ -164,3 +164,27 @@ def test_sigterm_hands_over_at_once(controllers, kubectl: Kubectl, namespace: st
         namespace=namespace,
     )
     wait_phase(kubectl, "after", namespace, "Ready")
+
+
+def test_deleting_a_dgdr_stops_its_profile(controllers, kubectl: Kubectl, namespace: str) -> None:
+    c = controllers("--pool-size", "1")
+    c.wait_ready()
+    wait_for("leadership", c.is_leader, timeout=30)
+    workers = wait_for("pool worker", c.workers, timeout=30)
+    for w in workers:
+        w.send_signal(signal.SIGSTOP)  # the profile cannot finish before the delete
+    kubectl("apply", "-f", "-", input=dgdr_manifest("gone", **SMALL), namespace=namespace)
+    wait_phase(kubectl, "gone", namespace, "Profiling")
+    kubectl("delete", "dgdr", "gone", "--timeout=30s", namespace=namespace)
+    # The worker running the profile was killed (cancellation) and replaced by a fresh one.
+    wait_for(
+        "profiling worker killed",
+        lambda: all(not w.is_running() or w.status() == psutil.STATUS_ZOMBIE for w in workers),
+        timeout=30,
+    )
+    fresh = wait_for(
+        "replacement worker",
+        lambda: [w for w in c.workers() if w.pid not in {x.pid for x in workers}],
+        timeout=30,
+    )
+    assert all(w.status() != psutil.STATUS_STOPPED for w in fresh)
