@@ -9,6 +9,7 @@ ensure_venv
 ensure_apt prometheus prometheus
 ensure_apt openssl openssl
 ensure_binaries
+bash tests/deploy/ensure-helm.sh   # helm, built once from Go modules, for the chart tests
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

@@ -37,6 +37,10 @@ class SpecError(ProfilerError):
         self.errors = list(errors)
         super().__init__("; ".join(str(e) for e in self.errors))
 
+    def __reduce__(self) -> tuple[type[SpecError], tuple[list[FieldError]]]:
+        # Exception pickling replays ``args`` (the joined message) into __init__; replay the list.
+        return (SpecError, (self.errors,))
+
 
 class InfeasibleError(ProfilerError):
     """The request is valid but cannot be served: the model does not fit the GPU budget."""

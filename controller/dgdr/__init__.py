@@ -1,1 +1,1 @@
-"""The DGDR logic: API models, phase handlers, status writer, profiling runner, deployment follower."""
+"""The DGDR logic: API models, phase handlers, status writer, profiling runner, follower."""
