@@ -55,6 +55,7 @@ class ProfileTracker:
         self._tasks: dict[str, tuple[int, asyncio.Task[None]]] = {}
         self.progress: dict[str, Progress] = {}
         self.outcomes: dict[str, Outcome] = {}
+        self._applied: dict[str, int] = {}
 
     def running(self, key: str, generation: int) -> bool:
         entry = self._tasks.get(key)
@@ -69,14 +70,23 @@ class ProfileTracker:
         )
         self._tasks[key] = (generation, task)
 
-    def take(self, key: str, generation: int) -> Outcome | None:
-        """The finished outcome for this generation, handed out once."""
+    def outcome(self, key: str, generation: int) -> Outcome | None:
+        """The finished outcome for this generation; kept until ``applied`` says it is written."""
         out = self.outcomes.get(key)
-        if out is None or out.generation != generation:
-            return None
-        del self.outcomes[key]
+        return out if out is not None and out.generation == generation else None
+
+    def applied(self, key: str, generation: int) -> None:
+        """The outcome is in the DGDR's status: forget it, remember that this generation is done.
+
+        A reconcile that then still sees the DGDR in Profiling is reading a cache that has not yet
+        caught up with that write, and must not start the profile again.
+        """
+        self.outcomes.pop(key, None)
         self.progress.pop(key, None)
-        return out
+        self._applied[key] = generation
+
+    def was_applied(self, key: str, generation: int) -> bool:
+        return self._applied.get(key) == generation
 
     def cancel(self, key: str) -> None:
         """Stop the profile of a deleted or re-specified DGDR (kills its worker process)."""
@@ -87,6 +97,11 @@ class ProfileTracker:
                 self._runner.cancel(key)
         self.progress.pop(key, None)
         self.outcomes.pop(key, None)
+
+    def forget(self, key: str) -> None:
+        """The DGDR is gone: stop its profile and drop everything kept for it."""
+        self.cancel(key)
+        self._applied.pop(key, None)
 
     async def close(self) -> None:
         tasks = [t for _, t in self._tasks.values()]

@@ -23,7 +23,7 @@ from controller.dgdr.discovery import DiscoveryError, discover, enrich, needs_di
 from controller.dgdr.profile_tracker import ProfileTracker
 from controller.dgdr.status_writer import StatusWriter
 from controller.dgdr.validation import validate_dgdr
-from controller.machinery.client import PVCS, ApiError, KubeClient
+from controller.machinery.client import CONFIGMAPS, PVCS, ApiError, KubeClient
 from controller.machinery.events import EventRecorder
 from controller.machinery.workers import Result
 from metrics import dgdr as dgdr_metrics
@@ -136,7 +136,7 @@ class DGDRReconciler:
         return Result(requeue=True)
 
     def _forget(self, key: str) -> None:
-        self._profiles.cancel(key)
+        self._profiles.forget(key)
         self._rejected.pop(key, None)
         ns, name = key.split("/", 1)
         dgdr_metrics.forget(ns, name)
@@ -341,8 +341,10 @@ class DGDRReconciler:
         return Result()
 
     async def _profiling(self, ctx: Ctx) -> Result:
-        outcome = self._profiles.take(ctx.key, ctx.generation)
+        outcome = self._profiles.outcome(ctx.key, ctx.generation)
         if outcome is None:
+            if self._profiles.was_applied(ctx.key, ctx.generation):
+                return Result()  # our own write moved it on; the cache has not caught up yet
             if not self._profiles.running(ctx.key, ctx.generation):
                 # A new leader, or a restart: nothing is running for this DGDR, so run it again.
                 return await self._start_profiling(ctx)
@@ -372,7 +374,6 @@ class DGDRReconciler:
         strategy = str(ctx.spec.get("searchStrategy") or "rapid")
         backend = str(ctx.spec.get("backend") or "auto")
         if outcome.error is not None:
-            dgdr_metrics.observe_profile(backend, strategy, outcome.seconds, "failed")
             phase = ctx.status.get("profilingPhase") or ""
             reason = f"{phase}Failed" if phase else "ProfilingFailed"
             err = outcome.error
@@ -380,10 +381,14 @@ class DGDRReconciler:
             set_condition(ctx.status, "Profiling", "False", reason, message, ctx.generation)
             ctx.status["phase"] = "Failed"
             await self._commit_keep_subphase(ctx)
+            self._profiles.applied(ctx.key, ctx.generation)
+            dgdr_metrics.observe_profile(backend, strategy, outcome.seconds, "failed")
             await self._event(ctx, "Warning", "ProfilingJobFailed", f"profiling failed: {message}")
             return Result()
+        result = await self._spec_generated(ctx, outcome.result)
+        self._profiles.applied(ctx.key, ctx.generation)
         dgdr_metrics.observe_profile(backend, strategy, outcome.seconds, "succeeded")
-        return await self._spec_generated(ctx, outcome.result)
+        return result
 
     async def _commit_keep_subphase(self, ctx: Ctx) -> None:
         """Failed, but keep profilingPhase so users see where profiling died (upstream does)."""
@@ -447,8 +452,6 @@ class DGDRReconciler:
         return Result(requeue=next_phase == "Deploying")
 
     async def _ensure_configmap(self, ctx: Ctx, cm: JSON) -> None:
-        from controller.machinery.client import CONFIGMAPS
-
         try:
             await self._client.create(CONFIGMAPS, cm, ctx.namespace)
         except ApiError as e:
