@@ -1,0 +1,72 @@
+"""API faults around the real apiserver: the controller retries and still finishes the DGDR.
+
+The controller talks to the apiserver through the fault-injecting proxy, which answers chosen
+requests with 409 (a conflicting status write), 500 and 429 before letting them through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from controller.localplane import LocalControlPlane
+from tests.conftest import Kubectl
+from tests.dgdr.conftest import SMALL, ControllerProcess, condition, dgdr_manifest, wait_phase
+from tests.faultproxy import FaultProxy
+from tests.machinery.conftest import fault_proxy  # noqa: F401 - the fixture, shared
+
+pytestmark = pytest.mark.cluster
+
+STATUS = r"/dynamographdeploymentrequests/[^/]+/status$"
+OBJECT = r"/dynamographdeploymentrequests/[^/]+$"
+
+
+@pytest.mark.asyncio
+async def test_conflicts_and_server_errors_on_writes_are_retried(
+    fault_proxy: FaultProxy,  # noqa: F811
+    control_plane: LocalControlPlane,
+    crds: list[str],
+    kubectl: Kubectl,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    fault_proxy.fail_next("PUT", STATUS, 409, times=2)
+    fault_proxy.fail_next("PUT", STATUS, 500, times=2)
+    fault_proxy.fail_next("PATCH", OBJECT, 429, times=2)
+    c = ControllerProcess(
+        control_plane,
+        tmp_path,
+        "--namespace",
+        namespace,
+        "--lease-name",
+        f"dgdr-{namespace}",
+        kubeconfig=fault_proxy.kubeconfig,
+    )
+    try:
+        await asyncio.to_thread(c.wait_ready)
+        await asyncio.to_thread(
+            kubectl,
+            "apply",
+            "-f",
+            "-",
+            input=dgdr_manifest("faulty", **SMALL, autoApply=False),
+            namespace=namespace,
+        )
+        obj = await asyncio.to_thread(wait_phase, kubectl, "faulty", namespace, "Ready", 90)
+    finally:
+        await asyncio.to_thread(c.stop)
+    injected = [
+        s for s in fault_proxy.seen if s.fault and "dynamographdeploymentrequests" in s.path
+    ]
+    assert sorted(s.status or 0 for s in injected) == [409, 409, 429, 429, 500, 500]
+    assert condition(obj, "Succeeded")["reason"] == "SpecGenerated"
+    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+    # Each refused write was made again and went through.
+    passed = [
+        s
+        for s in fault_proxy.seen
+        if not s.fault and s.method == "PUT" and s.path.endswith("/status") and s.status == 200
+    ]
+    assert passed
