@@ -558,3 +558,56 @@ def test_identity_and_lease_namespace_come_from_the_downward_api(
 def test_manager_config_errors_name_the_field(kwargs: dict[str, Any], field: str) -> None:
     with pytest.raises(ValueError, match=field):
         ManagerConfig(**kwargs)
+
+
+@pytest.mark.cluster
+@pytest.mark.asyncio
+async def test_lost_lease_cancels_the_reconcile_in_flight_and_returns_1(
+    kubeconfig: str, client: KubeClient, namespace: str, kubectl: Callable[..., Any]
+) -> None:
+    await client.create(CONFIGMAPS, cm("slow", "1"), namespace)
+    lease = f"lost-{uuid.uuid4().hex[:6]}"
+    manager = Manager(
+        await KubeClient.connect(kubeconfig),
+        ManagerConfig(
+            namespaces=(namespace,),
+            lease_name=lease,
+            lease_namespace=namespace,
+            lease_duration=LEASE,
+            renew_deadline=RENEW,
+            retry_period=RETRY,
+            identity="doomed",
+            health_port=None,
+            shutdown_timeout=60.0,  # a graceful stop would wait this long; a lost lease must not
+            handle_signals=False,
+        ),
+    )
+    informer = manager.informer(CONFIGMAPS, label_selector="stamp=yes")
+    entered, outcome = asyncio.Event(), []
+
+    async def reconcile(key: str) -> Result:
+        entered.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+            raise
+        return Result()
+
+    manager.add_controller(f"lost-{uuid.uuid4().hex[:4]}", reconcile).watch(informer)
+    run = asyncio.create_task(manager.run())
+    try:
+        await asyncio.wait_for(entered.wait(), START_BOUND)
+        patch = {"spec": {"holderIdentity": "usurper", "leaseDurationSeconds": 3600}}
+        kubectl(
+            "patch", "lease", lease, "--type=merge", "-p", json.dumps(patch), namespace=namespace
+        )
+        code = await asyncio.wait_for(run, RENEW + 2 * RETRY + 10)
+    finally:
+        if not run.done():
+            manager.stop()
+            await asyncio.wait_for(run, 70)
+    assert code == 1
+    assert outcome == ["cancelled"]
+    assert not manager.is_leader
+    assert (await holder(client, namespace, lease))["holderIdentity"] == "usurper"
