@@ -12,7 +12,11 @@ from controller import config
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m controller", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
-    run_p = sub.add_parser("run", help="run the DGDR controller")
+    run_p = sub.add_parser(
+        "run",
+        help="run the DGDR controller",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     config.add_arguments(run_p)
     demo_p = sub.add_parser("demo", help="local control plane + controller + a sample DGDR")
     demo_p.add_argument(

@@ -58,75 +58,131 @@ def default_identity() -> str:
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     d = ControllerConfig()
-    ap.add_argument(
+    namespaces = [n for n in _env("WATCH_NAMESPACES", "").split(",") if n] or None
+    add = ap.add_argument
+    add(
         "--kubeconfig",
         default=os.environ.get("KUBECONFIG"),
         help="kubeconfig file; in-cluster configuration when absent",
     )
-    ap.add_argument(
+    add(
         "--namespace",
         dest="namespaces",
         action="append",
-        default=[n for n in _env("WATCH_NAMESPACES", "").split(",") if n] or None,
-        help="namespace to watch (repeatable; env WATCH_NAMESPACES, comma "
-        "separated); all namespaces when absent",
+        default=namespaces,
+        help="namespace to watch (repeatable; env WATCH_NAMESPACES, comma separated); "
+        "all namespaces when absent",
     )
-    ap.add_argument("--workers", type=int, default=int(_env("WORKERS", str(d.workers))))
-    ap.add_argument(
+    add(
+        "--workers",
+        type=int,
+        default=int(_env("WORKERS", str(d.workers))),
+        help="concurrent reconciles (one key is never reconciled twice at once)",
+    )
+    add(
         "--pool-size",
         type=int,
         default=int(_env("POOL_SIZE", str(d.pool_size))),
         help="profiling worker processes",
     )
-    ap.add_argument(
+    add(
         "--profile-timeout",
         type=float,
         default=float(_env("PROFILE_TIMEOUT", str(d.profile_timeout))),
+        help="seconds one profile may run before its worker is killed",
     )
-    ap.add_argument(
+    add(
         "--profile-retries",
         type=int,
         default=int(_env("PROFILE_RETRIES", str(d.profile_retries))),
         help="retries of a profile whose worker process crashed",
     )
-    ap.add_argument("--bind-address", default=_env("BIND_ADDRESS", d.bind_address))
-    ap.add_argument(
+    add(
+        "--bind-address",
+        default=_env("BIND_ADDRESS", d.bind_address),
+        help="address of the health and metrics server",
+    )
+    add(
         "--health-port",
         type=int,
         default=int(_env("HEALTH_PORT", str(d.health_port))),
         help="port of /healthz, /readyz and /metrics (0: pick a free one)",
     )
-    ap.add_argument(
+    add(
         "--leader-elect",
         action=argparse.BooleanOptionalAction,
         default=_env_bool("LEADER_ELECT", d.leader_elect),
+        help="elect one acting replica through a Lease",
     )
-    ap.add_argument("--lease-name", default=_env("LEASE_NAME", d.lease_name))
-    ap.add_argument(
+    add(
+        "--lease-name",
+        default=_env("LEASE_NAME", d.lease_name),
+        help="the coordination.k8s.io/v1 Lease used for leader election",
+    )
+    add(
         "--lease-namespace",
         default=_env("LEASE_NAMESPACE", _env("POD_NAMESPACE", d.lease_namespace)),
+        help="namespace of the Lease (env LEASE_NAMESPACE, else POD_NAMESPACE)",
     )
-    ap.add_argument("--identity", default=_env("LEADER_IDENTITY", ""))
-    ap.add_argument("--lease-duration", type=float, default=d.lease_duration)
-    ap.add_argument("--renew-deadline", type=float, default=d.renew_deadline)
-    ap.add_argument("--retry-period", type=float, default=d.retry_period)
-    ap.add_argument("--watch-timeout", type=float, default=d.watch_timeout)
-    ap.add_argument("--watchdog-timeout", type=float, default=d.watchdog_timeout)
-    ap.add_argument(
+    add(
+        "--identity",
+        default=_env("LEADER_IDENTITY", ""),
+        help="leader-election identity (default: POD_NAME_POD_UID, else host_random)",
+    )
+    add(
+        "--lease-duration",
+        type=float,
+        default=d.lease_duration,
+        help="seconds a follower waits before taking an unrenewed lease",
+    )
+    add(
+        "--renew-deadline",
+        type=float,
+        default=d.renew_deadline,
+        help="seconds the leader may fail to renew before it stops acting",
+    )
+    add(
+        "--retry-period",
+        type=float,
+        default=d.retry_period,
+        help="seconds between lease acquire/renew attempts",
+    )
+    add(
+        "--watch-timeout",
+        type=float,
+        default=d.watch_timeout,
+        help="server-side watch timeout (jittered up to twice this)",
+    )
+    add(
+        "--watchdog-timeout",
+        type=float,
+        default=d.watchdog_timeout,
+        help="a watch silent this long (no event, no bookmark) is restarted",
+    )
+    add(
         "--default-image",
         default=_env("DEFAULT_IMAGE", d.default_image),
         help="profiling/planner image used when a DGDR sets no spec.image",
     )
-    ap.add_argument(
+    add(
         "--discover-gpus",
         action=argparse.BooleanOptionalAction,
         default=_env_bool("DISCOVER_GPUS", d.discover_gpus),
         help="read GPU-feature-discovery node labels (needs node list/watch)",
     )
-    ap.add_argument("--qps", type=float, default=d.qps)
-    ap.add_argument("--burst", type=int, default=d.burst)
-    ap.add_argument("--shutdown-grace", type=float, default=d.shutdown_grace)
-    ap.add_argument("--log-level", default=_env("LOG_LEVEL", d.log_level))
+    add("--qps", type=float, default=d.qps, help="client-side API request rate (0: no limit)")
+    add("--burst", type=int, default=d.burst, help="client-side API request burst")
+    add(
+        "--shutdown-grace",
+        type=float,
+        default=d.shutdown_grace,
+        help="seconds in-flight reconciles get to finish on SIGTERM",
+    )
+    add(
+        "--log-level",
+        default=_env("LOG_LEVEL", d.log_level),
+        help="DEBUG, INFO, WARNING or ERROR; logs are JSON lines on stderr",
+    )
 
 
 def from_args(ns: argparse.Namespace) -> ControllerConfig:
