@@ -12,6 +12,8 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 
+from profiler.request import DEFAULT_IMAGE
+
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
@@ -40,7 +42,7 @@ class ControllerConfig:
     retry_period: float = 2.0
     watch_timeout: float = 300.0
     watchdog_timeout: float = 70.0
-    default_image: str = "dynamo-planner:1.1.0"
+    default_image: str = DEFAULT_IMAGE
     discover_gpus: bool = True
     qps: float = 50.0
     burst: int = 100

@@ -18,6 +18,10 @@ from profiler.hardware import SKUS, GpuSpec, get_gpu
 from profiler.models import ModelArch, quant_for, resolve_model
 from profiler.search import min_gpus_to_fit
 
+# The image worker, frontend and planner images are derived from when a spec names none. No
+# registry host: the cluster's image configuration decides where it is pulled from.
+DEFAULT_IMAGE = "dynamo-planner:1.1.0"
+
 BACKENDS = ("vllm", "sglang", "trtllm")
 DEFAULT_ISL = 4000
 DEFAULT_OSL = 1000
@@ -262,13 +266,9 @@ def _parse(
             "searchStrategy thorough needs a concrete backend (vllm, sglang or trtllm), not auto",
         )
     image = r.string(spec, "image", "spec.image")
-    if image is not None and not image.strip():
-        image = None
-    if image is None:
-        r.add(
-            "spec.image",
-            "required: the Dynamo image the worker, frontend and planner images are derived from",
-        )
+    if image is None or not image.strip():
+        # Upstream's mutating webhook defaults it; the controller passes its own --default-image.
+        image = DEFAULT_IMAGE
     rvo = r.string(spec, "runtimeVersionOverride", "spec.runtimeVersionOverride")
     if rvo is not None and not RUNTIME_VERSION_RE.match(rvo):
         r.add("spec.runtimeVersionOverride", f"must be a version like 1.2.0, got {rvo!r}")

@@ -28,6 +28,7 @@ from controller.machinery.events import EventRecorder
 from controller.machinery.workers import Result
 from metrics import dgdr as dgdr_metrics
 from profiler.errors import ProfilerError
+from profiler.request import DEFAULT_IMAGE
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
@@ -52,7 +53,7 @@ class ReadStore(Protocol):
 
 @dataclass
 class ReconcilerConfig:
-    default_image: str = "dynamo-planner:1.1.0"
+    default_image: str = DEFAULT_IMAGE
     discover_gpus: bool = True
     conflict_attempts: int = 3
 
@@ -243,10 +244,7 @@ class DGDRReconciler:
     async def _pending(self, ctx: Ctx) -> Result:
         observed = int(ctx.status.get("observedGeneration") or 0)
         if observed != ctx.generation:
-            # The image is defaulted by the controller (upstream: by a mutating webhook), so the
-            # spec is validated as the profiler will see it.
-            defaulted = {**ctx.obj, "spec": {"image": self._config.default_image, **ctx.spec}}
-            _, errors = validate_dgdr(defaulted)
+            _, errors = validate_dgdr(ctx.obj)
             if errors:
                 message = "; ".join(str(e) for e in errors)
                 set_condition(

@@ -46,11 +46,10 @@ NAME_TOO_LONG = (
     "dgdr.nvidia.com/name label"
 )
 
-# Fields a user may leave out because the controller fills them in before planning: the image
-# (defaulted) and the hardware (discovered from the nodes).
+# Fields a user may leave out because the controller fills them in before planning: the
+# hardware, discovered from the nodes.
 FILLED_BY_CONTROLLER = frozenset(
     {
-        "spec.image",
         "spec.hardware.gpuSku",
         "spec.hardware.numGpusPerNode",
         "spec.hardware.totalGpus",
@@ -88,8 +87,8 @@ def validate_dgdr(
     semantic check failed (the caller still needs its name and status to report the failure),
     and None when it does not parse. The errors are empty exactly when the DGDR is valid.
 
-    The API lets a user leave out the image and any hardware field: the controller fills them
-    in (default image, node discovery). The profiler's checks need them, so what they say about
+    The API lets a user leave out any hardware field: the controller fills them in (node
+    discovery). The profiler's checks need them, so what they say about
     such a field while it is absent (required; a budget too small for the model) is not an
     error of this object and is dropped; the profiler says it again, with the discovered
     values, when planning. ``semantic=False`` skips the profiler's checks altogether.
