@@ -191,7 +191,7 @@ def test_autoapply_flip_from_ready_deploys(
     )
 
 
-def test_other_spec_changes_are_rejected(
+def test_spec_edit_refused_at_admission_once_profiled(
     controller: ControllerProcess, kubectl: Kubectl, namespace: str
 ) -> None:
     kubectl(
@@ -212,21 +212,51 @@ def test_other_spec_changes_are_rejected(
         namespace=namespace,
         check=False,
     )
-    if res.returncode != 0:
-        # The CRD's own rule refused it at admission: the object is unchanged.
-        assert "spec" in res.stderr
-        after = get_json(kubectl, "dgdr", "frozen", namespace)
-        assert after["metadata"]["generation"] == before["metadata"]["generation"]
-        return
+    assert res.returncode != 0
+    assert "spec" in res.stderr and "Ready" in res.stderr
+    after = get_json(kubectl, "dgdr", "frozen", namespace)
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+
+
+def test_spec_edit_admission_cannot_see_is_rejected_by_the_controller(
+    controller: ControllerProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    """An edit inside a free-form object (features.planner) passes the CRD's rule; the
+    controller rejects it, keeps observedGeneration, and still follows the DGD's health."""
+    spec = {**SMALL, "features": {"planner": {"optimization_target": "throughput"}}}
+    kubectl("apply", "-f", "-", input=dgdr_manifest("frozen2", **spec), namespace=namespace)
+    wait_for(
+        "DGD created",
+        lambda: (
+            kubectl("get", "dgd", "frozen2-dgd", namespace=namespace, check=False).returncode == 0
+        ),
+    )
+    set_dgd_state(kubectl, "frozen2-dgd", namespace, "successful")
+    before = wait_phase(kubectl, "frozen2", namespace, "Deployed")
+    kubectl(
+        "patch",
+        "dgdr",
+        "frozen2",
+        "--type=merge",
+        "-p",
+        '{"spec":{"features":{"planner":{"optimization_target":"latency"}}}}',
+        namespace=namespace,
+    )
     wait_for(
         "SpecChangeRejected event",
         lambda: any(
-            r == "SpecChangeRejected" for _, r, _ in events_for(kubectl, "frozen", namespace)
+            t == "Warning" and r == "SpecChangeRejected" and "Deployed" in m
+            for t, r, m in events_for(kubectl, "frozen2", namespace)
         ),
     )
-    after = get_json(kubectl, "dgdr", "frozen", namespace)
-    assert after["status"]["phase"] == "Ready"
+    after = get_json(kubectl, "dgdr", "frozen2", namespace)
+    assert after["metadata"]["generation"] == before["metadata"]["generation"] + 1
     assert after["status"]["observedGeneration"] == before["metadata"]["generation"]
+    # Still following the DGD it deployed.
+    set_dgd_state(kubectl, "frozen2-dgd", namespace, "failed")
+    degraded = wait_phase(kubectl, "frozen2", namespace, "Deploying")
+    assert reason_of(degraded, "DeploymentReady") == "DeploymentDegraded"
+    assert degraded["status"]["observedGeneration"] == before["metadata"]["generation"]
 
 
 def test_unknown_model_fails_validation_naming_the_field(
