@@ -9,12 +9,15 @@ reweighted), i.e. what the accuracy bench reports as MAPE. A fit takes about a s
 makes leave-one-model-out evaluation cheap.
 
 Usage (from the repository root, next to the ``shared`` data checkout):
-``python -m profiler.calibrate --data ../shared/ground_truth/silicon_calibration.csv``
+``python -m profiler.calibrate --data ../shared/ground_truth/silicon_calibration.csv``;
+``--kernels ../shared/ground_truth/kernel_efficiency.csv`` first rewrites ``data/efficiency.json``
+(per-SKU prefill GEMM and attention efficiencies) from collected kernel tables.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from collections.abc import Sequence
@@ -30,6 +33,59 @@ F64 = NDArray[np.float64]
 METRICS = ("tpot", "ttft", "dtpot", "dttft")
 DEFAULT_DATA = Path("..") / "shared" / "ground_truth" / "silicon_calibration.csv"
 DEFAULT_OUT = Path(__file__).parent / "data" / "calibration.json"
+EFFICIENCY_OUT = Path(__file__).parent / "data" / "efficiency.json"
+
+# SKUs without collected kernels borrow the nearest measured part of the same generation.
+EFFICIENCY_ALIASES = {
+    "b300_sxm": "b200_sxm",
+    "gb300_sxm": "gb200_sxm",
+    "gb10": "gb200_sxm",
+    "h100_pcie": "h100_sxm",
+    "a100_pcie": "a100_sxm",
+    "a30": "a100_sxm",
+    "l40": "l40s",
+    "l4": "l40s",
+}
+
+
+def kernel_efficiency(path: str) -> dict[str, object]:
+    """Per-SKU prefill efficiencies from a kernel table (``kernel_efficiency.csv`` layout).
+
+    GEMM: median share of peak FLOPs for m in [2048, 16384] per dtype (prefill-sized); causal
+    attention: share of BF16 peak vs sequence length at batch 1 (one prompt per prefill).
+    """
+    from profiler.hardware import get_gpu
+
+    gemm: dict[str, dict[str, list[float]]] = {}
+    attn: dict[str, list[list[float]]] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            try:
+                sku = get_gpu(row["system"]).sku
+                size, util = float(row["size"]), float(row["compute_util_median"])
+            except (KeyError, ValueError):
+                continue
+            if row["op"] == "gemm" and 2048 <= size <= 16384:
+                key = "bf16" if row["dtype"] in ("bfloat16", "bf16") else row["dtype"]
+                gemm.setdefault(sku, {}).setdefault(key, []).append(util)
+            elif (
+                row["op"] == "context_attention_causal"
+                and row["size_key"] == "b1_isl"
+                and (size >= 256)
+            ):
+                attn.setdefault(sku, []).append([size, round(util, 4)])
+    return {
+        "note": "Share of peak FLOPs of prefill GEMMs (m 2048-16384, median) and of causal "
+        "prefill attention (batch 1, by ISL), from collected vLLM kernel tables; written by "
+        "python -m profiler.calibrate --kernels.",
+        "data": Path(path).name,
+        "gemm": {
+            s: {k: round(float(np.median(v)), 4) for k, v in sorted(d.items())}
+            for s, d in sorted(gemm.items())
+        },
+        "attention": {s: sorted(v) for s, v in sorted(attn.items())},
+        "aliases": EFFICIENCY_ALIASES,
+    }
 
 
 def nnls(a: F64, b: F64, max_iter: int = 200) -> F64:
@@ -124,15 +180,15 @@ def _lower(metric: str) -> F64:
 _PER_BACKEND = {
     "tpot": ("step", "layers_scaled"),
     "dtpot": ("step", "layers_scaled"),
-    "ttft": ("request", "layers_scaled"),
-    "dttft": ("request", "layers_scaled"),
+    "ttft": ("request", "layers_scaled", "burst"),
+    "dttft": ("request", "layers_scaled", "burst"),
 }
 
 
 # TPOT is fitted on log error (median-unbiased, and also the lower leave-one-model-out MAPE);
 # TTFT on relative error: its measurements carry large unmodelled queueing tails, where a
 # log fit doubles the MAPE while only moving the median error by a point.
-_LOG_LOSS = {"tpot": True, "dtpot": True, "ttft": False, "dttft": False}
+_LOG_LOSS = {"tpot": True, "dtpot": True, "ttft": True, "dttft": True}
 
 
 def fit_joint(
@@ -182,6 +238,9 @@ def fit(rows: Sequence[CalRow], min_rows: int = 20) -> dict[str, dict[str, list[
     backends = np.asarray([r.backend for r in rows])
     out: dict[str, dict[str, list[float]]] = {}
     for metric in METRICS:
+        if metric == "dttft" and out.get("dtpot"):
+            # Prefill-worker queueing is priced with the fitted decode TPOT, as the search does.
+            _, fttft = feature_blocks(rows, out)
         is_tpot = metric in ("tpot", "dtpot")
         feats, y = (ftpot, tpot) if is_tpot else (fttft, ttft)
         keys = np.asarray(tk if is_tpot else fk)
@@ -212,7 +271,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m profiler.calibrate", description=__doc__)
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="measured CSV (silicon layout)")
     ap.add_argument("--out", default=str(DEFAULT_OUT), help="where to write calibration.json")
+    ap.add_argument("--kernels", help="kernel table CSV: rewrite data/efficiency.json first")
     args = ap.parse_args(argv)
+    if args.kernels:
+        try:
+            eff = kernel_efficiency(args.kernels)
+        except OSError as exc:
+            print(f"--kernels: cannot read {args.kernels!r}: {exc}", file=sys.stderr)
+            return 2
+        EFFICIENCY_OUT.write_text(json.dumps(eff, indent=1) + "\n", encoding="utf-8")
+        print(f"kernel efficiencies -> {EFFICIENCY_OUT}")
     try:
         _, _, parsed = read_rows(args.data)
     except OSError as exc:

@@ -187,8 +187,15 @@ def _lay(rows: Sequence[CalRow], attr: str) -> Layout:
     return Layout.of(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3])
 
 
-def feature_blocks(rows: Sequence[CalRow]) -> tuple[F64, F64]:
-    """(TPOT features, TTFT features), one row per input row, computed group-wise."""
+def feature_blocks(
+    rows: Sequence[CalRow], coefs: dict[str, dict[str, list[float]]] | None = None
+) -> tuple[F64, F64]:
+    """(TPOT features, TTFT features), one row per input row, computed group-wise.
+
+    A prefill worker's queueing depends on how long requests spend decoding: with ``coefs``
+    holding a fitted ``dtpot`` set, that is the predicted decode-worker TPOT, exactly what the
+    search passes to ``disagg_ttft_ms``; without, the nominal decode step.
+    """
     n = len(rows)
     ftpot = np.zeros((n, NFEAT))
     fttft = np.zeros((n, NFEAT))
@@ -210,7 +217,10 @@ def feature_blocks(rows: Sequence[CalRow]) -> tuple[F64, F64]:
             pph = StepPhysics(r0.arch, r0.gpu, r0.backend, r0.quant, _lay(rs, "p_layout"))
             pb = np.asarray([r.p_batch for r in rs], dtype=np.float64)
             load = np.asarray([r.concurrency / r.p_workers for r in rs], dtype=np.float64)
-            dstep = ftpot[idx][:, :3].sum(axis=1)  # nominal decode step at the decode batch
+            if coefs and coefs.get("dtpot"):
+                dstep = ftpot[idx] @ _coef_vec(coefs, "dtpot", r0.backend)
+            else:
+                dstep = ftpot[idx][:, :3].sum(axis=1)  # nominal decode step
             fttft[idx] = _pad(
                 ttft_features(pph, isl, pb, load=load, osl=osl, agg=False, decode_step_s=dstep)
             )
@@ -226,7 +236,7 @@ def metric_keys(rows: Sequence[CalRow]) -> tuple[list[str], list[str]]:
 
 def predict(rows: Sequence[CalRow], coefs: dict[str, dict[str, list[float]]]) -> tuple[F64, F64]:
     """(TTFT ms, TPOT ms) per row under ``coefs`` (metric -> backend -> weights)."""
-    ftpot, fttft = feature_blocks(rows)
+    ftpot, fttft = feature_blocks(rows, coefs)
     tk, fk = metric_keys(rows)
     tpot = np.empty(len(rows))
     ttft = np.empty(len(rows))

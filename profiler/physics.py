@@ -1,13 +1,19 @@
 """Roofline physics of one serving step: nominal seconds of each part, per candidate layout.
 
-Nominal times assume fixed efficiencies (0.8 of peak memory bandwidth, 0.6 of peak FLOPs) and
-the link figures of the hardware table; the calibration weights the parts afterwards. Kept
-apart from the fitted constants so the physics can be read, and tested, on its own.
+Nominal times assume 0.8 of peak memory bandwidth, the prefill GEMM and attention efficiencies
+measured per SKU in collected kernel tables (``data/efficiency.json``, 0.6 of peak FLOPs where a
+SKU has none) and the link figures of the hardware table; the calibration weights the parts
+afterwards. Kept apart from the fitted constants so the physics can be read, and tested, on its
+own.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -28,6 +34,49 @@ _MAX_STEP_TOKENS = 8192  # activation workspace is sized for one chunk of this m
 _NOMINAL_MBU = 0.8  # nominal efficiencies the physics uses before calibration rescales parts
 _NOMINAL_MFU = 0.6
 _P2P_S = 10e-6
+
+
+_EFF_PATH = Path(__file__).parent / "data" / "efficiency.json"
+_MIN_EFF = 0.1
+
+
+@lru_cache(maxsize=1)
+def _efficiency() -> dict[str, Any]:
+    """Kernel efficiencies per SKU measured from collected kernel tables (see calibrate.py)."""
+    if not _EFF_PATH.is_file():
+        return {"gemm": {}, "attention": {}, "aliases": {}}
+    data: dict[str, Any] = json.loads(_EFF_PATH.read_text(encoding="utf-8"))
+    return data
+
+
+def _eff_sku(sku: str) -> str:
+    aliases = _efficiency().get("aliases", {})
+    return str(aliases.get(sku, sku))
+
+
+def gemm_efficiency(sku: str, quant: str) -> float:
+    """Share of peak FLOPs large (prefill-sized) GEMMs reach on ``sku`` at ``quant``.
+
+    Blackwell's FP8 kernels reach a far smaller share of peak than Hopper's, which a single
+    nominal MFU would put into the model-independent fit as a per-SKU bias.
+    """
+    table = _efficiency().get("gemm", {}).get(_eff_sku(sku))
+    if not isinstance(table, dict):
+        return _NOMINAL_MFU
+    key = "bf16" if quant == "bf16" else "fp8"
+    value: Any = table.get(key, table.get("bf16", _NOMINAL_MFU))
+    return max(float(value), _MIN_EFF)
+
+
+def attention_efficiency(sku: str, isl: F64) -> F64:
+    """Share of BF16 peak causal prefill attention reaches at ``isl`` (rises with length)."""
+    curve = _efficiency().get("attention", {}).get(_eff_sku(sku))
+    if not isinstance(curve, list) or not curve:
+        return np.full(np.shape(isl), _NOMINAL_MFU)
+    xs = np.log2([float(p[0]) for p in curve])
+    ys = np.asarray([float(p[1]) for p in curve])
+    out: F64 = np.maximum(np.interp(np.log2(np.maximum(isl, 1.0)), xs, ys), _MIN_EFF)
+    return out
 
 
 @dataclass(frozen=True)
@@ -201,7 +250,7 @@ class StepPhysics:
         b_rank = np.ceil(batch / dp)
         tok_rank = b_rank * isl
         tok_worker = batch * isl
-        peak = peak_tflops(g, self.quant) * 1e12 * _NOMINAL_MFU
+        peak = peak_tflops(g, self.quant) * 1e12 * gemm_efficiency(g.sku, self.quant)
         bw = g.mem_bw_gbps * 1e9 * _NOMINAL_MBU
         dense_f = 2.0 * tok_rank * (m.dense_params / tp) + 2.0 * batch * m.lm_head_params / tp
         exp_f = 2.0 * tok_worker * m.experts_per_token * m.expert_params * m.moe_layers / (tp * dp)
@@ -211,7 +260,8 @@ class StepPhysics:
             + touched * m.routed_expert_params * self.wb_experts / (tp * dp)
         )
         gemm = np.maximum((dense_f + exp_f) / peak, wbytes / bw)
-        attn = b_rank * self.attn_flops_prefill(isl) / tp / (g.bf16_tflops * 1e12 * _NOMINAL_MFU)
+        attn_peak = g.bf16_tflops * 1e12 * attention_efficiency(g.sku, isl)
+        attn = b_rank * self.attn_flops_prefill(isl) / tp / attn_peak
         return gemm, attn, self.comm_s(tok_rank, tok_worker)
 
     def touched_fraction(self, tokens: F64) -> F64:

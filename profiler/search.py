@@ -21,6 +21,7 @@ from profiler.estimator import (
     Layout,
     agg_serving,
     decode_tpot_ms,
+    disagg_ttft_ms,
     kv_capacity_tokens,
     prefill_ttft_ms,
 )
@@ -52,7 +53,6 @@ DECODE_BATCHES = np.array(
 )
 PREFILL_TOKENS_PER_BATCH = 16384  # prefill batches up to floor(16384 / ISL) prompts, as AIC
 MAX_WORKERS_PER_ROLE = 32  # x prefill and y decode workers per disagg unit, 1..32 each, as AIC
-PREFILL_QUEUE_FACTOR = 1.8  # AIC's correction of static prefill latency for queueing
 PREFILL_DERATE = 0.9  # pipeline bubbles between prefill and decode (AIC)
 DECODE_DERATE = 0.92  # decode slots never all busy (AIC)
 PREFILL_KEEP = 32  # best prefill rows kept per layout for rate matching (AIC: top 32)
@@ -406,10 +406,11 @@ def _disagg_rows(ctx: _Ctx, backend: str, bi: int, pool: _Pool) -> tuple[_Backen
     pb = pb * lay[pli, 3]
     keep = ctx.cap[pli] >= pb * isl
     pli, pb = pli[keep], pb[keep]
+    # Unloaded prefill time: what sets a prefill worker's throughput, and a lower bound of its
+    # TTFT that pre-selects rows; the TTFT under load is priced once x:y is known (below).
     pttft = np.asarray(
         prefill_ttft_ms(arch, gpu, backend, quant, _layout(lay[pli]), isl, pb), np.float64
     )
-    pttft = pttft * PREFILL_QUEUE_FACTOR
     dli, db = _grid(lay.shape[0], DECODE_BATCHES)
     db = db * lay[dli, 3]
     keep = ctx.cap[dli] >= db * (isl + osl)
@@ -447,11 +448,31 @@ def _disagg_rows(ctx: _Ctx, backend: str, bi: int, pool: _Pool) -> tuple[_Backen
         ctx.mode, total, gp, gd, p_rate[pi], d_rate[di], db[di], req.request_rate, req.concurrency
     )
     n = pi.size
+    # TTFT at the prefill worker with the unit's requests in flight: y decode workers of db
+    # requests share x prefill workers. This is the quantity the calibration fits on measured
+    # disaggregated runs (load per prefill worker), so no extra queueing factor applies.
+    load = y * db[di] / np.maximum(x, 1)
+    ttft = np.asarray(
+        disagg_ttft_ms(
+            arch,
+            gpu,
+            backend,
+            quant,
+            _layout(lay[pli[pi]]),
+            isl,
+            load,
+            osl=osl,
+            tpot_ms=dtpot[di],
+            batch=pb[pi],
+        ),
+        np.float64,
+    )
+    ttft = np.where(np.isfinite(ttft), np.maximum(ttft, pttft[pi]), np.inf)
     pool.mode.append(np.ones(n, np.int64))
     pool.backend.append(np.full(n, bi, np.int64))
     pool.ref.append(np.arange(n, dtype=np.int64))
     pool.sig.append(lay.shape[0] + pli[pi] * lay.shape[0] + dli[di])
-    pool.ttft.append(pttft[pi])
+    pool.ttft.append(ttft)
     pool.itl.append(dtpot[di])
     pool.gpus.append(rep * (x * gp + y * gd))
     pool.need.append(need)
