@@ -49,6 +49,6 @@ class InfeasibleError(ProfilerError):
 
 
 class NotAvailableError(ProfilerError):
-    """A feature the API names that this profiler does not provide (``searchStrategy: thorough``)."""
+    """A feature the API names that this profiler lacks (``searchStrategy: thorough``)."""
 
     reason = "NotAvailable"
