@@ -88,6 +88,36 @@ def kernel_efficiency(path: str) -> dict[str, object]:
     }
 
 
+def distinct_measurements(rows: Sequence[CalRow]) -> list[CalRow]:
+    """One row per measurement: the data repeats runs across dumps, some without worker counts.
+
+    A run is identified by what was measured (model, SKU, engine, precision, mode, lengths,
+    concurrency and the two measured figures, which repeat to the last digit). Of its copies
+    the one that records the prefill/decode worker counts is kept: a copy without them reads as
+    one decode worker carrying the whole concurrency, a different deployment with the same
+    figures. Exact repeats would otherwise weigh a run two or three times in the fit.
+    """
+    best: dict[tuple[object, ...], CalRow] = {}
+    for r in rows:
+        key = (
+            r.arch.name,
+            r.sku,
+            r.backend,
+            r.quant,
+            r.mode,
+            r.isl,
+            r.osl,
+            r.concurrency,
+            round(r.ttft_ms, 3),
+            round(r.tpot_ms, 3),
+        )
+        cur = best.get(key)
+        if cur is None or (r.workers_recorded and not cur.workers_recorded):
+            best[key] = r
+    keep = {id(r) for r in best.values()}
+    return [r for r in rows if id(r) in keep]
+
+
 def nnls(a: F64, b: F64, max_iter: int = 200) -> F64:
     """Lawson-Hanson non-negative least squares: argmin ||a x - b|| subject to x >= 0."""
     n = a.shape[1]
@@ -286,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"--data: cannot read {args.data!r}: {exc}", file=sys.stderr)
         return 2
-    rows = [p for p in parsed if isinstance(p, CalRow)]
+    rows = distinct_measurements([p for p in parsed if isinstance(p, CalRow)])
     skipped = len(parsed) - len(rows)
     coefs = fit(rows)
     doc = {
@@ -295,6 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "data": Path(args.data).name,
         "rows_used": len(rows),
         "rows_skipped": skipped,
+        "rows_note": "skipped: rows outside the model, and repeated measurements (one kept)",
         "coefs": coefs,
     }
     Path(args.out).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")

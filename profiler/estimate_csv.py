@@ -56,6 +56,8 @@ class CalRow:
     concurrency: float
     ttft_ms: float  # measured, nan when absent
     tpot_ms: float
+    source: str = ""  # the row's silicon_data_source
+    workers_recorded: bool = True  # disagg: prefill/decode worker counts were in the row
 
 
 def _int(row: dict[str, str], key: str, default: int = 1) -> int:
@@ -158,6 +160,12 @@ def parse_row(index: int, row: dict[str, str]) -> CalRow:
         concurrency=float(conc),
         ttft_ms=_float(row, "silicon_ttft_ms"),
         tpot_ms=_float(row, "silicon_tpot_ms"),
+        source=src,
+        workers_recorded=mode == "agg"
+        or (
+            bool((row.get("prefill_num_workers") or "").strip())
+            and bool((row.get("decode_num_workers") or "").strip())
+        ),
     )
 
 
