@@ -611,3 +611,58 @@ async def test_lost_lease_cancels_the_reconcile_in_flight_and_returns_1(
     assert outcome == ["cancelled"]
     assert not manager.is_leader
     assert (await holder(client, namespace, lease))["holderIdentity"] == "usurper"
+
+
+@pytest.mark.cluster
+@pytest.mark.asyncio
+async def test_several_namespaces_are_watched_as_one_informer(
+    kubeconfig: str, client: KubeClient, namespace: str, kubectl: Callable[..., Any]
+) -> None:
+    from controller.machinery.multi_namespace import MultiNamespaceInformer
+
+    second, unwatched = (f"{namespace}-{suffix}" for suffix in ("b", "x"))
+    for ns in (second, unwatched):
+        kubectl("create", "namespace", ns)
+    try:
+        for ns in (namespace, second, unwatched):
+            await client.create(CONFIGMAPS, cm("same-name", ns), ns)
+        manager = Manager(
+            await KubeClient.connect(kubeconfig),
+            ManagerConfig(
+                namespaces=(namespace, second),
+                leader_election=False,
+                health_port=None,
+                handle_signals=False,
+            ),
+        )
+        informer = manager.informer(CONFIGMAPS, label_selector="stamp=yes")
+        assert isinstance(informer, MultiNamespaceInformer)
+        seen: dict[str, str] = {}
+
+        async def reconcile(key: str) -> Result:
+            obj = informer.store.get(key)
+            assert obj is not None
+            seen[key] = obj["data"]["v"]
+            return Result()
+
+        manager.add_controller(f"multi-{uuid.uuid4().hex[:4]}", reconcile).watch(informer)
+        run = asyncio.create_task(manager.run())
+        try:
+            await client.create(CONFIGMAPS, cm("later", second), second)
+            expected = {
+                f"{namespace}/same-name": namespace,
+                f"{second}/same-name": second,
+                f"{second}/later": second,
+            }
+            await wait_for(lambda: seen == expected, START_BOUND, "both namespaces reconciled")
+            assert informer.synced.is_set() and informer.healthy()
+            assert sorted(informer.store.keys()) == sorted(expected)
+            assert len(informer.store.by_label("stamp", "yes")) == 3
+            assert informer.store.get(f"{unwatched}/same-name") is None
+        finally:
+            manager.stop()
+            assert await asyncio.wait_for(run, 30) == EXIT_OK
+        assert f"{unwatched}/same-name" not in seen
+    finally:
+        for ns in (second, unwatched):
+            kubectl("delete", "namespace", ns, "--wait=false", check=False)
