@@ -8,7 +8,8 @@ Lifecycle of :meth:`Manager.run`, modelled on controller-runtime's manager:
 3. the manager campaigns for the Lease (or, without leader election, leads at once);
 4. as leader it starts the controllers' workers and the leader-only runnables;
 5. SIGTERM / SIGINT (or :meth:`Manager.stop`): intake stops, keys in flight finish within
-   ``shutdown_timeout``, the lease is released, informers stop, the client is closed; exit 0;
+   ``shutdown_timeout`` (a second signal cancels them at once), the lease is released,
+   informers stop, the client is closed; exit 0;
 6. a lost lease: workers are cancelled at once, nothing is drained or released (another process
    may already be acting); exit 1, so Kubernetes restarts the pod as a follower.
 
@@ -133,6 +134,7 @@ class Manager:
         self._runnable_tasks: list[asyncio.Task[None]] = []
         self._stop: asyncio.Event | None = None
         self._stop_requested = False
+        self._force: asyncio.Event | None = None  # a second signal: stop waiting for workers
         self._running = False
         self.elector: LeaderElector | None = None
         self.health: HealthServer | None = None
@@ -231,6 +233,7 @@ class Manager:
     async def run(self) -> int:
         """Run until stopped or the lease is lost; returns the process exit code."""
         self._stop = asyncio.Event()
+        self._force = asyncio.Event()
         if self._stop_requested:
             self._stop.set()
         signals = self._install_signals()
@@ -305,9 +308,24 @@ class Manager:
             self._runnable_tasks.append(asyncio.create_task(fn(), name=name))
 
     async def _stop_leading(self) -> None:
+        """Let keys in flight finish within the grace period, unless a second signal says
+        not to wait."""
         self._workers_started = False
         grace = self.config.shutdown_timeout
-        await asyncio.gather(*(c.stop(grace) for c in self.controllers))
+
+        async def stop_all() -> None:
+            await asyncio.gather(*(c.stop(grace) for c in self.controllers))
+
+        stopping = asyncio.create_task(stop_all())
+        if self._force is not None and not stopping.done():
+            forced = asyncio.create_task(self._force.wait())
+            done, _ = await asyncio.wait({stopping, forced}, return_when="FIRST_COMPLETED")
+            forced.cancel()
+            await asyncio.gather(forced, return_exceptions=True)
+            if forced in done:
+                log.warning("second signal: cancelling the reconciles in flight")
+                await asyncio.gather(*(c.abort() for c in self.controllers))
+        await stopping
         await self._cancel(self._runnable_tasks)
 
     async def _abort_leading(self) -> None:
@@ -412,6 +430,10 @@ class Manager:
         return installed
 
     def _on_signal(self, sig: signal.Signals) -> None:
+        if self._stop_requested and self._force is not None:
+            log.warning("received %s again, stopping without waiting for workers", sig.name)
+            self._force.set()
+            return
         log.info("received %s, shutting down gracefully", sig.name)
         self.stop()
 

@@ -41,6 +41,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--work-delay", type=float, default=0.0)
     p.add_argument("--health-port", type=int, default=0)
+    p.add_argument("--shutdown-timeout", type=float, default=10.0)
     p.add_argument("--no-leader-election", action="store_true")
     return p.parse_args(argv)
 
@@ -76,7 +77,7 @@ async def main(args: argparse.Namespace) -> int:
             health_host="127.0.0.1",
             health_port=args.health_port,
             informer=InformerConfig(watch_timeout=30, watchdog_timeout=20),
-            shutdown_timeout=10.0,
+            shutdown_timeout=args.shutdown_timeout,
             retry_base_delay=0.05,
             retry_max_delay=2.0,
         ),

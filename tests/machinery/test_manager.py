@@ -666,3 +666,23 @@ async def test_several_namespaces_are_watched_as_one_informer(
     finally:
         for ns in (second, unwatched):
             kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+@pytest.mark.cluster
+@pytest.mark.asyncio
+async def test_sigterm_waits_for_the_reconcile_in_flight_and_a_second_one_cuts_it_short(
+    client: KubeClient, namespace: str, spawn: Callable[..., Proc]
+) -> None:
+    await client.create(CONFIGMAPS, cm("stuck", "1"), namespace)
+    proc = spawn("eta", "--work-delay=3600", "--shutdown-timeout=3600")
+    await wait_for(
+        lambda: any(r["event"] == "start" for r in proc.records()), START_BOUND, "reconciling"
+    )
+    proc.popen.send_signal(signal.SIGTERM)
+    await asyncio.sleep(1.0)
+    assert proc.popen.poll() is None  # draining: the grace period is an hour
+    proc.popen.send_signal(signal.SIGTERM)
+    assert await proc.wait_exit(30) == 0, proc.tail()
+    assert "stopping without waiting for workers" in proc.log.read_text()
+    assert not (await holder(client, namespace)).get("holderIdentity")  # still released
+    assert [r["event"] for r in proc.records()] == ["start", "end"]  # cancelled, not finished
