@@ -130,7 +130,9 @@ def disagg_ttft_ms(
     """TTFT at a prefill worker with ``load`` requests in flight per prefill worker.
 
     ``tpot_ms`` is the decode workers' time per token: with ``osl`` it sets how often each
-    request comes back for a prefill, hence the prefill worker's utilisation and queueing.
+    request comes back for a prefill, hence the prefill worker's utilisation and queueing. The
+    calibration fits this on measured disaggregated runs with :func:`decode_tpot_ms`'s figure
+    there, so pass that figure, and apply no further queueing factor to the result.
     """
     ph = _phys(model, gpu, backend, quant, layout)
     step_s = np.asarray(tpot_ms, dtype=np.float64) / 1e3
