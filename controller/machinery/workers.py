@@ -212,27 +212,24 @@ class Controller:
 
     async def _call(self, key: str) -> Result | BaseException:
         """Run the reconcile; an exception is returned (logged here, with the key) not raised."""
+        deadline: asyncio.Timeout | None = None
         try:
             if self.reconcile_timeout is None:
                 result = await self._reconcile(key)
             else:
                 async with asyncio.timeout(self.reconcile_timeout) as deadline:
-                    try:
-                        result = await self._reconcile(key)
-                    except asyncio.CancelledError:
-                        if deadline.expired():
-                            self._timeouts.inc()
-                        raise
+                    result = await self._reconcile(key)
         except asyncio.CancelledError:
             raise
         except TerminalError as err:
             log.error("reconcile failed terminally: %s", err, exc_info=err)
             return err
-        except TimeoutError as err:
-            log.error("reconcile timed out after %ss", self.reconcile_timeout)
-            return err
         except Exception as err:
-            log.error("reconcile failed: %s", err, exc_info=err)
+            if isinstance(err, TimeoutError) and deadline is not None and deadline.expired():
+                self._timeouts.inc()
+                log.error("reconcile timed out after %ss", self.reconcile_timeout)
+            else:
+                log.error("reconcile failed: %s", err, exc_info=err)
             return err
         if not isinstance(result, Result):
             err = TypeError(f"reconcile of {key!r} returned {type(result).__name__}, not Result")

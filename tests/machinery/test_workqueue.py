@@ -387,6 +387,8 @@ async def test_controller_reconcile_timeout_is_an_error_and_retried() -> None:
         calls += 1
         if calls == 1:
             await asyncio.sleep(30)
+        if calls == 2:
+            raise TimeoutError("the reconcile's own request timed out")  # not the deadline
         return Result()
 
     ctl = Controller(
@@ -397,10 +399,10 @@ async def test_controller_reconcile_timeout_is_an_error_and_retried() -> None:
     )
     ctl.enqueue("k")
     ctl.start()
-    await _until(lambda: calls == 2)
+    await _until(lambda: calls == 3)
     assert await ctl.stop(5.0)
     assert _sample("controller_runtime_reconcile_timeouts_total", controller=name) == 1
-    assert _sample("controller_runtime_reconcile_errors_total", controller=name) == 1
+    assert _sample("controller_runtime_reconcile_errors_total", controller=name) == 2
 
 
 @pytest.mark.asyncio
