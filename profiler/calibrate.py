@@ -204,14 +204,17 @@ def _lower(metric: str) -> F64:
 
 
 # Engines share the physics; what differs between them is framework overhead: a fixed cost per
-# step (scheduling, sampling, detokenising; per request for TTFT) and per layer (kernel launches).
+# step (scheduling, sampling, detokenising; per request for TTFT) and per layer (kernel launches),
+# and for TTFT how much of a burst of simultaneous arrivals a request waits for (scheduler
+# policy). TTFT keeps its per-layer cost shared: fitted per engine, on an engine measured on one
+# model family, it turns into a per-request constant divided by that family's layer count.
 # Only those columns get a weight per backend; everything else is fitted once over all rows, so
 # a backend seen on few models still prices the physics of every model correctly.
 _PER_BACKEND = {
     "tpot": ("step", "layers_scaled"),
     "dtpot": ("step", "layers_scaled"),
-    "ttft": ("request", "layers_scaled", "burst"),
-    "dttft": ("request", "layers_scaled", "burst"),
+    "ttft": ("request", "burst"),
+    "dttft": ("request", "burst"),
 }
 
 
