@@ -279,6 +279,10 @@ def fit(rows: Sequence[CalRow], min_rows: int = 20) -> dict[str, dict[str, list[
         keys = np.asarray(tk if is_tpot else fk)
         valid = np.isfinite(y) & (y > 0)
         ok = (keys == metric) & valid
+        if metric == "dtpot":
+            # A decode worker's TPOT depends on its batch, which a disaggregated row without
+            # worker counts overstates (the whole concurrency on one worker).
+            ok &= np.asarray([r.workers_recorded for r in rows], dtype=bool)
         if ok.sum() < 8:
             out[metric] = {}
             continue
