@@ -462,6 +462,30 @@ class DGDRReconciler:
                 f"ConfigMap {cm['metadata'].get('name')}: {e.message}",
             )
 
+    async def _adopt_configmaps(self, ctx: Ctx, dgd: JSON) -> None:
+        """Give the planner ConfigMaps the DGD as owner (upstream's fix #8766): they were made
+        ownerless, since the DGD did not exist yet, and must not outlive it."""
+        text = ctx.annotations.get(api.ANNOTATION_ADDITIONAL_RESOURCES)
+        if not text:
+            return
+        owner = {
+            "apiVersion": dgd["apiVersion"],
+            "kind": dgd["kind"],
+            "name": dgd["metadata"]["name"],
+            "uid": dgd["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": False,
+        }
+        for doc in yaml.safe_load_all(text):
+            if not isinstance(doc, dict) or doc.get("kind") != "ConfigMap":
+                continue
+            patch = {"metadata": {"ownerReferences": [owner]}}
+            try:
+                await self._client.patch(CONFIGMAPS, doc["metadata"]["name"], patch, ctx.namespace)
+            except ApiError as e:
+                if e.status != 404:
+                    raise
+
     async def _ready(self, ctx: Ctx) -> Result:
         await self._commit(ctx, "Ready")
         return Result()
@@ -569,7 +593,9 @@ class DGDRReconciler:
     async def _follow(self, ctx: Ctx, dgd: JSON, *, deployed: bool) -> Result:
         name = dgd["metadata"]["name"]
         if ctx.annotations.get(api.ANNOTATION_GENERATED_DGD_SPEC):
-            # The DGD is observed: from now on its absence means the user deleted it.
+            # The DGD is observed: the planner ConfigMaps now live as long as it does, and from
+            # now on its absence means the user deleted it.
+            await self._adopt_configmaps(ctx, dgd)
             ctx.obj = await self._write.metadata(
                 ctx.obj, annotations={api.ANNOTATION_GENERATED_DGD_SPEC: ""}
             )

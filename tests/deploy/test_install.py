@@ -34,7 +34,7 @@ NAMESPACED_GRANTS = {
     "dynamographdeploymentrequests.nvidia.com/status": {"update"},
     "dynamographdeploymentrequests.nvidia.com/finalizers": {"update"},
     "dynamographdeployments.nvidia.com": {"get", "list", "watch", "create", "patch"},
-    "configmaps": {"create"},
+    "configmaps": {"create", "patch"},
     "persistentvolumeclaims": {"get"},
     "events": {"create", "patch"},
     "events.events.k8s.io": {"create", "patch"},

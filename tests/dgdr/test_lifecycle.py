@@ -364,6 +364,14 @@ def test_delete_leaves_dgd_and_configmaps(
         "DGD created",
         lambda: kubectl("get", "dgd", "keep-dgd", namespace=namespace, check=False).returncode == 0,
     )
+    # Following the DGD (its planner ConfigMaps adopted on the way) before the DGDR goes.
+    wait_for(
+        "DGD followed",
+        lambda: (
+            reason_of(get_json(kubectl, "dgdr", "keep", namespace), "DeploymentReady")
+            == "DeploymentInProgress"
+        ),
+    )
     cms_before = json.loads(
         kubectl(
             "get",
@@ -389,9 +397,15 @@ def test_delete_leaves_dgd_and_configmaps(
             namespace=namespace,
         ).stdout
     )["items"]
+    assert cms_before
     assert [c["metadata"]["name"] for c in cms_after] == [c["metadata"]["name"] for c in cms_before]
     for cm in cms_after:
         assert cm["metadata"]["labels"]["dgdr.nvidia.com/namespace"] == namespace
+        # Adopted by the DGD (upstream #8766): they live as long as it does, not as the DGDR.
+        owners = cm["metadata"].get("ownerReferences") or []
+        assert [(o["kind"], o["name"], o["uid"]) for o in owners] == [
+            ("DynamoGraphDeployment", "keep-dgd", dgd["metadata"]["uid"])
+        ]
 
 
 def test_existing_dgd_is_adopted(
