@@ -37,6 +37,7 @@ __all__ = [
     "disagg_ttft_ms",
     "kv_capacity_tokens",
     "load_calibration",
+    "prefill_busy_ms",
     "prefill_ttft_ms",
 ]
 
@@ -112,6 +113,35 @@ def prefill_ttft_ms(
     """TTFT of a prefill worker prefilling ``batch`` requests together, without queueing."""
     ph = _phys(model, gpu, backend, quant, layout)
     return _ms(ttft_features(ph, isl, batch, load=1, agg=False), _coefs("dttft", backend))
+
+
+# The TTFT column that occupies the prefill worker's GPUs (GEMMs, attention, collectives), as
+# opposed to latency a request sees while the worker serves others (fixed per-request path, KV
+# transfer, queueing; per-layer TTFT weights fitted on few engines absorb such constants too):
+# only it limits how many prompts a prefill worker gets through.
+_BUSY_COLUMNS = (TTFT_COLUMNS.index("prefill"),)
+
+
+def prefill_busy_ms(
+    model: ModelArch,
+    gpu: GpuSpec,
+    backend: str,
+    quant: str,
+    layout: Layout,
+    isl: int,
+    batch: ArrayLike = 1,
+) -> F64:
+    """GPU time a prefill worker spends on one batch of ``batch`` prompts: its service time.
+
+    The part of :func:`prefill_ttft_ms` that keeps the worker busy; a prefill worker's request
+    rate is ``batch`` over this, not over the TTFT, whose fixed latency overlaps other prompts.
+    """
+    ph = _phys(model, gpu, backend, quant, layout)
+    feats = ttft_features(ph, isl, batch, load=1, agg=False)
+    coefs = _coefs("dttft", backend)
+    cols = [c for c in _BUSY_COLUMNS if c < coefs.shape[0]]
+    out: F64 = feats[:, cols] @ coefs[cols] * 1e3
+    return out
 
 
 def disagg_ttft_ms(

@@ -23,6 +23,7 @@ from profiler.estimator import (
     decode_tpot_ms,
     disagg_ttft_ms,
     kv_capacity_tokens,
+    prefill_busy_ms,
     prefill_ttft_ms,
 )
 from profiler.hardware import GpuSpec
@@ -418,12 +419,15 @@ def _disagg_rows(ctx: _Ctx, backend: str, bi: int, pool: _Pool) -> tuple[_Backen
     dtpot = np.asarray(
         decode_tpot_ms(arch, gpu, backend, quant, _layout(lay[dli]), isl, osl, db), np.float64
     )
-    okp = np.isfinite(pttft) & (pttft > 0)
+    pbusy = np.asarray(
+        prefill_busy_ms(arch, gpu, backend, quant, _layout(lay[pli]), isl, pb), np.float64
+    )
+    okp = np.isfinite(pttft) & (pttft > 0) & np.isfinite(pbusy) & (pbusy > 0)
     okd = np.isfinite(dtpot) & (dtpot > 0)
-    pli, pb, pttft = pli[okp], pb[okp], pttft[okp]
+    pli, pb, pttft, pbusy = pli[okp], pb[okp], pttft[okp], pbusy[okp]
     dli, db, dtpot = dli[okd], db[okd], dtpot[okd]
     evaluated = int(pli.size + dli.size)
-    p_rate = pb * 1000.0 / pttft  # requests/s of one prefill worker
+    p_rate = pb * 1000.0 / pbusy  # requests/s of one prefill worker (its GPU time per batch)
     d_rate = db * 1000.0 / (dtpot * max(osl - 1, 1))  # requests/s of one decode worker
     # Large budgets make every x:y ratio fit; fewer rows per layout keep the cost bounded.
     ratios = min(total * total // 4 + total, MAX_WORKERS_PER_ROLE**2)

@@ -14,8 +14,9 @@ import pytest
 
 from profiler import PlanRequest, plan
 from profiler.calibrate import EFFICIENCY_ALIASES, kernel_efficiency
-from profiler.estimator import Layout, disagg_ttft_ms, prefill_ttft_ms
+from profiler.estimator import Layout, disagg_ttft_ms, prefill_busy_ms, prefill_ttft_ms
 from profiler.hardware import SKUS, get_gpu
+from profiler.models import resolve_model
 from profiler.physics import attention_efficiency, gemm_efficiency
 
 IMAGE = "registry.example/ai-dynamo/dynamo-frontend:1.1.1"
@@ -97,3 +98,20 @@ def test_disagg_candidates_carry_the_loaded_prefill_worker_ttft() -> None:
         )
         assert c.ttft_ms >= float(unloaded[0]) * (1 - 1e-9)
         assert c.ttft_ms == pytest.approx(max(float(loaded[0]), float(unloaded[0])), rel=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["vllm", "sglang", "trtllm"])
+def test_prefill_busy_time_is_the_compute_part_of_the_ttft(backend: str) -> None:
+    arch = resolve_model("meta-llama/Llama-3.1-70B-Instruct")
+    gpu = get_gpu("h200_sxm")
+    lay = Layout.of([2, 4, 8])
+    isls = [256, 1024, 4096, 16384]
+    busy = np.asarray([prefill_busy_ms(arch, gpu, backend, "fp8", lay, i) for i in isls])
+    ttft = np.asarray([prefill_ttft_ms(arch, gpu, backend, "fp8", lay, i) for i in isls])
+    assert np.all(busy > 0) and np.all(busy <= ttft)
+    assert np.all(np.diff(busy, axis=0) > 0)  # longer prompts keep the worker busy longer
+    assert np.all(np.diff(busy, axis=1) < 0)  # wider workers get through a prompt faster
+    # A batch of prompts costs the worker more time than one, but less than one each.
+    one = prefill_busy_ms(arch, gpu, backend, "fp8", lay, 2048, 1)
+    four = prefill_busy_ms(arch, gpu, backend, "fp8", lay, 2048, 4)
+    assert np.all(one < four) and np.all(four <= 4 * one * (1 + 1e-9))
