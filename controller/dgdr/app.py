@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import prometheus_client
+
 from controller.config import ControllerConfig
 from controller.dgdr import api
 from controller.dgdr.profile_tracker import ProfileTracker
@@ -58,6 +60,8 @@ def manager_config(cfg: ControllerConfig) -> ManagerConfig:
 async def run(cfg: ControllerConfig) -> int:
     """Run until SIGTERM (exit 0) or a lost lease (exit 1)."""
     configure_logging(cfg.log_level)
+    # controller-runtime exports no *_created series; match it, so its dashboards read ours.
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     # The identity in the User-Agent shows in the API server's audit log which replica wrote.
     client = await KubeClient.connect(
         cfg.kubeconfig,
