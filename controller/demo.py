@@ -72,7 +72,7 @@ def demo(sample: str, *, keep: bool = False, timeout: float = 180.0) -> int:
                     "--lease-namespace",
                     "kube-system",
                     "--log-level",
-                    "WARNING",
+                    "ERROR",
                 ]
             )
         )
