@@ -29,6 +29,11 @@ def _say(text: str) -> None:
 
 def demo(sample: str, *, keep: bool = False, timeout: float = 180.0) -> int:
     sample_path = Path(sample) if Path(sample).is_absolute() else REPO / sample
+
+    def on_sigterm(*_: object) -> None:
+        raise SystemExit(143)  # unwinds through the finally below: everything is stopped
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         plane = LocalControlPlane.start()
     except BinariesMissing as e:
@@ -178,6 +183,7 @@ def _follow(watch: subprocess.Popen[str], timeout: float) -> str:
     reader.start()
     done.wait(timeout)
     watch.terminate()
+    watch.wait(timeout=10)
     return phase
 
 

@@ -14,6 +14,7 @@ import prometheus_client
 
 from controller.config import ControllerConfig
 from controller.dgdr import api
+from controller.dgdr.discovery import PRODUCT_LABEL
 from controller.dgdr.profile_tracker import ProfileTracker
 from controller.dgdr.profiling import ProfileRunner, ProfilingConfig
 from controller.dgdr.reconciler import DGDRReconciler, ReconcilerConfig
@@ -84,7 +85,8 @@ async def run(cfg: ControllerConfig) -> int:
         manager = Manager(client, manager_config(cfg))
         dgdrs = manager.informer(api.DGDR_RESOURCE)
         dgds = manager.informer(api.DGD_RESOURCE, label_selector=api.LABEL_DGDR_NAME)
-        nodes = manager.informer(NODES) if cfg.discover_gpus else None
+        # Only nodes that GPU feature discovery labelled: no cache of every node of a big cluster.
+        nodes = manager.informer(NODES, label_selector=PRODUCT_LABEL) if cfg.discover_gpus else None
         controller: Controller | None = None
 
         def enqueue(key: str) -> None:
@@ -99,7 +101,7 @@ async def run(cfg: ControllerConfig) -> int:
             nodes.store if nodes is not None else None,
             EventRecorder(client, COMPONENT),
             tracker,
-            ReconcilerConfig(default_image=cfg.default_image, discover_gpus=cfg.discover_gpus),
+            ReconcilerConfig(default_image=cfg.default_image),
         )
         controller = manager.add_controller(
             CONTROLLER_NAME, reconciler.reconcile, workers=cfg.workers

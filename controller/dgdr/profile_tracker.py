@@ -64,6 +64,8 @@ class ProfileTracker:
     def start(
         self, key: str, generation: int, spec: dict[str, Any], *, name: str, namespace: str
     ) -> None:
+        if self.running(key, generation):
+            return  # already running for this generation: never restart it
         self.cancel(key)
         task = asyncio.create_task(
             self._profile(key, generation, spec, name, namespace), name=f"profile {key}"

@@ -54,7 +54,9 @@ class ReadStore(Protocol):
 @dataclass
 class ReconcilerConfig:
     default_image: str = DEFAULT_IMAGE
-    discover_gpus: bool = True
+    # A look at every deploying/deployed DGDR this often, whatever the watches say: a safety net
+    # for a DGD whose labels someone removed, which the DGD informer then no longer brings us.
+    resync_period: float = 300.0
     conflict_attempts: int = 3
 
 
@@ -66,6 +68,7 @@ class Ctx:
     spec: JSON
     generation: int
     status: JSON = field(default_factory=dict)
+    note: str = ""  # said alongside the next Event (e.g. what discovery found)
 
     @property
     def key(self) -> str:
@@ -116,7 +119,8 @@ class DGDRReconciler:
     # ---- entry --------------------------------------------------------------------------------
 
     async def reconcile(self, key: str) -> Result:
-        obj = self._dgdrs.get(key)
+        cached = self._dgdrs.get(key)
+        obj = await self._write.current(key, cached) if cached is not None else None
         if obj is None:
             self._forget(key)
             return Result()
@@ -126,6 +130,7 @@ class DGDRReconciler:
             except ApiError as e:
                 if e.status != 409 or attempt == self._config.conflict_attempts - 1:
                     raise
+                # Someone changed it since we read it: read it again and decide again.
                 ns, name = key.split("/", 1)
                 try:
                     obj = await self._client.get(api.DGDR_RESOURCE, name, ns)
@@ -134,10 +139,11 @@ class DGDRReconciler:
                         self._forget(key)
                         return Result()
                     raise
-        return Result(requeue=True)
+        raise AssertionError("unreachable: the last attempt re-raises")
 
     def _forget(self, key: str) -> None:
         self._profiles.forget(key)
+        self._write.forget(key)
         self._rejected.pop(key, None)
         ns, name = key.split("/", 1)
         dgdr_metrics.forget(ns, name)
@@ -288,6 +294,13 @@ class DGDRReconciler:
                 try:
                     found = discover(self._nodes.list(), hardware.get("gpuSku"))
                     spec["hardware"] = enrich(hardware, found)
+                    hw = spec["hardware"]
+                    ctx.note = (
+                        f"; hardware discovered from node labels ({found.product} on "
+                        f"{found.nodes} node(s)): gpuSku {hw['gpuSku']}, numGpusPerNode "
+                        f"{hw['numGpusPerNode']}, totalGpus {hw['totalGpus']}, "
+                        f"vramMb {hw.get('vramMb')}"
+                    )
                 except DiscoveryError as e:
                     if not hardware.get("gpuSku"):
                         return f"GPU hardware discovery failed: {e}"
@@ -321,21 +334,10 @@ class DGDRReconciler:
         )
         self._profiles.start(ctx.key, ctx.generation, spec, name=ctx.name, namespace=ctx.namespace)
         ctx.status["profilingPhase"] = "Initializing"
-        set_condition(
-            ctx.status,
-            "Profiling",
-            "False",
-            "Initializing",
-            "Profiling started in the controller's worker pool",
-            ctx.generation,
-        )
+        message = "Profiling started in the controller's worker pool" + ctx.note
+        set_condition(ctx.status, "Profiling", "False", "Initializing", message, ctx.generation)
         await self._commit(ctx, "Profiling")
-        await self._event(
-            ctx,
-            "Normal",
-            "ProfilingJobCreated",
-            "Profiling started in the controller's worker pool",
-        )
+        await self._event(ctx, "Normal", "ProfilingJobCreated", message)
         return Result()
 
     async def _profiling(self, ctx: Ctx) -> Result:
@@ -372,6 +374,10 @@ class DGDRReconciler:
         strategy = str(ctx.spec.get("searchStrategy") or "rapid")
         backend = str(ctx.spec.get("backend") or "auto")
         if outcome.error is not None:
+            # Where it died: the last progress the profiler reported, written or not yet.
+            progress = self._profiles.progress.get(ctx.key)
+            if progress is not None and progress.generation == ctx.generation:
+                ctx.status["profilingPhase"] = progress.phase
             phase = ctx.status.get("profilingPhase") or ""
             reason = f"{phase}Failed" if phase else "ProfilingFailed"
             err = outcome.error
@@ -399,11 +405,7 @@ class DGDRReconciler:
     async def _spec_generated(self, ctx: Ctx, result: Any) -> Result:
         dgd = copy.deepcopy(result.dgd)
         configmaps = [copy.deepcopy(c) for c in result.configmaps]
-        labels = {
-            api.LABEL_DGDR_NAME: ctx.name,
-            api.LABEL_DGDR_NAMESPACE: ctx.namespace,
-            api.LABEL_MANAGED_BY: api.MANAGED_BY,
-        }
+        labels = self._labels(ctx)
         for o in [dgd, *configmaps]:
             o.setdefault("metadata", {}).setdefault("labels", {}).update(labels)
             o["metadata"]["namespace"] = ctx.namespace
@@ -414,6 +416,15 @@ class DGDRReconciler:
             for n, v in (("generated DGD", dgd_yaml), ("planner ConfigMaps", extra_yaml))
             if len(v.encode()) > ANNOTATION_LIMIT
         ]
+        # The profile did complete, whatever happens to its output below.
+        set_condition(
+            ctx.status,
+            "Profiling",
+            "True",
+            "ProfilingCompleted",
+            "Profiling completed successfully",
+            ctx.generation,
+        )
         if too_big:
             message = f"{' and '.join(too_big)} larger than {ANNOTATION_LIMIT} bytes"
             set_condition(
@@ -428,14 +439,6 @@ class DGDRReconciler:
             await self._ensure_configmap(ctx, cm)
         ctx.status["dgdName"] = dgd["metadata"]["name"]
         ctx.status["profilingResults"] = {"selectedConfig": dgd}
-        set_condition(
-            ctx.status,
-            "Profiling",
-            "True",
-            "ProfilingCompleted",
-            "Profiling completed successfully",
-            ctx.generation,
-        )
         spec_message = (
             "DynamoGraphDeployment spec generated successfully"
             if ctx.auto_apply
@@ -520,35 +523,44 @@ class DGDRReconciler:
                 return await self._create_dgd(ctx, generated)
             return await self._dgd_deleted(ctx)
         if get_condition(ctx.status, "DeploymentReady") is None:
-            # It was there before we created anything: adopt it as upstream does, spec untouched.
-            # Our labels on it bring it into the DGD informer, so its health changes reach us.
-            name = dgd["metadata"]["name"]
-            labels = {api.LABEL_DGDR_NAME: ctx.name, api.LABEL_DGDR_NAMESPACE: ctx.namespace}
-            await self._client.patch(
-                api.DGD_RESOURCE, name, {"metadata": {"labels": labels}}, ctx.namespace
-            )
-            await self._event(
-                ctx,
-                "Normal",
-                "DeploymentCreated",
-                f"DGD {name} already exists; adopted it, waiting for Ready",
-            )
+            # It was there before we created anything (the read was fresh: see StatusWriter).
+            return await self._adopt(ctx, dgd["metadata"]["name"])
         return await self._follow(ctx, dgd, deployed=False)
+
+    def _labels(self, ctx: Ctx) -> dict[str, str]:
+        """The labels that tie a DGD or ConfigMap to its DGDR (there is no ownerReference)."""
+        return {
+            api.LABEL_DGDR_NAME: ctx.name,
+            api.LABEL_DGDR_NAMESPACE: ctx.namespace,
+            api.LABEL_MANAGED_BY: api.MANAGED_BY,
+        }
+
+    async def _adopt(self, ctx: Ctx, name: str) -> Result:
+        """Adopt a DGD that already exists, as upstream does: its spec untouched, our labels on
+        it, so that the DGD informer (which selects on them) brings its health changes to us."""
+        labels = {k: v for k, v in self._labels(ctx).items() if k != api.LABEL_MANAGED_BY}
+        await self._client.patch(
+            api.DGD_RESOURCE, name, {"metadata": {"labels": labels}}, ctx.namespace
+        )
+        message = f"DGD {name} already exists; adopted it, waiting for Ready"
+        return await self._created(ctx, name, message)
+
+    async def _created(self, ctx: Ctx, name: str, message: str) -> Result:
+        ctx.status["dgdName"] = name
+        set_condition(
+            ctx.status, "DeploymentReady", "False", "DeploymentCreated", message, ctx.generation
+        )
+        await self._commit(ctx, "Deploying")
+        await self._event(ctx, "Normal", "DeploymentCreated", message)
+        return Result(requeue_after=self._config.resync_period)
 
     async def _create_dgd(self, ctx: Ctx, generated: str) -> Result:
         body = yaml.safe_load(generated)
         name = body["metadata"]["name"]
         body["metadata"]["namespace"] = ctx.namespace
-        body["metadata"].setdefault("labels", {}).update(
-            {
-                api.LABEL_DGDR_NAME: ctx.name,
-                api.LABEL_DGDR_NAMESPACE: ctx.namespace,
-                api.LABEL_MANAGED_BY: api.MANAGED_BY,
-            }
-        )
+        body["metadata"].setdefault("labels", {}).update(self._labels(ctx))
         try:
             await self._client.create(api.DGD_RESOURCE, body, ctx.namespace)
-            message = f"DGD {name} created, waiting for Ready"
         except ApiError as e:
             if e.status in (400, 403, 422):
                 message = f"DGD {name} was rejected by the API server: {e.message}"
@@ -563,14 +575,8 @@ class DGDRReconciler:
                 return await self._fail(ctx, ("DeploymentCreationFailed", message))
             if e.status != 409:
                 raise
-            message = f"DGD {name} already exists; adopted it, waiting for Ready"
-        ctx.status["dgdName"] = name
-        set_condition(
-            ctx.status, "DeploymentReady", "False", "DeploymentCreated", message, ctx.generation
-        )
-        await self._commit(ctx, "Deploying")
-        await self._event(ctx, "Normal", "DeploymentCreated", message)
-        return Result()
+            return await self._adopt(ctx, name)
+        return await self._created(ctx, name, f"DGD {name} created, waiting for Ready")
 
     async def _dgd_deleted(self, ctx: Ctx) -> Result:
         name = ctx.status.pop("dgdName", None) or "(unknown)"
@@ -614,7 +620,7 @@ class DGDRReconciler:
             await self._commit(ctx, "Deployed")
             if not deployed:
                 await self._event(ctx, "Normal", "DeploymentReady", f"DGD {name} is ready")
-            return Result()
+            return Result(requeue_after=self._config.resync_period)
         current = (get_condition(ctx.status, "DeploymentReady") or {}).get("reason")
         if deployed or current == "DeploymentDegraded":
             message = f"DGD {name} is in {state} state (was ready)"
@@ -629,7 +635,7 @@ class DGDRReconciler:
             await self._commit(ctx, "Deploying")
             if deployed:
                 await self._event(ctx, "Warning", "DeploymentDegraded", message)
-            return Result()
+            return Result(requeue_after=self._config.resync_period)
         set_condition(
             ctx.status,
             "DeploymentReady",
@@ -639,7 +645,7 @@ class DGDRReconciler:
             ctx.generation,
         )
         await self._commit(ctx, "Deploying")
-        return Result()
+        return Result(requeue_after=self._config.resync_period)
 
 
 def deployment_info(dgd_status: JSON) -> dict[str, int]:

@@ -5,6 +5,11 @@ fails with 409 instead of overwriting someone else's change; the reconciler then
 decides again. Writes that would change nothing are skipped, which keeps API writes per DGDR low.
 Every status write also updates the per-object metrics, so what Prometheus shows is what was
 written.
+
+It also remembers, per object, the newest resourceVersion it knows the server holds (the one its
+own last write returned, or a fresh read). A cached copy with another version may be older than
+our own last write: ``current`` then reads the object from the API server, so no decision (start a
+profile, create a DGD, record an Event) is ever taken on a state we have already replaced.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import copy
 from typing import Any
 
 from controller.dgdr.conditions import same_status
-from controller.machinery.client import KubeClient, Resource
+from controller.machinery.client import ApiError, KubeClient, Resource
 from metrics import dgdr as dgdr_metrics
 
 JSON = dict[str, Any]
@@ -23,6 +28,31 @@ class StatusWriter:
     def __init__(self, client: KubeClient, resource: Resource) -> None:
         self._client = client
         self._res = resource
+        self._known: dict[str, str] = {}
+
+    async def current(self, key: str, cached: JSON) -> JSON | None:
+        """``cached``, or the server's copy when the cache may lag our own writes (None: gone)."""
+        known = self._known.get(key)
+        if known is None or cached["metadata"].get("resourceVersion") == known:
+            return cached
+        ns, name = key.split("/", 1)
+        try:
+            fresh = await self._client.get(self._res, name, ns)
+        except ApiError as e:
+            if e.status == 404:
+                self.forget(key)
+                return None
+            raise
+        self._remember(fresh)
+        return fresh
+
+    def forget(self, key: str) -> None:
+        self._known.pop(key, None)
+
+    def _remember(self, obj: JSON) -> JSON:
+        meta = obj["metadata"]
+        self._known[f"{meta['namespace']}/{meta['name']}"] = str(meta["resourceVersion"])
+        return obj
 
     async def status(self, obj: JSON, new_status: JSON) -> JSON:
         """Replace the status if it differs; returns the object as the server now has it."""
@@ -44,7 +74,7 @@ class StatusWriter:
             self._res, meta["name"], body, meta["namespace"], subresource="status"
         )
         self.observe(updated)
-        return updated
+        return self._remember(updated)
 
     async def metadata(
         self,
@@ -65,8 +95,10 @@ class StatusWriter:
             patch_meta["finalizers"] = finalizers
         if len(patch_meta) == 1:
             return obj
-        return await self._client.patch(
-            self._res, meta["name"], {"metadata": patch_meta}, meta["namespace"]
+        return self._remember(
+            await self._client.patch(
+                self._res, meta["name"], {"metadata": patch_meta}, meta["namespace"]
+            )
         )
 
     @staticmethod

@@ -1,7 +1,7 @@
 """``python -m controller.localplane``: start a local control plane and keep it up until Ctrl-C.
 
 Prints the kubeconfig path and the versions, so a developer can point kubectl or the controller at
-it. ``--print-versions`` starts, prints and stops (used by bench/controlplane).
+it; ``--crds`` files are applied once it is ready.
 """
 
 from __future__ import annotations

@@ -303,40 +303,59 @@ def test_missing_pvc_fails_naming_the_field(
     assert "spec.modelCache.pvcName" in profiling["message"]
 
 
+def gpu_node(name: str, product: str, count: int, memory: int) -> str:
+    labels = {
+        "nvidia.com/gpu.product": product,
+        "nvidia.com/gpu.count": str(count),
+        "nvidia.com/gpu.memory": str(memory),
+    }
+    return json.dumps(
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}}
+    )
+
+
 def test_gpu_discovery_from_node_labels(
     controller: ControllerProcess, kubectl: Kubectl, namespace: str
 ) -> None:
-    node = {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": f"gpu-{namespace}",
-            "labels": {
-                "nvidia.com/gpu.product": "NVIDIA-H200",
-                "nvidia.com/gpu.count": "8",
-                "nvidia.com/gpu.memory": "143771",
-            },
-        },
-    }
-    kubectl("apply", "-f", "-", input=json.dumps(node))
+    """No spec.hardware at all: SKU, GPUs per node, memory and budget come from the nodes'
+    GPU-feature-discovery labels (the type with most GPUs per node wins)."""
+    nodes = [
+        (f"h200-a-{namespace}", "NVIDIA-H200", 8, 143771),
+        (f"h200-b-{namespace}", "NVIDIA-H200", 8, 143771),
+        (f"l4-{namespace}", "NVIDIA-L4", 1, 23034),
+    ]
+    for n in nodes:
+        kubectl("apply", "-f", "-", input=gpu_node(*n))
     try:
-        spec = {"model": "Qwen/Qwen3-0.6B", "hardware": {"gpuSku": "h200_sxm"}}
         kubectl(
             "apply",
             "-f",
             "-",
-            input=dgdr_manifest("disc", **spec, autoApply=False),
+            input=dgdr_manifest("disc", model="Qwen/Qwen3-0.6B", autoApply=False),
             namespace=namespace,
         )
         obj = wait_phase(kubectl, "disc", namespace, "Ready")
+        started = [
+            m for _, r, m in events_for(kubectl, "disc", namespace) if r == "ProfilingJobCreated"
+        ]
+        assert started, events_for(kubectl, "disc", namespace)
+        for found in (
+            "gpuSku h200_sxm",
+            "numGpusPerNode 8",
+            "totalGpus 16",
+            "vramMb 143771",
+            "2 node(s)",
+        ):
+            assert found in started[0], started[0]
         dgd = obj["status"]["profilingResults"]["selectedConfig"]
         gpus = [
-            s.get("resources", {}).get("limits", {}).get("gpu")
+            int(s.get("resources", {}).get("limits", {}).get("gpu", 0))
             for s in dgd["spec"]["services"].values()
         ]
-        assert any(gpus)
+        assert 0 < max(gpus) <= 8
     finally:
-        kubectl("delete", "node", f"gpu-{namespace}", check=False)
+        for n in nodes:
+            kubectl("delete", "node", n[0], check=False)
 
 
 def test_no_gpu_anywhere_fails_with_guidance(

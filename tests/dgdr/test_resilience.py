@@ -118,16 +118,21 @@ def test_leader_killed_mid_run_follower_finishes_everything(
     follower = b if leader is a else a
     assert not follower.is_leader()
 
+    # Freeze the leader's profiling workers: every DGDR is certainly unfinished at the kill.
+    frozen = wait_for("leader's pool workers", leader.workers, timeout=30)
+    for w in frozen:
+        w.send_signal(signal.SIGSTOP)
     names = [f"d{i}" for i in range(20)]
     manifests = "\n---\n".join(dgdr_manifest(n, **SMALL, autoApply=False) for n in names)
     kubectl("apply", "-f", "-", input=manifests, namespace=namespace)
-    # Kill the leader while the batch is in flight.
     wait_for(
-        "some DGDR past Pending",
-        lambda: any(phase_of(kubectl, n, namespace) in ("Profiling", "Ready") for n in names),
+        "every DGDR profiling on the leader",
+        lambda: all(phase_of(kubectl, n, namespace) == "Profiling" for n in names),
         timeout=60,
     )
     leader.stop(signal.SIGKILL)
+    for w in frozen:  # a stopped process cannot notice its parent died
+        w.send_signal(signal.SIGKILL)
 
     for n in names:
         wait_phase(kubectl, n, namespace, "Ready", timeout=90)
