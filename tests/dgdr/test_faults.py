@@ -13,7 +13,14 @@ import pytest
 
 from controller.localplane import LocalControlPlane
 from tests.conftest import Kubectl
-from tests.dgdr.conftest import SMALL, ControllerProcess, condition, dgdr_manifest, wait_phase
+from tests.dgdr.conftest import (
+    SMALL,
+    ControllerProcess,
+    condition,
+    dgdr_manifest,
+    events_for,
+    wait_phase,
+)
 from tests.faultproxy import FaultProxy
 from tests.machinery.conftest import fault_proxy  # noqa: F401 - the fixture, shared
 
@@ -70,3 +77,57 @@ async def test_conflicts_and_server_errors_on_writes_are_retried(
         if not s.fault and s.method == "PUT" and s.path.endswith("/status") and s.status == 200
     ]
     assert passed
+
+
+@pytest.mark.asyncio
+async def test_progress_without_watch_events_reads_fresh_state(
+    fault_proxy: FaultProxy,  # noqa: F811
+    control_plane: LocalControlPlane,
+    crds: list[str],
+    kubectl: Kubectl,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """With every watch stalled after the DGDR is seen, the controller's cache never shows its
+    own writes; it must re-read the object instead of acting on the stale copy (which would
+    restart the profile or redo a transition), and still finish, with exactly one profile."""
+    c = ControllerProcess(
+        control_plane,
+        tmp_path,
+        "--namespace",
+        namespace,
+        "--lease-name",
+        f"dgdr-{namespace}",
+        "--watchdog-timeout",
+        "600",
+        kubeconfig=fault_proxy.kubeconfig,
+    )
+    try:
+        await asyncio.to_thread(c.wait_ready)
+        await asyncio.to_thread(
+            kubectl,
+            "apply",
+            "-f",
+            "-",
+            input=dgdr_manifest("blind", **SMALL, autoApply=False),
+            namespace=namespace,
+        )
+        # The ADDED event reaches the controller; nothing after it does.
+        await asyncio.to_thread(wait_phase, kubectl, "blind", namespace, "Pending", 30)
+        fault_proxy.stall_watches()
+        obj = await asyncio.to_thread(wait_phase, kubectl, "blind", namespace, "Ready", 60)
+        _, metrics = await asyncio.to_thread(c.get, "/metrics")
+    finally:
+        fault_proxy.resume()
+        await asyncio.to_thread(c.stop)
+    assert condition(obj, "SpecGenerated")["status"] == "True"
+    profiles = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("dgdr_profiling_duration_seconds_count")
+    )
+    assert profiles == 1
+    started = [
+        r for _, r, _ in events_for(kubectl, "blind", namespace) if r == "ProfilingJobCreated"
+    ]
+    assert started == ["ProfilingJobCreated"]
