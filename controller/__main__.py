@@ -12,11 +12,7 @@ from controller import config
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m controller", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
-    run_p = sub.add_parser(
-        "run",
-        help="run the DGDR controller",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    run_p = sub.add_parser("run", help="run the DGDR controller")
     config.add_arguments(run_p)
     demo_p = sub.add_parser("demo", help="local control plane + controller + a sample DGDR")
     demo_p.add_argument(
@@ -31,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         from controller.dgdr.app import run
 
-        return asyncio.run(run(config.from_args(args)))
+        return asyncio.run(run(config.from_args(args, run_p)))
     from controller.demo import demo
 
     return demo(args.sample, keep=args.keep)

@@ -1,26 +1,21 @@
-"""The controller's configuration, from flags with environment fallbacks.
+"""The controller's configuration: flags, each with an environment variable as fallback.
 
 Every timing is here with its default, so tests and the demo can shorten them and an admin can set
-them in the Deployment without a code change. Flags win over environment variables.
+them in the Deployment without a code change. A flag given on the command line wins over its
+environment variable, which wins over the default; a malformed value of either is a usage error
+that names the flag or the variable.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import socket
-import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
 
+from controller.machinery.manager import default_identity
 from profiler.request import DEFAULT_IMAGE
-
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
-
-
-def _env_bool(name: str, default: bool) -> bool:
-    return os.environ.get(name, str(default)).strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass
@@ -50,150 +45,166 @@ class ControllerConfig:
     log_level: str = "INFO"
 
 
-def default_identity() -> str:
-    """Pod name + uid in a cluster (downward API), else host + a random suffix."""
-    pod, uid = os.environ.get("POD_NAME"), os.environ.get("POD_UID")
-    if pod:
-        return f"{pod}_{uid}" if uid else pod
-    return f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _namespaces(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+@dataclass(frozen=True)
+class _Option:
+    dest: str
+    env: str
+    help: str
+    parse: Callable[[str], Any] = str
+
+
+# One row per setting: the flag is --<dest with dashes>; the variable is read when no flag is given.
+_OPTIONS: tuple[_Option, ...] = (
+    _Option("kubeconfig", "KUBECONFIG", "kubeconfig file; in-cluster configuration when absent"),
+    _Option(
+        "namespaces",
+        "WATCH_NAMESPACES",
+        "namespace to watch (repeatable; the variable is comma separated); all when absent",
+    ),
+    _Option(
+        "workers", "WORKERS", "concurrent reconciles (a key is never reconciled twice at once)", int
+    ),
+    _Option("pool_size", "POOL_SIZE", "profiling worker processes", int),
+    _Option(
+        "profile_timeout",
+        "PROFILE_TIMEOUT",
+        "seconds one profile may run before its worker is killed",
+        float,
+    ),
+    _Option(
+        "profile_retries",
+        "PROFILE_RETRIES",
+        "retries of a profile whose worker process crashed",
+        int,
+    ),
+    _Option("bind_address", "BIND_ADDRESS", "address of the health and metrics server"),
+    _Option(
+        "health_port",
+        "HEALTH_PORT",
+        "port of /healthz, /readyz and /metrics (0: pick a free one)",
+        int,
+    ),
+    _Option("leader_elect", "LEADER_ELECT", "elect one acting replica through a Lease", _bool),
+    _Option("lease_name", "LEASE_NAME", "the coordination.k8s.io/v1 Lease of leader election"),
+    _Option(
+        "lease_namespace",
+        "LEASE_NAMESPACE",
+        "namespace of the Lease (else the variable POD_NAMESPACE)",
+    ),
+    _Option(
+        "identity",
+        "LEADER_IDENTITY",
+        "leader-election identity (default: POD_NAME_POD_UID, else host_random)",
+    ),
+    _Option(
+        "lease_duration",
+        "LEASE_DURATION",
+        "seconds a follower waits before taking an unrenewed lease",
+        float,
+    ),
+    _Option(
+        "renew_deadline",
+        "RENEW_DEADLINE",
+        "seconds the leader may fail to renew before it stops acting",
+        float,
+    ),
+    _Option("retry_period", "RETRY_PERIOD", "seconds between lease acquire/renew attempts", float),
+    _Option(
+        "watch_timeout",
+        "WATCH_TIMEOUT",
+        "server-side watch timeout (jittered up to twice this)",
+        float,
+    ),
+    _Option(
+        "watchdog_timeout",
+        "WATCHDOG_TIMEOUT",
+        "a watch silent this long (no event, no bookmark) is restarted",
+        float,
+    ),
+    _Option(
+        "default_image",
+        "DEFAULT_IMAGE",
+        "image the generated DGD's images derive from when a DGDR sets no spec.image",
+    ),
+    _Option(
+        "discover_gpus",
+        "DISCOVER_GPUS",
+        "read GPU-feature-discovery node labels (needs node list/watch)",
+        _bool,
+    ),
+    _Option("qps", "QPS", "client-side API request rate (0: no limit)", float),
+    _Option("burst", "BURST", "client-side API request burst", int),
+    _Option(
+        "shutdown_grace",
+        "SHUTDOWN_GRACE",
+        "seconds in-flight reconciles get to finish on SIGTERM",
+        float,
+    ),
+    _Option(
+        "log_level", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR; logs are JSON lines on stderr"
+    ),
+)
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    d = ControllerConfig()
-    namespaces = [n for n in _env("WATCH_NAMESPACES", "").split(",") if n] or None
-    add = ap.add_argument
-    add(
-        "--kubeconfig",
-        default=os.environ.get("KUBECONFIG"),
-        help="kubeconfig file; in-cluster configuration when absent",
-    )
-    add(
-        "--namespace",
-        dest="namespaces",
-        action="append",
-        default=namespaces,
-        help="namespace to watch (repeatable; env WATCH_NAMESPACES, comma separated); "
-        "all namespaces when absent",
-    )
-    add(
-        "--workers",
-        type=int,
-        default=int(_env("WORKERS", str(d.workers))),
-        help="concurrent reconciles (one key is never reconciled twice at once)",
-    )
-    add(
-        "--pool-size",
-        type=int,
-        default=int(_env("POOL_SIZE", str(d.pool_size))),
-        help="profiling worker processes",
-    )
-    add(
-        "--profile-timeout",
-        type=float,
-        default=float(_env("PROFILE_TIMEOUT", str(d.profile_timeout))),
-        help="seconds one profile may run before its worker is killed",
-    )
-    add(
-        "--profile-retries",
-        type=int,
-        default=int(_env("PROFILE_RETRIES", str(d.profile_retries))),
-        help="retries of a profile whose worker process crashed",
-    )
-    add(
-        "--bind-address",
-        default=_env("BIND_ADDRESS", d.bind_address),
-        help="address of the health and metrics server",
-    )
-    add(
-        "--health-port",
-        type=int,
-        default=int(_env("HEALTH_PORT", str(d.health_port))),
-        help="port of /healthz, /readyz and /metrics (0: pick a free one)",
-    )
-    add(
-        "--leader-elect",
-        action=argparse.BooleanOptionalAction,
-        default=_env_bool("LEADER_ELECT", d.leader_elect),
-        help="elect one acting replica through a Lease",
-    )
-    add(
-        "--lease-name",
-        default=_env("LEASE_NAME", d.lease_name),
-        help="the coordination.k8s.io/v1 Lease used for leader election",
-    )
-    add(
-        "--lease-namespace",
-        default=_env("LEASE_NAMESPACE", _env("POD_NAMESPACE", d.lease_namespace)),
-        help="namespace of the Lease (env LEASE_NAMESPACE, else POD_NAMESPACE)",
-    )
-    add(
-        "--identity",
-        default=_env("LEADER_IDENTITY", ""),
-        help="leader-election identity (default: POD_NAME_POD_UID, else host_random)",
-    )
-    add(
-        "--lease-duration",
-        type=float,
-        default=d.lease_duration,
-        help="seconds a follower waits before taking an unrenewed lease",
-    )
-    add(
-        "--renew-deadline",
-        type=float,
-        default=d.renew_deadline,
-        help="seconds the leader may fail to renew before it stops acting",
-    )
-    add(
-        "--retry-period",
-        type=float,
-        default=d.retry_period,
-        help="seconds between lease acquire/renew attempts",
-    )
-    add(
-        "--watch-timeout",
-        type=float,
-        default=d.watch_timeout,
-        help="server-side watch timeout (jittered up to twice this)",
-    )
-    add(
-        "--watchdog-timeout",
-        type=float,
-        default=d.watchdog_timeout,
-        help="a watch silent this long (no event, no bookmark) is restarted",
-    )
-    add(
-        "--default-image",
-        default=_env("DEFAULT_IMAGE", d.default_image),
-        help="profiling/planner image used when a DGDR sets no spec.image",
-    )
-    add(
-        "--discover-gpus",
-        action=argparse.BooleanOptionalAction,
-        default=_env_bool("DISCOVER_GPUS", d.discover_gpus),
-        help="read GPU-feature-discovery node labels (needs node list/watch)",
-    )
-    add("--qps", type=float, default=d.qps, help="client-side API request rate (0: no limit)")
-    add("--burst", type=int, default=d.burst, help="client-side API request burst")
-    add(
-        "--shutdown-grace",
-        type=float,
-        default=d.shutdown_grace,
-        help="seconds in-flight reconciles get to finish on SIGTERM",
-    )
-    add(
-        "--log-level",
-        default=_env("LOG_LEVEL", d.log_level),
-        help="DEBUG, INFO, WARNING or ERROR; logs are JSON lines on stderr",
-    )
+    defaults = ControllerConfig()
+    for opt in _OPTIONS:
+        flag = "--" + opt.dest.replace("_", "-")
+        text = f"{opt.help} [env {opt.env}; default {getattr(defaults, opt.dest)}]"
+        if opt.dest == "namespaces":
+            ap.add_argument("--namespace", dest="namespaces", action="append", help=text)
+        elif opt.parse is _bool:
+            ap.add_argument(
+                flag, dest=opt.dest, action=argparse.BooleanOptionalAction, default=None, help=text
+            )
+        else:
+            ap.add_argument(flag, dest=opt.dest, type=opt.parse, default=None, help=text)
 
 
-def from_args(ns: argparse.Namespace) -> ControllerConfig:
-    cfg = ControllerConfig(
-        **{k: v for k, v in vars(ns).items() if k in ControllerConfig.__dataclass_fields__}
-    )
+def from_args(
+    ns: argparse.Namespace,
+    ap: argparse.ArgumentParser | None = None,
+    environ: dict[str, str] | None = None,
+) -> ControllerConfig:
+    """Flag, else environment variable, else default; ``ap.error`` on a malformed value."""
+    env = os.environ if environ is None else environ
+
+    def fail(message: str) -> None:
+        if ap is not None:
+            ap.error(message)  # exits 2 with the usage line
+        raise SystemExit(message)
+
+    values: dict[str, Any] = {}
+    for opt in _OPTIONS:
+        given = getattr(ns, opt.dest, None)
+        if given is not None:
+            values[opt.dest] = given
+        elif env.get(opt.env):
+            parse = _namespaces if opt.dest == "namespaces" else opt.parse
+            try:
+                values[opt.dest] = parse(env[opt.env])
+            except ValueError as e:
+                fail(f"environment variable {opt.env}: {e}")
+    if "lease_namespace" not in values and env.get("POD_NAMESPACE"):
+        values["lease_namespace"] = env["POD_NAMESPACE"]
+    known = {f.name for f in fields(ControllerConfig)}
+    cfg = ControllerConfig(**{k: v for k, v in values.items() if k in known})
     if not cfg.identity:
         cfg.identity = default_identity()
     for name in ("workers", "pool_size"):
         if getattr(cfg, name) < 1:
-            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1")
+            fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
     return cfg
