@@ -36,6 +36,7 @@ JSON = dict[str, Any]
 # The spec last accepted by the controller, to tell an allowed change (C rule) from a rejected one.
 ACCEPTED_SPEC_ANNOTATION = "dgdr.nvidia.com/accepted-spec"
 ANNOTATION_LIMIT = api.MAX_ANNOTATION_BYTES
+TOTAL_ANNOTATIONS_LIMIT = 256 * 1024
 IMMUTABLE_PHASES = ("Profiling", "Deploying", "Ready", "Deployed")
 SPEC_CHANGE_REJECTED = (
     "Cannot modify spec in phase '{phase}'. DynamoGraphDeploymentRequest is immutable once "
@@ -327,11 +328,14 @@ class DGDRReconciler:
         finalizers = list(ctx.obj["metadata"].get("finalizers") or [])
         if api.FINALIZER not in finalizers:
             finalizers.append(api.FINALIZER)
-        ctx.obj = await self._write.metadata(
-            ctx.obj,
+        refused = await self._record(
+            ctx,
+            ("Profiling", "JobCreationFailed", "ProfilingJobFailed"),
             finalizers=finalizers,
             annotations={ACCEPTED_SPEC_ANNOTATION: _dump_json(ctx.spec)},
         )
+        if refused is not None:
+            return refused
         self._profiles.start(ctx.key, ctx.generation, spec, name=ctx.name, namespace=ctx.namespace)
         ctx.status["profilingPhase"] = "Initializing"
         message = "Profiling started in the controller's worker pool" + ctx.note
@@ -394,6 +398,29 @@ class DGDRReconciler:
         dgdr_metrics.observe_profile(backend, strategy, outcome.seconds, "succeeded")
         return result
 
+    async def _record(
+        self,
+        ctx: Ctx,
+        fail_as: tuple[str, str, str],
+        *,
+        annotations: dict[str, str | None] | None = None,
+        finalizers: list[str] | None = None,
+    ) -> Result | None:
+        """Write our metadata; if the API server refuses it (400/422, e.g. annotations too
+        large), fail the DGDR saying so instead of retrying what cannot succeed."""
+        try:
+            ctx.obj = await self._write.metadata(
+                ctx.obj, annotations=annotations, finalizers=finalizers
+            )
+            return None
+        except ApiError as e:
+            if e.status not in (400, 422):
+                raise
+            type_, reason, event = fail_as
+            message = f"the API server refused the DGDR's metadata: {e.message}"
+            set_condition(ctx.status, type_, "False", reason, message, ctx.generation)
+            return await self._fail(ctx, (event, message))
+
     async def _commit_keep_subphase(self, ctx: Ctx) -> None:
         """Failed, but keep profilingPhase so users see where profiling died (upstream does)."""
         sub = ctx.status.get("profilingPhase")
@@ -416,6 +443,16 @@ class DGDRReconciler:
             for n, v in (("generated DGD", dgd_yaml), ("planner ConfigMaps", extra_yaml))
             if len(v.encode()) > ANNOTATION_LIMIT
         ]
+        # The API server also caps all annotations of an object together (256 KiB).
+        kept = {
+            k: v
+            for k, v in ctx.annotations.items()
+            if k not in (api.ANNOTATION_GENERATED_DGD_SPEC, api.ANNOTATION_ADDITIONAL_RESOURCES)
+        }
+        total = sum(len(k) + len(v.encode()) for k, v in kept.items())
+        total += len(dgd_yaml.encode()) + len(extra_yaml.encode())
+        if not too_big and total > TOTAL_ANNOTATIONS_LIMIT:
+            too_big = [f"all annotations together ({total} bytes)"]
         # The profile did complete, whatever happens to its output below.
         set_condition(
             ctx.status,
@@ -426,7 +463,10 @@ class DGDRReconciler:
             ctx.generation,
         )
         if too_big:
-            message = f"{' and '.join(too_big)} larger than {ANNOTATION_LIMIT} bytes"
+            message = (
+                f"{' and '.join(too_big)} larger than the API server accepts "
+                f"({ANNOTATION_LIMIT} bytes an annotation, {TOTAL_ANNOTATIONS_LIMIT} in all)"
+            )
             set_condition(
                 ctx.status, "SpecGenerated", "False", "GenerationFailed", message, ctx.generation
             )
@@ -434,7 +474,11 @@ class DGDRReconciler:
         annotations: dict[str, str | None] = {api.ANNOTATION_GENERATED_DGD_SPEC: dgd_yaml}
         if extra_yaml:
             annotations[api.ANNOTATION_ADDITIONAL_RESOURCES] = extra_yaml
-        ctx.obj = await self._write.metadata(ctx.obj, annotations=annotations)
+        refused = await self._record(
+            ctx, ("SpecGenerated", "GenerationFailed", "GenerationFailed"), annotations=annotations
+        )
+        if refused is not None:
+            return refused
         for cm in configmaps:
             await self._ensure_configmap(ctx, cm)
         ctx.status["dgdName"] = dgd["metadata"]["name"]
@@ -555,8 +599,24 @@ class DGDRReconciler:
         return Result(requeue_after=self._config.resync_period)
 
     async def _create_dgd(self, ctx: Ctx, generated: str) -> Result:
-        body = yaml.safe_load(generated)
-        name = body["metadata"]["name"]
+        try:
+            body = yaml.safe_load(generated)
+            name = str(body["metadata"]["name"])
+        except (yaml.YAMLError, TypeError, KeyError) as e:
+            # Someone edited the annotation: retrying cannot mend it.
+            message = (
+                f"annotation {api.ANNOTATION_GENERATED_DGD_SPEC} is not a DGD manifest "
+                f"({type(e).__name__}: {e}); delete and recreate the DGDR"
+            )
+            set_condition(
+                ctx.status,
+                "DeploymentReady",
+                "False",
+                "DeploymentRejected",
+                message,
+                ctx.generation,
+            )
+            return await self._fail(ctx, ("DeploymentCreationFailed", message))
         body["metadata"]["namespace"] = ctx.namespace
         body["metadata"].setdefault("labels", {}).update(self._labels(ctx))
         try:

@@ -481,3 +481,38 @@ def test_dgd_rejected_by_api_server_fails(
     assert ("Warning", "DeploymentCreationFailed") in {
         (t, r) for t, r, _ in events_for(kubectl, "rejected", namespace)
     }
+
+
+def test_edited_generated_spec_fails_instead_of_retrying(
+    controller: ControllerProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=dgdr_manifest("edited", **SMALL, autoApply=False),
+        namespace=namespace,
+    )
+    wait_phase(kubectl, "edited", namespace, "Ready")
+    kubectl(
+        "annotate",
+        "--overwrite",
+        "dgdr",
+        "edited",
+        "nvidia.com/generated-dgd-spec=just: [a broken",
+        namespace=namespace,
+    )
+    kubectl(
+        "patch",
+        "dgdr",
+        "edited",
+        "--type=merge",
+        "-p",
+        '{"spec":{"autoApply":true}}',
+        namespace=namespace,
+    )
+    obj = wait_phase(kubectl, "edited", namespace, "Failed")
+    ready = condition(obj, "DeploymentReady")
+    assert ready["reason"] == "DeploymentRejected"
+    assert "nvidia.com/generated-dgd-spec" in ready["message"]
+    assert kubectl("get", "dgd", "edited-dgd", namespace=namespace, check=False).returncode != 0
