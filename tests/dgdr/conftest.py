@@ -249,6 +249,11 @@ def events_for(kubectl: Kubectl, name: str, namespace: str) -> list[tuple[str, s
     ]
 
 
+def apply_dgdr(kubectl: Kubectl, namespace: str, name: str, **spec: Any) -> None:
+    """``kubectl apply`` a DGDR named ``name`` with this spec."""
+    kubectl("apply", "-f", "-", input=dgdr_manifest(name, **spec), namespace=namespace)
+
+
 def dgdr_manifest(name: str, **spec: Any) -> str:
     body = {
         "apiVersion": "nvidia.com/v1beta1",

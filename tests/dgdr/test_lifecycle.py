@@ -14,8 +14,8 @@ from tests.conftest import Kubectl
 from tests.dgdr.conftest import (
     SMALL,
     ControllerProcess,
+    apply_dgdr,
     condition,
-    dgdr_manifest,
     events_for,
     get_json,
     reason_of,
@@ -51,13 +51,7 @@ def set_dgd_state(
 def test_autoapply_false_stops_at_ready(
     controller: ControllerProcess, kubectl: Kubectl, namespace: str
 ) -> None:
-    kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=dgdr_manifest("ready", **SMALL, autoApply=False),
-        namespace=namespace,
-    )
+    apply_dgdr(kubectl, namespace, "ready", **SMALL, autoApply=False)
     obj = wait_phase(kubectl, "ready", namespace, "Ready")
     kubectl("wait", "--for=condition=Succeeded", "dgdr/ready", "--timeout=30s", namespace=namespace)
     status = obj["status"]
@@ -101,7 +95,7 @@ def test_autoapply_false_stops_at_ready(
 def test_deploys_follows_health_and_never_recreates(
     controller: ControllerProcess, kubectl: Kubectl, namespace: str
 ) -> None:
-    kubectl("apply", "-f", "-", input=dgdr_manifest("svc", **SMALL), namespace=namespace)
+    apply_dgdr(kubectl, namespace, "svc", **SMALL)
     obj = wait_phase(kubectl, "svc", namespace, "Deploying")
     dgd = wait_for(
         "DGD created",
@@ -166,13 +160,7 @@ def test_deploys_follows_health_and_never_recreates(
 def test_autoapply_flip_from_ready_deploys(
     controller: ControllerProcess, kubectl: Kubectl, namespace: str
 ) -> None:
-    kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=dgdr_manifest("flip", **SMALL, autoApply=False),
-        namespace=namespace,
-    )
+    apply_dgdr(kubectl, namespace, "flip", **SMALL, autoApply=False)
     wait_phase(kubectl, "flip", namespace, "Ready")
     kubectl(
         "patch",
@@ -194,13 +182,7 @@ def test_autoapply_flip_from_ready_deploys(
 def test_spec_edit_refused_at_admission_once_profiled(
     controller: ControllerProcess, kubectl: Kubectl, namespace: str
 ) -> None:
-    kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=dgdr_manifest("frozen", **SMALL, autoApply=False),
-        namespace=namespace,
-    )
+    apply_dgdr(kubectl, namespace, "frozen", **SMALL, autoApply=False)
     before = wait_phase(kubectl, "frozen", namespace, "Ready")
     res = kubectl(
         "patch",
@@ -224,7 +206,7 @@ def test_spec_edit_admission_cannot_see_is_rejected_by_the_controller(
     """An edit inside a free-form object (features.planner) passes the CRD's rule; the
     controller rejects it, keeps observedGeneration, and still follows the DGD's health."""
     spec = {**SMALL, "features": {"planner": {"optimization_target": "throughput"}}}
-    kubectl("apply", "-f", "-", input=dgdr_manifest("frozen2", **spec), namespace=namespace)
+    apply_dgdr(kubectl, namespace, "frozen2", **spec)
     wait_for(
         "DGD created",
         lambda: (
@@ -263,7 +245,7 @@ def test_unknown_model_fails_validation_naming_the_field(
     controller: ControllerProcess, kubectl: Kubectl, namespace: str
 ) -> None:
     spec = {**SMALL, "model": "acme/no-such-model-13b"}
-    kubectl("apply", "-f", "-", input=dgdr_manifest("bad", **spec), namespace=namespace)
+    apply_dgdr(kubectl, namespace, "bad", **spec)
     obj = wait_phase(kubectl, "bad", namespace, "Failed")
     validation = condition(obj, "Validation")
     assert (validation["status"], validation["reason"]) == ("False", "ValidationFailed")
@@ -279,13 +261,7 @@ def test_unknown_model_fails_validation_naming_the_field(
 def test_thorough_is_refused_not_run_as_rapid(
     controller: ControllerProcess, kubectl: Kubectl, namespace: str
 ) -> None:
-    kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=dgdr_manifest("slow", **SMALL, searchStrategy="thorough"),
-        namespace=namespace,
-    )
+    apply_dgdr(kubectl, namespace, "slow", **SMALL, searchStrategy="thorough")
     obj = wait_phase(kubectl, "slow", namespace, "Failed")
     message = condition(obj, "Succeeded")["message"]
     assert "thorough" in message and "not available" in message
@@ -296,7 +272,7 @@ def test_missing_pvc_fails_naming_the_field(
     controller: ControllerProcess, kubectl: Kubectl, namespace: str
 ) -> None:
     spec = {**SMALL, "modelCache": {"pvcName": "nope", "pvcModelPath": "hub/x"}}
-    kubectl("apply", "-f", "-", input=dgdr_manifest("nocache", **spec), namespace=namespace)
+    apply_dgdr(kubectl, namespace, "nocache", **spec)
     obj = wait_phase(kubectl, "nocache", namespace, "Failed")
     profiling = condition(obj, "Profiling")
     assert profiling["reason"] == "JobCreationFailed"
@@ -327,13 +303,7 @@ def test_gpu_discovery_from_node_labels(
     for n in nodes:
         kubectl("apply", "-f", "-", input=gpu_node(*n))
     try:
-        kubectl(
-            "apply",
-            "-f",
-            "-",
-            input=dgdr_manifest("disc", model="Qwen/Qwen3-0.6B", autoApply=False),
-            namespace=namespace,
-        )
+        apply_dgdr(kubectl, namespace, "disc", model="Qwen/Qwen3-0.6B", autoApply=False)
         obj = wait_phase(kubectl, "disc", namespace, "Ready")
         started = [
             m for _, r, m in events_for(kubectl, "disc", namespace) if r == "ProfilingJobCreated"
@@ -361,13 +331,7 @@ def test_gpu_discovery_from_node_labels(
 def test_no_gpu_anywhere_fails_with_guidance(
     controller: ControllerProcess, kubectl: Kubectl, namespace: str
 ) -> None:
-    kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=dgdr_manifest("nogpu", model="Qwen/Qwen3-0.6B"),
-        namespace=namespace,
-    )
+    apply_dgdr(kubectl, namespace, "nogpu", model="Qwen/Qwen3-0.6B")
     obj = wait_phase(kubectl, "nogpu", namespace, "Failed")
     message = condition(obj, "Succeeded")["message"]
     assert "spec.hardware.gpuSku" in message
@@ -377,7 +341,7 @@ def test_delete_leaves_dgd_and_configmaps(
     controller: ControllerProcess, kubectl: Kubectl, namespace: str
 ) -> None:
     spec = {**SMALL, "features": {"planner": {"optimization_target": "throughput"}}}
-    kubectl("apply", "-f", "-", input=dgdr_manifest("keep", **spec), namespace=namespace)
+    apply_dgdr(kubectl, namespace, "keep", **spec)
     wait_phase(kubectl, "keep", namespace, "Deploying")
     wait_for(
         "DGD created",
@@ -437,7 +401,7 @@ def test_existing_dgd_is_adopted(
         "spec": {"services": {"Frontend": {"componentType": "frontend", "replicas": 1}}},
     }
     kubectl("apply", "-f", "-", input=json.dumps(existing), namespace=namespace)
-    kubectl("apply", "-f", "-", input=dgdr_manifest("adopt", **SMALL), namespace=namespace)
+    apply_dgdr(kubectl, namespace, "adopt", **SMALL)
     obj = wait_for(
         "adoption",
         lambda: (
@@ -472,7 +436,7 @@ def test_dgd_rejected_by_api_server_fails(
             }
         },
     }
-    kubectl("apply", "-f", "-", input=dgdr_manifest("rejected", **spec), namespace=namespace)
+    apply_dgdr(kubectl, namespace, "rejected", **spec)
     obj = wait_phase(kubectl, "rejected", namespace, "Failed")
     ready = condition(obj, "DeploymentReady")
     assert (ready["status"], ready["reason"]) == ("False", "DeploymentRejected")
@@ -486,13 +450,7 @@ def test_dgd_rejected_by_api_server_fails(
 def test_edited_generated_spec_fails_instead_of_retrying(
     controller: ControllerProcess, kubectl: Kubectl, namespace: str
 ) -> None:
-    kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=dgdr_manifest("edited", **SMALL, autoApply=False),
-        namespace=namespace,
-    )
+    apply_dgdr(kubectl, namespace, "edited", **SMALL, autoApply=False)
     wait_phase(kubectl, "edited", namespace, "Ready")
     kubectl(
         "annotate",

@@ -19,6 +19,7 @@ from tests.conftest import Kubectl
 from tests.dgdr.conftest import (
     SMALL,
     ControllerProcess,
+    apply_dgdr,
     condition,
     dgdr_manifest,
     get_json,
@@ -67,13 +68,7 @@ def test_worker_killed_mid_profile_still_reaches_ready(
     # Freeze the only worker so the profile is certainly mid-flight when it is killed.
     for w in workers:
         w.send_signal(signal.SIGSTOP)
-    kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=dgdr_manifest("crash", **SMALL, autoApply=False),
-        namespace=namespace,
-    )
+    apply_dgdr(kubectl, namespace, "crash", **SMALL, autoApply=False)
     wait_phase(kubectl, "crash", namespace, "Profiling")
     for w in workers:
         w.send_signal(signal.SIGKILL)
@@ -167,13 +162,7 @@ def test_sigterm_hands_over_at_once(controllers, kubectl: Kubectl, namespace: st
     )
     assert lease["spec"].get("holderIdentity") != a.identity
     wait_for("b leads", b.is_leader, timeout=30)
-    kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=dgdr_manifest("after", **SMALL, autoApply=False),
-        namespace=namespace,
-    )
+    apply_dgdr(kubectl, namespace, "after", **SMALL, autoApply=False)
     wait_phase(kubectl, "after", namespace, "Ready")
 
 
@@ -184,7 +173,7 @@ def test_deleting_a_dgdr_stops_its_profile(controllers, kubectl: Kubectl, namesp
     workers = wait_for("pool worker", c.workers, timeout=30)
     for w in workers:
         w.send_signal(signal.SIGSTOP)  # the profile cannot finish before the delete
-    kubectl("apply", "-f", "-", input=dgdr_manifest("gone", **SMALL), namespace=namespace)
+    apply_dgdr(kubectl, namespace, "gone", **SMALL)
     wait_phase(kubectl, "gone", namespace, "Profiling")
     kubectl("delete", "dgdr", "gone", "--timeout=30s", namespace=namespace)
     # The worker running the profile was killed (cancellation) and replaced by a fresh one.
