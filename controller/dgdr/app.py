@@ -94,12 +94,14 @@ async def run(cfg: ControllerConfig) -> int:
                 controller.enqueue(key)
 
         tracker = ProfileTracker(runner, enqueue)
+        recorder = EventRecorder(client, COMPONENT)
+        manager.on_stop(recorder.flush)  # repeat counts not yet written
         reconciler = DGDRReconciler(
             client,
             dgdrs.store,
             dgds.store,
             nodes.store if nodes is not None else None,
-            EventRecorder(client, COMPONENT),
+            recorder,
             tracker,
             ReconcilerConfig(default_image=cfg.default_image),
         )

@@ -25,7 +25,7 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +130,7 @@ class Manager:
         self.controllers: list[Controller] = []
         self._informers: dict[tuple[Resource, str | None, str | None], AnyInformer] = {}
         self._runnables: list[tuple[str, Runnable]] = []
+        self._on_stop: list[Callable[[], Awaitable[None]]] = []
         self._informer_tasks: list[asyncio.Task[None]] = []
         self._runnable_tasks: list[asyncio.Task[None]] = []
         self._stop: asyncio.Event | None = None
@@ -211,6 +212,11 @@ class Manager:
         if self._workers_started:  # added while leading: start at once
             controller.start()
         return controller
+
+    def on_stop(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run ``fn`` at shutdown once work has stopped, while the client is still open (e.g. to
+        flush buffered events); bounded by a few seconds, its errors only logged."""
+        self._on_stop.append(fn)
 
     def add_runnable(self, name: str, fn: Runnable) -> None:
         """A leader-only background task (e.g. a periodic sweep); cancelled when leading ends."""
@@ -370,6 +376,12 @@ class Manager:
         else:
             await self._stop_leading()
         self._running = False
+        for fn in self._on_stop:
+            try:
+                async with asyncio.timeout(5.0):
+                    await fn()
+            except Exception:  # shutdown goes on whatever a hook does
+                log.exception("shutdown hook failed")
         await self._cancel(self._informer_tasks)
         if self.health is not None:
             await self.health.stop()

@@ -278,6 +278,13 @@ async def test_manager_serves_probes_and_metrics_and_stops_gracefully(
         return Result()
 
     manager.add_controller(controller_name, reconcile, workers=2).watch(informer)
+    hook_saw: list[str] = []
+
+    async def on_stop() -> None:  # runs with work stopped but the client still open
+        got = await manager.client.get(CONFIGMAPS, names[0], namespace)
+        hook_saw.append(got["metadata"]["name"])
+
+    manager.on_stop(on_stop)
     with pytest.raises(ValueError, match="already used"):
         manager.add_controller(controller_name, reconcile)
     run = asyncio.create_task(manager.run())
@@ -317,6 +324,7 @@ async def test_manager_serves_probes_and_metrics_and_stops_gracefully(
         manager.stop()
         code = await asyncio.wait_for(run, 30)
     assert code == EXIT_OK
+    assert hook_saw == [names[0]]
     spec = await holder(client, namespace, lease)
     assert not spec.get("holderIdentity")  # released on the way out
 
