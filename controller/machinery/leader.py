@@ -111,6 +111,7 @@ class LeaderElector:
         self.config = config
         self.leading = asyncio.Event()  # set while this process holds the lease
         self._stop = asyncio.Event()
+        self._released = asyncio.Event()  # a watched lease was released: try at once
         self._lease: JSON | None = None  # the last lease object read or written
         self._observed: tuple[Any, ...] | None = None
         self._observed_at = 0.0  # monotonic time the record last changed, to our knowledge
@@ -147,10 +148,13 @@ class LeaderElector:
         Returns after :meth:`stop` (lease released if held); raises :class:`LeaderElectionLost`
         when a held lease could not be renewed within ``renew_deadline``."""
         cfg = self.config
+        watcher = asyncio.create_task(self._watch_for_release(), name="lease-release-watch")
         try:
             while not await self._try_acquire_or_renew():
-                if await self._sleep_or_stop(self._jittered(cfg.retry_period)):
+                if await self._sleep_or_stop(self._jittered(cfg.retry_period), self._released):
                     return
+                self._released.clear()
+            watcher.cancel()
             self._became_leader()
             while not await self._sleep_or_stop(cfg.retry_period):
                 if not await self._renew_within_deadline():
@@ -163,6 +167,8 @@ class LeaderElector:
             if self.config.release_on_stop:
                 await self._release()
         finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
             if self.is_leader:
                 log.info("stopped leading", extra={"lease": cfg.lease_name})
             self.leading.clear()
@@ -194,14 +200,60 @@ class LeaderElector:
             if await self._sleep_or_stop(min(cfg.retry_period, remaining)):
                 return False
 
-    async def _sleep_or_stop(self, seconds: float) -> bool:
-        """Sleep ``seconds``; ``True`` if a stop was requested meanwhile."""
+    async def _sleep_or_stop(self, seconds: float, wake: asyncio.Event | None = None) -> bool:
+        """Sleep ``seconds`` (less if ``wake`` is set); ``True`` if a stop was requested."""
+        waits = [asyncio.ensure_future(self._stop.wait())]
+        if wake is not None:
+            waits.append(asyncio.ensure_future(wake.wait()))
         try:
-            async with asyncio.timeout(seconds):
-                await self._stop.wait()
-        except TimeoutError:
-            return False
-        return True
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        return self._stop.is_set()
+
+    async def _watch_for_release(self) -> None:
+        """While following, watch the Lease so that a leader's release on graceful shutdown is
+        taken at once, not a retry period later. Best effort: without ``watch`` on leases (or on
+        any error) the campaign simply keeps its retry timer."""
+        cfg = self.config
+        while True:
+            try:
+                listing = await self.client.list(LEASES, cfg.lease_namespace)
+                rv = listing["metadata"]["resourceVersion"]
+                for lease in listing.get("items") or []:
+                    if lease["metadata"]["name"] == cfg.lease_name and not (
+                        lease.get("spec") or {}
+                    ).get("holderIdentity"):
+                        self._released.set()  # released before we started watching
+                while True:
+                    async for event in self.client.watch(
+                        LEASES,
+                        cfg.lease_namespace,
+                        resource_version=rv,
+                        timeout_seconds=max(30, int(cfg.lease_duration * 4)),
+                    ):
+                        obj = event.get("object") or {}
+                        rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
+                        if (obj.get("metadata") or {}).get("name") != cfg.lease_name:
+                            continue
+                        holder = (obj.get("spec") or {}).get("holderIdentity")
+                        if event.get("type") == "DELETED" or not holder:
+                            self._released.set()
+            except asyncio.CancelledError:
+                raise
+            except ApiError as err:
+                if err.status in (401, 403, 404):  # not allowed: the retry timer alone will do
+                    log.info(
+                        "not watching the lease for releases: %s",
+                        err,
+                        extra={"lease": cfg.lease_name},
+                    )
+                    return
+                # 410 and transport errors: list again after a pause.
+            if await self._sleep_or_stop(cfg.retry_period):
+                return
 
     def _jittered(self, seconds: float) -> float:
         return seconds + random.random() * self.config.jitter_factor * seconds

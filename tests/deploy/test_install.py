@@ -41,7 +41,10 @@ NAMESPACED_GRANTS = {
     "nodes": {"list", "watch"},
 }
 # ...and in its own namespace, the Lease on top.
-SYSTEM_GRANTS = {**NAMESPACED_GRANTS, "leases.coordination.k8s.io": {"get", "create", "update"}}
+SYSTEM_GRANTS = {
+    **NAMESPACED_GRANTS,
+    "leases.coordination.k8s.io": {"get", "list", "watch", "create", "update"},
+}
 
 
 @pytest.fixture(scope="module")

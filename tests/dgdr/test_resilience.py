@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,15 +154,18 @@ def test_sigterm_hands_over_at_once(controllers, kubectl: Kubectl, namespace: st
     a = controllers()
     a.wait_ready()
     wait_for("a leads", a.is_leader, timeout=30)
-    b = controllers()
+    # b retries only every 30 s: it can take over sooner only by seeing the release.
+    b = controllers("--lease-duration", "90", "--renew-deadline", "60", "--retry-period", "30")
     b.wait_ready()
+    time.sleep(1)  # b's first attempt has failed and its watch is open
+    assert not b.is_leader()
     assert a.stop(signal.SIGTERM) == 0
     # Released on the way out, not left to expire: a no longer holds the lease once it exited.
     lease = json.loads(
         kubectl("get", "lease", f"dgdr-{namespace}", "-o", "json", namespace="kube-system").stdout
     )
     assert lease["spec"].get("holderIdentity") != a.identity
-    wait_for("b leads", b.is_leader, timeout=30)
+    wait_for("b leads on the release", b.is_leader, timeout=20)
     apply_dgdr(kubectl, namespace, "after", **SMALL, autoApply=False)
     wait_phase(kubectl, "after", namespace, "Ready")
 
