@@ -337,6 +337,13 @@ def test_no_gpu_anywhere_fails_with_guidance(
     assert "spec.hardware.gpuSku" in message
 
 
+def planner_configmaps(kubectl: Kubectl, namespace: str, dgdr: str) -> list[dict]:
+    out = kubectl(
+        "get", "configmaps", "-l", f"dgdr.nvidia.com/name={dgdr}", "-o", "json", namespace=namespace
+    ).stdout
+    return list(json.loads(out)["items"])
+
+
 def test_delete_leaves_dgd_and_configmaps(
     controller: ControllerProcess, kubectl: Kubectl, namespace: str
 ) -> None:
@@ -355,31 +362,11 @@ def test_delete_leaves_dgd_and_configmaps(
             == "DeploymentInProgress"
         ),
     )
-    cms_before = json.loads(
-        kubectl(
-            "get",
-            "configmaps",
-            "-l",
-            "dgdr.nvidia.com/name=keep",
-            "-o",
-            "json",
-            namespace=namespace,
-        ).stdout
-    )["items"]
+    cms_before = planner_configmaps(kubectl, namespace, "keep")
     kubectl("delete", "dgdr", "keep", "--timeout=30s", namespace=namespace)
     dgd = get_json(kubectl, "dgd", "keep-dgd", namespace)
     assert dgd["metadata"]["labels"]["dgdr.nvidia.com/name"] == "keep"
-    cms_after = json.loads(
-        kubectl(
-            "get",
-            "configmaps",
-            "-l",
-            "dgdr.nvidia.com/name=keep",
-            "-o",
-            "json",
-            namespace=namespace,
-        ).stdout
-    )["items"]
+    cms_after = planner_configmaps(kubectl, namespace, "keep")
     assert cms_before
     assert [c["metadata"]["name"] for c in cms_after] == [c["metadata"]["name"] for c in cms_before]
     for cm in cms_after:

@@ -147,27 +147,6 @@ def test_sla_miss_is_reported_not_silent(tmp_path: Path) -> None:
 
 
 def test_estimate_adds_predictions(tmp_path: Path) -> None:
-    cols = [
-        "id",
-        "backend",
-        "backend_version",
-        "model_path",
-        "system",
-        "precision",
-        "mode",
-        "isl",
-        "osl",
-        "gemm_quant_mode",
-        "moe_quant_mode",
-        "batch_size",
-        "tp_size",
-        "pp_size",
-        "attention_dp_size",
-        "moe_tp_size",
-        "moe_ep_size",
-        "silicon_ttft_ms",
-        "silicon_tpot_ms",
-    ]
     row = {
         "id": "qwen3_8b_h100_vllm",
         "backend": "vllm",
@@ -191,7 +170,7 @@ def test_estimate_adds_predictions(tmp_path: Path) -> None:
     }
     src = tmp_path / "in.csv"
     with src.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=cols)
+        w = csv.DictWriter(fh, fieldnames=list(row))
         w.writeheader()
         w.writerow(row)
     out = tmp_path / "out.csv"
