@@ -153,19 +153,12 @@ class DGDRReconciler:
         meta = obj["metadata"]
         if meta.get("deletionTimestamp"):
             return await self._finalize(obj)
-        # Report the phase as read before acting, so the metrics see every transition this
-        # reconcile makes, the first one (e.g. straight to Failed) included.
-        self._write.observe(obj)
         status = copy.deepcopy(obj.get("status") or {})
         generation = int(meta.get("generation") or 1)
         observed = int(status.get("observedGeneration") or 0)
         ctx = Ctx(
             obj=obj, spec=copy.deepcopy(obj.get("spec") or {}), generation=generation, status=status
         )
-        if ctx.phase in IMMUTABLE_PHASES and observed and observed != generation:
-            outcome = await self._spec_changed(ctx, observed)
-            if outcome is not None:
-                return outcome
         handler = {
             "Pending": self._pending,
             "Profiling": self._profiling,
@@ -175,6 +168,7 @@ class DGDRReconciler:
             "Failed": self._failed,
         }.get(ctx.phase)
         if handler is None:
+            # Only a cluster with a laxer CRD lets an unknown phase in; never export it.
             set_condition(
                 ctx.status,
                 "Validation",
@@ -184,6 +178,13 @@ class DGDRReconciler:
                 ctx.generation,
             )
             return await self._fail(ctx)
+        # Report the phase as read before acting, so the metrics see every transition this
+        # reconcile makes, the first one (e.g. straight to Failed) included.
+        self._write.observe(obj)
+        if ctx.phase in IMMUTABLE_PHASES and observed and observed != generation:
+            outcome = await self._spec_changed(ctx, observed)
+            if outcome is not None:
+                return outcome
         return await handler(ctx)
 
     # ---- writes and events ---------------------------------------------------------------------
