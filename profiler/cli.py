@@ -2,7 +2,9 @@
 
 Exit codes: 0 planned; 2 the input is invalid (each problem printed with its field path);
 3 the request cannot be served (the model does not fit the GPU budget); 4 the request asks for
-something not available (thorough profiling); 1 anything else the profiler refused.
+something not available (thorough profiling); 5 with ``--strict`` only, the chosen (closest)
+configuration misses the SLA (it is still printed and written); 1 anything else the profiler
+refused.
 """
 
 from __future__ import annotations
@@ -22,6 +24,17 @@ from profiler.request import PlanRequest
 EXIT_INVALID = 2
 EXIT_INFEASIBLE = 3
 EXIT_NOT_AVAILABLE = 4
+EXIT_SLA_NOT_MET = 5
+
+EXIT_CODES = f"""exit codes:
+  0  planned (without --strict, also when the SLA is missed: a warning says by how much)
+  1  the profiler refused the request for another reason
+  {EXIT_INVALID}  the input is invalid (each problem is printed with its field path)
+  {EXIT_INFEASIBLE}  the request cannot be served (the model does not fit the GPU budget)
+  {EXIT_NOT_AVAILABLE}  the request asks for something not available (searchStrategy: thorough)
+  {EXIT_SLA_NOT_MET}  --strict: the chosen (closest) configuration does not meet the SLA; the
+     plan is still printed and written, and each missed target is named on stderr
+"""
 
 
 class InputError(Exception):
@@ -160,10 +173,16 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         json.dump(result.to_json(), sys.stdout, indent=1)
         sys.stdout.write("\n")
+        # stdout is one JSON object; the warnings are in it, and said on stderr for people.
+        for w in result.warnings:
+            print(f"warning: {w}", file=sys.stderr)
     else:
         _table(result, sys.stdout)
         if args.output:
             print(f"wrote {args.output}")
+    if args.strict and not result.sla.met:
+        print(f"error: {result.sla.describe()}", file=sys.stderr)
+        return EXIT_SLA_NOT_MET
     return 0
 
 
@@ -185,9 +204,20 @@ def parser() -> argparse.ArgumentParser:
         description="Plan a Dynamo deployment (DGD) from a DGDR spec, without a cluster.",
     )
     sub = p.add_subparsers(dest="command", required=True)
-    pl = sub.add_parser("plan", help="search configurations and generate the DGD")
+    pl = sub.add_parser(
+        "plan",
+        help="search configurations and generate the DGD",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     pl.add_argument("file", help="DGDR manifest or bare spec, YAML or JSON; - for stdin")
     pl.add_argument("--json", action="store_true", help="print one JSON object")
+    pl.add_argument(
+        "--strict",
+        action="store_true",
+        help=f"exit {EXIT_SLA_NOT_MET} when the chosen configuration does not meet the SLA "
+        "(default: plan the closest one, warn and exit 0)",
+    )
     pl.add_argument(
         "-o", "--output", help="write the manifests as YAML (planner ConfigMaps, then the DGD)"
     )

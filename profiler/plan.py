@@ -1,13 +1,16 @@
 """``plan``: a validated request in, the chosen configuration and its manifests out.
 
 The sub-phases it reports are upstream's ``profilingPhase`` values, so the controller can copy
-them into the DGDR status as they happen.
+them into the DGDR status as they happen. The result carries an SLA verdict (``PlanResult.sla``):
+when no configuration meets the targets the closest one is still planned, as upstream relaxes the
+SLA with a warning, and the verdict says which target is missed and by how much.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +27,102 @@ THOROUGH_MESSAGE = (
 )
 
 
+# The spec.sla field each target comes from, and how a message names it.
+SLA_TARGETS: dict[str, str] = {"ttft": "TTFT", "itl": "ITL", "e2eLatency": "end-to-end latency"}
+# A miss is reported in whole percent, at most this (a target of 1e-9 ms is missed "by a lot").
+MAX_MISS_PERCENT = 10**9
+
+
+def fmt_number(value: float) -> str:
+    """A prediction for people: three significant figures or so (180, 12.5, 8.53)."""
+    if not math.isfinite(value):
+        return str(value)
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def miss_text(target: str, target_ms: float, predicted_ms: float, percent: int) -> str:
+    """``TTFT 85.2 ms misses the 1 ms target by 8420 %``: one wording for the command line, the
+    DGDR's conditions and its Events."""
+    name = SLA_TARGETS.get(target, target)
+    return f"{name} {fmt_number(predicted_ms)} ms misses the {target_ms:g} ms target by {percent} %"
+
+
+@dataclass(frozen=True)
+class SlaMiss:
+    """One SLA target the chosen configuration misses: the target (a ``spec.sla`` field name:
+    ``ttft``, ``itl`` or ``e2eLatency``), its value and the prediction, in milliseconds."""
+
+    target: str
+    target_ms: float
+    predicted_ms: float
+
+    @property
+    def percent(self) -> int:
+        """How far over the target, in whole percent: at least 1 (a miss is never "0 %"), at
+        most ``MAX_MISS_PERCENT``."""
+        over = (self.predicted_ms / self.target_ms - 1.0) * 100.0
+        return int(max(1, round(min(MAX_MISS_PERCENT, over))))  # (NaN gives the bound)
+
+    def describe(self) -> str:
+        return miss_text(self.target, self.target_ms, self.predicted_ms, self.percent)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "target_ms": self.target_ms,
+            "predicted_ms": self.predicted_ms,
+            "percent": self.percent,
+        }
+
+
+@dataclass(frozen=True)
+class SlaVerdict:
+    """Whether the chosen configuration meets the request's SLA, and every target it misses."""
+
+    met: bool
+    misses: tuple[SlaMiss, ...] = ()
+
+    def describe(self) -> str:
+        """``SLA met``, or ``SLA not met: <each miss>``."""
+        if self.met:
+            return "SLA met"
+        return "SLA not met: " + ", ".join(m.describe() for m in self.misses)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"met": self.met, "misses": [m.to_json() for m in self.misses]}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> SlaVerdict:
+        misses = tuple(
+            SlaMiss(str(m["target"]), float(m["target_ms"]), float(m["predicted_ms"]))
+            for m in doc.get("misses") or ()
+        )
+        return cls(met=bool(doc["met"]), misses=misses)
+
+
+def sla_verdict(request: PlanRequest, chosen: Candidate) -> SlaVerdict:
+    """Judge ``chosen`` against the request's targets, as the search does: ``e2eLatency`` is
+    TTFT + osl x ITL; otherwise TTFT and ITL each against their own target. A prediction that is
+    not a number never meets a target."""
+    targets: dict[str, float | None]
+    if request.e2e_latency_ms is not None:
+        predicted = {"e2eLatency": chosen.ttft_ms + request.osl * chosen.itl_ms}
+        targets = {"e2eLatency": request.e2e_latency_ms}
+    else:
+        predicted = {"ttft": chosen.ttft_ms, "itl": chosen.itl_ms}
+        targets = {"ttft": request.ttft_ms, "itl": request.itl_ms}
+    misses = tuple(
+        SlaMiss(name, float(target), float(predicted[name]))
+        for name, target in targets.items()
+        if target is not None and not predicted[name] <= target
+    )
+    return SlaVerdict(met=not misses, misses=misses)
+
+
 @dataclass
 class PlanResult:
     """What ``plan`` returns; plain data, so it crosses a process pool by pickling."""
@@ -33,6 +132,7 @@ class PlanResult:
     configs_evaluated: int
     elapsed_s: float
     dgd: dict[str, Any]
+    sla: SlaVerdict
     configmaps: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     picking_mode: str = "default"
@@ -47,6 +147,7 @@ class PlanResult:
             "elapsed_s": round(self.elapsed_s, 4),
             "picking_mode": self.picking_mode,
             "request": self.request,
+            "sla": self.sla.to_json(),
             "warnings": list(self.warnings),
             "pareto": [c.to_json() for c in self.pareto],
             "dgd": self.dgd,
@@ -106,6 +207,7 @@ def plan(request: PlanRequest, progress: Progress | None = None) -> PlanResult:
         configs_evaluated=result.configs_evaluated,
         elapsed_s=elapsed,
         dgd=dgd,
+        sla=sla_verdict(request, chosen),
         configmaps=configmaps,
         warnings=warnings,
         picking_mode=request.picking_mode,

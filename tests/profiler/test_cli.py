@@ -144,6 +144,41 @@ def test_sla_miss_is_reported_not_silent(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     assert "warning: no configuration meets the SLA" in p.stdout
     assert "misses the 1 ms target by" in p.stdout
+    assert "error:" not in p.stderr  # without --strict a miss is a warning, not an error
+
+
+def test_strict_exits_5_on_an_sla_miss_and_still_plans(tmp_path: Path) -> None:
+    doc = json.loads(json.dumps(MANIFEST))
+    doc["spec"]["sla"] = {"ttft": 1, "itl": 1}
+    out = tmp_path / "dgd.yaml"
+    p = cli("plan", write(tmp_path, doc), "--strict", "-o", str(out))
+    assert p.returncode == 5, p.stderr
+    # the closest configuration is still printed and written; stderr names each miss
+    assert "chosen (default):" in p.stdout and out.exists()
+    assert "error: SLA not met:" in p.stderr
+    assert "TTFT" in p.stderr and "misses the 1 ms target by" in p.stderr and "%" in p.stderr
+    j = cli("plan", write(tmp_path, doc), "--strict", "--json")
+    assert j.returncode == 5
+    sla = json.loads(j.stdout)["sla"]
+    assert sla["met"] is False
+    assert {m["target"] for m in sla["misses"]} <= {"ttft", "itl"} and sla["misses"]
+    for m in sla["misses"]:
+        assert m["predicted_ms"] > m["target_ms"] == 1 and m["percent"] >= 1
+    assert "warning: no configuration meets the SLA" in j.stderr
+
+
+def test_strict_exits_0_when_the_sla_is_met(tmp_path: Path) -> None:
+    p = cli("plan", write(tmp_path, MANIFEST), "--strict", "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["sla"] == {"met": True, "misses": []}
+    assert p.stderr == ""
+
+
+def test_help_names_the_exit_codes() -> None:
+    p = cli("plan", "--help")
+    assert p.returncode == 0
+    assert "--strict" in p.stdout and "exit codes:" in p.stdout
+    assert "  5  --strict: the chosen (closest) configuration does not meet the SLA" in p.stdout
 
 
 def test_estimate_adds_predictions(tmp_path: Path) -> None:
