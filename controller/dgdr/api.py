@@ -7,6 +7,7 @@ here and dumps back (``by_alias=True, exclude_unset=True``) to an equal object. 
 would accept objects the cluster never could, and validation would disagree with admission.
 Free-form subtrees the CRD preserves (``overrides.dgd``, ``overrides.profilingJob``,
 ``features.planner``, ``profilingResults.selectedConfig``) stay plain dicts.
+``profilingResults.prediction`` is this project's extension of the status (see ``Prediction``).
 
 Cross-field rules (``ttft`` with ``itl``, ...) live in ``validation.py``, which checks raw
 objects too, so every problem is reported at once rather than the first one a model hits.
@@ -160,6 +161,9 @@ class Reason(StrEnum):
     # SpecGenerated
     SPEC_GENERATED = "SpecGenerated"
     GENERATION_FAILED = "GenerationFailed"
+    # This project's extension: SpecGenerated=True with this reason when the generated (closest)
+    # configuration is predicted to miss the SLA; Succeeded takes it too in Ready and Deployed.
+    SLA_NOT_MET = "SLANotMet"
     # DeploymentReady
     DEPLOYMENT_CREATED = "DeploymentCreated"
     DEPLOYMENT_IN_PROGRESS = "DeploymentInProgress"
@@ -188,6 +192,7 @@ class EventReason(StrEnum):
     PROFILING_JOB_FAILED = "ProfilingJobFailed"
     PROFILING_CHECK_FAILED = "ProfilingCheckFailed"
     SPEC_GENERATED = "SpecGenerated"
+    SLA_NOT_MET = "SLANotMet"  # Warning, with the spec generated: this project's extension
     GENERATION_FAILED = "GenerationFailed"
     CONFIGMAP_CREATION_FAILED = "ConfigMapCreationFailed"
     SPEC_CHANGE_REJECTED = "SpecChangeRejected"
@@ -318,8 +323,63 @@ class ParetoEntry(_Open):
     config: dict[str, Any] | None = None
 
 
+ServingMode = Literal["agg", "disagg"]
+WorkerRole = Literal["agg", "prefill", "decode"]
+SLATarget = Literal["ttft", "itl", "e2eLatency"]
+
+
+class PredictedWorker(_Open):
+    """One kind of worker of the chosen layout (``profilingResults.prediction.workers[]``)."""
+
+    role: WorkerRole | None = None
+    parallel: str | None = None
+    tp: int | None = None
+    pp: int | None = None
+    ep: int | None = None
+    dp: int | None = None
+    replicas: int | None = None
+    batch: int | None = None
+    gpus: int | None = None
+
+
+class SLAMiss(_Open):
+    """One SLA target the chosen configuration is predicted to miss."""
+
+    target: SLATarget | None = None
+    target_ms: float | None = None
+    predicted_ms: float | None = None
+    missed_by_percent: int | None = None
+
+
+class Prediction(_Open):
+    """``status.profilingResults.prediction``, an extension of this project (upstream has no
+    such field): the chosen layout, what the performance model predicts for it, and the SLA
+    verdict.
+
+    Numbers are ``type: number`` (JSON decimals) in the units of ``spec.sla``, which are numbers
+    too: a prediction is compared with its target (``ttftMs`` with ``spec.sla.ttft``), so it
+    keeps the target's type and unit rather than becoming integer micro-units or a quantity
+    string. Kubernetes discourages floats mostly for spec fields that must round-trip exactly;
+    these are written only by the controller, rounded once (0.01 ms, 0.1 tokens/s), so a read
+    and rewrite never changes them. Counts (GPUs, replicas, batch, percent) are integers.
+    """
+
+    mode: ServingMode | None = None
+    backend: Literal["sglang", "trtllm", "vllm"] | None = None
+    workers: list[PredictedWorker] | None = None
+    total_gpus: int | None = None
+    ttft_ms: float | None = None
+    itl_ms: float | None = None
+    e2e_latency_ms: float | None = Field(default=None, alias="e2eLatencyMs")
+    tokens_per_second_per_gpu: float | None = None
+    tokens_per_second_per_user: float | None = None
+    sla_met: bool | None = None
+    sla_misses: list[SLAMiss] | None = None
+
+
 class ProfilingResults(_Open):
     selected_config: dict[str, Any] | None = None
+    prediction: Prediction | None = None
     pareto: list[ParetoEntry] | None = None
 
 
