@@ -4,12 +4,20 @@ One place decides this (cluster-api's condition helpers are the model): a handle
 condition it sets and the phase it moves to; ``set_phase`` recomputes ``Succeeded`` from them,
 stamps ``observedGeneration`` on every condition it touches, and keeps ``lastTransitionTime``
 unless the condition's status really changed, so ``kubectl wait`` and alerts see true transitions.
+
+One extension of upstream's rules: once a spec is generated whose prediction misses the SLA
+(``status.profilingResults.prediction.slaMet`` false), ``Succeeded`` says so while the DGDR is
+Ready, Deploying or Deployed: its message ends with the miss, and where it is True (Ready,
+Deployed) its reason is ``SLANotMet``, so ``kubectl get dgdr`` shows it in Reason and Message.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+
+from controller.dgdr.api import Reason
+from controller.dgdr.prediction import describe_misses, of_status
 
 JSON = dict[str, Any]
 
@@ -29,6 +37,10 @@ _SUCCEEDED_BY_PHASE: dict[str, tuple[str, str, str]] = {
     "Deployed": ("True", "Deployed", "Deployment is healthy"),
     "Failed": ("False", "Failed", "DGDR has failed"),
 }
+
+
+# Phases after a spec was generated, in which Succeeded carries an SLA miss.
+_SLA_PHASES = frozenset({"Ready", "Deploying", "Deployed"})
 
 
 def now_rfc3339() -> str:
@@ -91,6 +103,9 @@ def set_phase(status: JSON, phase: str, generation: int) -> None:
             if c is not None and c.get("status") == "False":
                 reason, message = str(c["reason"]), prefix + str(c.get("message", ""))
                 break
+    elif phase in _SLA_PHASES and (missed := describe_misses(of_status(status))) is not None:
+        reason = Reason.SLA_NOT_MET.value if cond_status == "True" else reason
+        message = f"{message}; {missed}"
     set_condition(status, "Succeeded", cond_status, reason, message, generation)
 
 

@@ -20,6 +20,12 @@ import yaml
 from controller.dgdr import api
 from controller.dgdr.conditions import get_condition, set_condition, set_phase
 from controller.dgdr.discovery import DiscoveryError, discover, enrich, needs_discovery
+from controller.dgdr.prediction import (
+    describe_layout,
+    describe_misses,
+    describe_prediction,
+    prediction_status,
+)
 from controller.dgdr.profile_tracker import ProfileTracker
 from controller.dgdr.status_writer import StatusWriter
 from controller.dgdr.validation import validate_dgdr
@@ -483,18 +489,36 @@ class DGDRReconciler:
         for cm in configmaps:
             await self._ensure_configmap(ctx, cm)
         ctx.status["dgdName"] = dgd["metadata"]["name"]
-        ctx.status["profilingResults"] = {"selectedConfig": dgd}
-        spec_message = (
+        prediction = prediction_status(result.result)
+        ctx.status["profilingResults"] = {"selectedConfig": dgd, "prediction": prediction}
+        generated = (
             "DynamoGraphDeployment spec generated successfully"
             if ctx.auto_apply
             else f"Generated spec is available in annotation {api.ANNOTATION_GENERATED_DGD_SPEC}"
         )
-        set_condition(
-            ctx.status, "SpecGenerated", "True", "SpecGenerated", spec_message, ctx.generation
-        )
+        spec_message = f"{generated}; chosen {describe_prediction(prediction)}"
+        # An SLA no configuration meets still yields the closest one (upstream relaxes the SLA
+        # with a warning); the condition stays True, since the spec was generated, and says
+        # the miss first, where `kubectl describe` readers look.
+        missed = describe_misses(prediction)
+        reason, message = api.Reason.SPEC_GENERATED.value, spec_message
+        if missed is not None:
+            reason = api.Reason.SLA_NOT_MET.value
+            message = (
+                f"{missed}; generated the closest configuration, "
+                f"{describe_prediction(prediction)}. {generated}"
+            )
+        set_condition(ctx.status, "SpecGenerated", "True", reason, message, ctx.generation)
         next_phase = "Deploying" if ctx.auto_apply else "Ready"
         await self._commit(ctx, next_phase)
-        await self._event(ctx, "Normal", "SpecGenerated", spec_message)
+        await self._event(ctx, "Normal", api.EventReason.SPEC_GENERATED.value, spec_message)
+        if missed is not None:
+            await self._event(
+                ctx,
+                "Warning",
+                api.EventReason.SLA_NOT_MET.value,
+                f"{missed}; generated the closest configuration: {describe_layout(prediction)}",
+            )
         return Result(requeue=next_phase == "Deploying")
 
     async def _ensure_configmap(self, ctx: Ctx, cm: JSON) -> None:

@@ -6,9 +6,11 @@ The controller runs as a process; the test plays the Dynamo operator by writing 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Kubectl
 from tests.dgdr.conftest import (
@@ -155,6 +157,138 @@ def test_deploys_follows_health_and_never_recreates(
         assert expected in reasons
     # Not recreated.
     assert kubectl("get", "dgd", "svc-dgd", namespace=namespace, check=False).returncode != 0
+
+
+def test_prediction_in_status_and_describe(
+    controller: ControllerProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    """A DGDR whose SLA is met says the chosen layout and its predictions: in
+    status.profilingResults.prediction, the SpecGenerated condition and event, kubectl describe."""
+    apply_dgdr(kubectl, namespace, "pred", **SMALL, autoApply=False)
+    obj = wait_phase(kubectl, "pred", namespace, "Ready")
+    prediction = obj["status"]["profilingResults"]["prediction"]
+    assert prediction["slaMet"] is True and prediction["slaMisses"] == []
+    assert prediction["mode"] in ("agg", "disagg") and prediction["backend"] == "vllm"
+    assert 1 <= prediction["totalGpus"] <= 8
+    assert 0 < prediction["ttftMs"] <= SMALL["sla"]["ttft"]
+    assert 0 < prediction["itlMs"] <= SMALL["sla"]["itl"]
+    assert prediction["tokensPerSecondPerGpu"] > 0 and prediction["tokensPerSecondPerUser"] > 0
+    for w in prediction["workers"]:
+        assert {"role", "parallel", "tp", "pp", "ep", "dp", "replicas", "batch", "gpus"} <= set(w)
+    # the batch is the concurrency cap written into the generated DGD
+    args = json.dumps(obj["status"]["profilingResults"]["selectedConfig"]["spec"])
+    assert f'"--max-num-seqs", "{prediction["workers"][-1]["batch"]}"' in args
+    # the README's jsonpath line
+    ttft = kubectl(
+        "get",
+        "dgdr",
+        "pred",
+        "-o",
+        "jsonpath={.status.profilingResults.prediction.ttftMs}",
+        namespace=namespace,
+    ).stdout
+    assert float(ttft) == prediction["ttftMs"]
+
+    spec_generated = condition(obj, "SpecGenerated")
+    assert (spec_generated["status"], spec_generated["reason"]) == ("True", "SpecGenerated")
+    message = spec_generated["message"]
+    assert "nvidia.com/generated-dgd-spec" in message
+    assert f"{prediction['mode']} vllm " in message and "predicted TTFT " in message
+    assert "tok/s/GPU" in message and "tok/s/user" in message
+    assert condition(obj, "Succeeded")["message"] == "Profiling complete, spec available"
+    events = events_for(kubectl, "pred", namespace)
+    assert ("Normal", "SpecGenerated", message) in events
+    assert not any(r == "SLANotMet" for _, r, _ in events)
+
+    described = kubectl("describe", "dgdr", "pred", namespace=namespace).stdout
+    assert "Prediction:" in described and "Ttft Ms:" in described
+    assert "predicted TTFT" in described  # the condition message and the event
+
+
+def test_unmeetable_sla_is_generated_with_a_warning(
+    controller: ControllerProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    """ttft 1 ms, itl 1 ms: the closest configuration is generated and deployed, and the DGDR
+    says the SLA is not met and by how much, in conditions, events, kubectl get/describe and
+    the condition-reason metric."""
+    spec = {**SMALL, "sla": {"ttft": 1, "itl": 1}}
+    apply_dgdr(kubectl, namespace, "tight", **spec)
+    obj = wait_phase(kubectl, "tight", namespace, "Deploying")
+    prediction = obj["status"]["profilingResults"]["prediction"]
+    assert prediction["slaMet"] is False
+    misses = {m["target"]: m for m in prediction["slaMisses"]}
+    assert "ttft" in misses and misses["ttft"]["targetMs"] == 1
+    assert misses["ttft"]["predictedMs"] == prediction["ttftMs"] > 1
+    percent = misses["ttft"]["missedByPercent"]
+    assert percent >= 1
+    miss_words = f"misses the 1 ms target by {percent} %"
+    # the README's jsonpath line for the misses
+    lines = kubectl(
+        "get",
+        "dgdr",
+        "tight",
+        "-o",
+        "jsonpath={range .status.profilingResults.prediction.slaMisses[*]}{.target}: "
+        '{.predictedMs} ms vs {.targetMs} ms (+{.missedByPercent} %){"\\n"}{end}',
+        namespace=namespace,
+    ).stdout.splitlines()
+    predicted = misses["ttft"]["predictedMs"]
+    shown = str(int(predicted)) if predicted == int(predicted) else str(predicted)  # as Go prints
+    assert f"ttft: {shown} ms vs 1 ms (+{percent} %)" in lines
+
+    spec_generated = condition(obj, "SpecGenerated")
+    assert (spec_generated["status"], spec_generated["reason"]) == ("True", "SLANotMet")
+    assert spec_generated["message"].startswith("SLA not met: TTFT ")
+    assert miss_words in spec_generated["message"]
+    assert "generated the closest configuration" in spec_generated["message"]
+    succeeded = condition(obj, "Succeeded")
+    assert (succeeded["status"], succeeded["reason"]) == ("False", "Deploying")
+    assert miss_words in succeeded["message"]
+
+    warnings = wait_for(
+        "Warning event SLANotMet",
+        lambda: [
+            m
+            for t, r, m in events_for(kubectl, "tight", namespace)
+            if (t, r) == ("Warning", "SLANotMet")
+        ],
+    )
+    assert miss_words in warnings[0] and "closest configuration" in warnings[0]
+    reasons = [r for _, r, _ in events_for(kubectl, "tight", namespace)]
+    assert "SpecGenerated" in reasons  # the spec was generated all the same
+
+    # the DGD is created and, once healthy, the DGDR is Deployed and still says the miss
+    wait_for(
+        "DGD created",
+        lambda: (
+            kubectl("get", "dgd", "tight-dgd", namespace=namespace, check=False).returncode == 0
+        ),
+    )
+    set_dgd_state(kubectl, "tight-dgd", namespace, "successful")
+    obj = wait_phase(kubectl, "tight", namespace, "Deployed")
+    kubectl("wait", "--for=condition=Succeeded", "dgdr/tight", "--timeout=30s", namespace=namespace)
+    succeeded = condition(obj, "Succeeded")
+    assert (succeeded["status"], succeeded["reason"]) == ("True", "SLANotMet")
+    assert succeeded["message"].startswith("Deployment is healthy; SLA not met: ")
+
+    row = kubectl("get", "dgdr", "tight", namespace=namespace).stdout.splitlines()[1]
+    assert "Deployed" in row and "SLANotMet" in row and miss_words in row
+    described = kubectl("describe", "dgdr", "tight", namespace=namespace).stdout
+    assert "SLANotMet" in described and miss_words in described
+    assert re.search(r"Warning\s+SLANotMet\s+.*\s+SLA not met: TTFT ", described), described
+    assert re.search(r"Sla Met:\s+false", described) and "Sla Misses:" in described
+
+    def metric() -> bool:
+        status, body = controller.get("/metrics")
+        want = {"namespace": namespace, "name": "tight", "type": "SpecGenerated"}
+        return status == 200 and any(
+            sample.labels == {**want, "reason": "SLANotMet"} and sample.value == 1.0
+            for family in text_string_to_metric_families(body)
+            for sample in family.samples
+            if sample.name == "dgdr_status_condition_reason"
+        )
+
+    wait_for("dgdr_status_condition_reason SLANotMet", metric, timeout=30)
 
 
 def test_autoapply_flip_from_ready_deploys(
