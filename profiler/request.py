@@ -43,6 +43,12 @@ SERVICE_NAMES: dict[str, dict[str, str]] = {
 FRONTEND_SERVICE = "Frontend"
 PLANNER_SERVICE = "Planner"
 
+SLA_NULL = (
+    "must not be null: leave it out to take its default (ttft 2000 ms, itl 30 ms), or give "
+    "spec.sla.e2eLatency instead of ttft and itl"
+)
+SLA_E2E = "cannot be combined with spec.sla.ttft or spec.sla.itl: give one or the other"
+
 _PLANNER_TARGETS = ("throughput", "latency", "load", "sla")
 _PLANNER_SWEEP_MODES = ("none", "rapid", "thorough")
 _PLANNER_MODES = ("disagg", "prefill", "decode", "agg")
@@ -334,22 +340,21 @@ def _parse(
     itl = r.positive(sla, "itl", "spec.sla.itl")
     e2e = r.positive(sla, "e2eLatency", "spec.sla.e2eLatency")
     opt = r.choice(sla, "optimizationType", "spec.sla.optimizationType", ("latency", "throughput"))
-    has_ttft, has_itl = sla.get("ttft") is not None, sla.get("itl") is not None
-    if sla.get("e2eLatency") is not None and (has_ttft or has_itl):
-        r.add(
-            "spec.sla.e2eLatency",
-            "e2eLatency replaces ttft and itl; give either e2eLatency or ttft and itl",
-        )
-    elif has_ttft != has_itl:
-        missing = "spec.sla.itl" if has_ttft else "spec.sla.ttft"
-        r.add(missing, "ttft and itl must be given together")
-    if sla.get("e2eLatency") is not None:
+    # Upstream's pairing (its SLASpec defaults ttft 2000 and itl 30): one left out takes its
+    # default; only an explicit conflict is refused. The controller refuses the same: the CRD's
+    # rule the e2eLatency one, controller/dgdr/validation.py an explicit null (CEL cannot see it).
+    has_e2e = sla.get("e2eLatency") is not None
+    for key in ("ttft", "itl"):
+        if not has_e2e and key in sla and sla[key] is None:
+            r.add(f"spec.sla.{key}", SLA_NULL)
+    if has_e2e and (sla.get("ttft") is not None or sla.get("itl") is not None):
+        r.add("spec.sla.e2eLatency", SLA_E2E)
+    if has_e2e:
         ttft_t: float | None = None
         itl_t: float | None = None
-    elif has_ttft or has_itl:
-        ttft_t, itl_t = ttft, itl
     else:
-        ttft_t, itl_t = DEFAULT_TTFT_MS, DEFAULT_ITL_MS
+        ttft_t = ttft if ttft is not None else DEFAULT_TTFT_MS
+        itl_t = itl if itl is not None else DEFAULT_ITL_MS
 
     # --- features ------------------------------------------------------------------------------
     feats = r.obj(spec, "features", "spec.features")

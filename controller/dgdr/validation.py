@@ -21,14 +21,13 @@ from pydantic import ValidationError
 
 from controller.dgdr.api import CONCRETE_BACKENDS, MAX_NAME_LENGTH, DynamoGraphDeploymentRequest
 from profiler.errors import FieldError
-from profiler.request import validate_spec
+from profiler.request import SLA_E2E, SLA_NULL, validate_spec
 
 log = logging.getLogger(__name__)
 
 # The CEL rules' messages (deploy/crds/...dynamographdeploymentrequests.yaml), minus the field
-# path that FieldError carries anyway.
-SLA_PAIR = "spec.sla.ttft and spec.sla.itl must be given together or not at all"
-SLA_E2E = "cannot be combined with spec.sla.ttft or spec.sla.itl"
+# path that FieldError carries anyway. The SLA pairing messages are the profiler's (SLA_E2E,
+# SLA_NULL), so the command line and the controller word a refusal alike.
 LOAD_EXCLUSIVE = (
     "spec.workload.concurrency and spec.workload.requestRate are mutually exclusive; "
     "give at most one"
@@ -126,10 +125,15 @@ def rule_errors(obj: Mapping[str, Any]) -> list[FieldError]:
         errors.append(FieldError("spec.backend", THOROUGH_BACKEND))
     sla = spec.get("sla")
     if isinstance(sla, Mapping):
-        ttft, itl = sla.get("ttft") is not None, sla.get("itl") is not None
-        if ttft != itl:
-            errors.append(FieldError("spec.sla.itl" if ttft else "spec.sla.ttft", SLA_PAIR))
-        if sla.get("e2eLatency") is not None and (ttft or itl):
+        # A ttft or itl left out takes the profiler's default; only an explicit conflict is
+        # refused: e2eLatency with a ttft or itl that has a value (the CEL rule), or one of them
+        # null without e2eLatency. That one no CEL rule can see (a null field is a missing one to
+        # CEL); ttft and itl are nullable in the CRD so the stored object keeps the null for it.
+        e2e = sla.get("e2eLatency") is not None
+        for key in ("ttft", "itl"):
+            if not e2e and key in sla and sla[key] is None:
+                errors.append(FieldError(f"spec.sla.{key}", SLA_NULL))
+        if e2e and (sla.get("ttft") is not None or sla.get("itl") is not None):
             errors.append(FieldError("spec.sla.e2eLatency", SLA_E2E))
     workload = spec.get("workload")
     if (

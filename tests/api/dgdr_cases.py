@@ -13,11 +13,13 @@ from typing import Any
 
 import yaml
 
+from profiler.request import DEFAULT_IMAGE
+
 REPO = Path(__file__).resolve().parents[2]
 CRD_PATH = REPO / "deploy" / "crds" / "nvidia.com_dynamographdeploymentrequests.yaml"
 SAMPLES_DIR = REPO / "deploy" / "samples"
-# What the controller fills in before planning: a default image, and discovered hardware.
-DEFAULT_IMAGE = "dynamo-planner:1.1.0"
+# What the controller fills in before planning: a default image (DEFAULT_IMAGE, upstream's), and
+# discovered hardware.
 DISCOVERED_HARDWARE = {"gpuSku": "h100_sxm", "numGpusPerNode": 8, "totalGpus": 8, "vramMb": 81559}
 
 
@@ -53,10 +55,20 @@ BASE_SPEC: dict[str, Any] = {
 }
 
 
+class _Null:
+    """A patch value that sets the key to an explicit null (``None`` in a patch removes it)."""
+
+    def __repr__(self) -> str:
+        return "NULL"
+
+
+NULL: Any = _Null()
+
+
 @dataclass(frozen=True)
 class Invalid:
     id: str
-    patch: dict[str, Any]  # merged into BASE_SPEC; a None value removes the key
+    patch: dict[str, Any]  # merged into BASE_SPEC; None removes the key, NULL sets it to null
     field: str  # the field both the API server and validate_dgdr must name
     name: str = "bad"
     drop: tuple[str, ...] = field(default_factory=tuple)  # top-level spec keys to remove
@@ -78,7 +90,9 @@ class Invalid:
 
 def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     for key, value in patch.items():
-        if value is None:
+        if value is NULL:
+            base[key] = None
+        elif value is None:
             base.pop(key, None)
         elif isinstance(value, dict) and isinstance(base.get(key), dict):
             base[key] = _merge(base[key], value)
@@ -99,11 +113,15 @@ INVALID: tuple[Invalid, ...] = (
         "e2e-zero", {"sla": {"ttft": None, "itl": None, "e2eLatency": 0}}, "spec.sla.e2eLatency"
     ),
     Invalid("ttft-not-a-number", {"sla": {"ttft": "fast"}}, "spec.sla.ttft"),
-    # ttft and itl together
-    Invalid("ttft-without-itl", {"sla": {"itl": None}}, "spec.sla.itl"),
-    Invalid("itl-without-ttft", {"sla": {"ttft": None}}, "spec.sla.ttft"),
-    # e2eLatency alone
+    # SLA pairing: one of ttft/itl left out takes its default (VALID_SLA); e2eLatency next to a
+    # ttft or itl value is a conflict (an explicit null is the other one: REFUSED_BY_CONTROLLER)
     Invalid("e2e-with-ttft-itl", {"sla": {"e2eLatency": 5000}}, "spec.sla.e2eLatency"),
+    Invalid("e2e-with-ttft", {"sla": {"itl": None, "e2eLatency": 5000}}, "spec.sla.e2eLatency"),
+    Invalid(
+        "e2e-with-itl-and-null-ttft",
+        {"sla": {"ttft": NULL, "e2eLatency": 5000}},
+        "spec.sla.e2eLatency",
+    ),
     # concurrency xor requestRate
     Invalid(
         "concurrency-and-rate",
@@ -164,3 +182,41 @@ INVALID: tuple[Invalid, ...] = (
     # the name becomes a label value
     Invalid("name-too-long", {}, "metadata.name", name="x" * 64),
 )
+
+
+# Admitted by the API server, refused by the controller (validate_dgdr) and the profiler alike:
+# ttft or itl explicitly null without e2eLatency. To CEL a null field is a missing one, so no CRD
+# rule can tell it from a left-out target; ttft and itl are nullable, so the stored object keeps
+# the null for the controller to see. (kubectl apply, client-side, drops nulls before sending.)
+REFUSED_BY_CONTROLLER: tuple[Invalid, ...] = (
+    Invalid("ttft-null", {"sla": {"ttft": NULL}}, "spec.sla.ttft"),
+    Invalid("itl-null", {"sla": {"itl": NULL}}, "spec.sla.itl"),
+    Invalid("only-ttft-null", {"sla": {"ttft": NULL, "itl": None}}, "spec.sla.ttft"),
+    Invalid("ttft-and-itl-null", {"sla": {"ttft": NULL, "itl": NULL}}, "spec.sla.itl"),
+)
+
+# SLA blocks the API server, the controller and the profiler all accept, with the targets the
+# profiler plans for: (ttft, itl, e2eLatency) in ms. Upstream's defaults: ttft 2000, itl 30.
+VALID_SLA: tuple[
+    tuple[str, dict[str, Any], tuple[float | None, float | None, float | None]], ...
+] = (
+    ("only-itl", {"itl": 20}, (2000.0, 20.0, None)),
+    ("only-ttft", {"ttft": 400}, (400.0, 30.0, None)),
+    ("none", {}, (2000.0, 30.0, None)),
+    ("both", {"ttft": 400, "itl": 20}, (400.0, 20.0, None)),
+    ("e2e", {"e2eLatency": 9000}, (None, None, 9000.0)),
+    ("e2e-with-nulls", {"e2eLatency": 9000, "ttft": None, "itl": None}, (None, None, 9000.0)),
+    ("only-itl-with-type", {"itl": 20, "optimizationType": "latency"}, (2000.0, 20.0, None)),
+)
+
+
+def with_sla(sla: dict[str, Any], name: str = "sla") -> dict[str, Any]:
+    """A valid DGDR (BASE_SPEC) whose spec.sla is exactly ``sla``."""
+    spec = copy.deepcopy(BASE_SPEC)
+    spec["sla"] = copy.deepcopy(sla)
+    return {
+        "apiVersion": "nvidia.com/v1beta1",
+        "kind": "DynamoGraphDeploymentRequest",
+        "metadata": {"name": name},
+        "spec": spec,
+    }

@@ -10,7 +10,17 @@ import pytest
 import yaml
 
 from controller.dgdr import api
-from tests.api.dgdr_cases import INVALID, SAMPLES_DIR, Invalid, load_samples
+from controller.dgdr.validation import validate_dgdr
+from profiler.request import PlanRequest
+from tests.api.dgdr_cases import (
+    INVALID,
+    REFUSED_BY_CONTROLLER,
+    SAMPLES_DIR,
+    VALID_SLA,
+    Invalid,
+    load_samples,
+    with_sla,
+)
 from tests.conftest import Kubectl
 
 pytestmark = pytest.mark.cluster
@@ -146,6 +156,43 @@ def test_invalid_request_is_rejected_naming_the_field(
     assert case.field in res.stderr, res.stderr
     left = kubectl("get", "dgdr", "-o", "name", namespace=namespace).stdout
     assert left.strip() == ""
+
+
+@pytest.mark.parametrize(
+    ("sla", "targets"), [c[1:] for c in VALID_SLA], ids=[c[0] for c in VALID_SLA]
+)
+def test_sla_pairing_is_upstreams(
+    crds: list[str],
+    kubectl: Kubectl,
+    namespace: str,
+    sla: dict[str, Any],
+    targets: tuple[float | None, ...],
+) -> None:
+    """Only itl, only ttft, none, or e2eLatency (nulls beside it allowed): admitted as written,
+    and what the controller then reads plans for upstream's defaults (ttft 2000, itl 30)."""
+    # create, not apply: client-side apply drops nulls before they reach the server
+    kubectl("create", "-f", "-", input=json.dumps(with_sla(sla)), namespace=namespace)
+    stored = _get(kubectl, namespace, "sla")
+    assert stored["spec"]["sla"] == sla
+    model, errors = validate_dgdr(stored)
+    assert errors == [] and model is not None
+    req = PlanRequest.from_spec(model.spec.to_dict())
+    assert (req.ttft_ms, req.itl_ms, req.e2e_latency_ms) == targets
+
+
+@pytest.mark.parametrize("case", REFUSED_BY_CONTROLLER, ids=lambda c: c.id)
+def test_explicit_null_target_is_kept_for_the_controller_to_refuse(
+    crds: list[str], kubectl: Kubectl, namespace: str, case: Invalid
+) -> None:
+    """CEL sees a null field as a missing one: the API server admits ``ttft: null``, keeps the
+    null (the field is nullable), and the controller's validation refuses it as the profiler's
+    command line does, naming the field."""
+    obj = case.obj()
+    kubectl("create", "-f", "-", input=json.dumps(obj), namespace=namespace)
+    stored = _get(kubectl, namespace, obj["metadata"]["name"])
+    assert stored["spec"]["sla"] == obj["spec"]["sla"]  # the null is there
+    _, errors = validate_dgdr(stored)
+    assert case.field in [e.path for e in errors], errors
 
 
 # ---- kubectl UX ----------------------------------------------------------------------------

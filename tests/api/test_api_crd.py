@@ -79,6 +79,21 @@ def test_every_cel_rule_names_a_field() -> None:
         assert "spec." in text or "metadata." in text, rule
 
 
+def test_sla_pairing_is_upstreams_in_the_crd() -> None:
+    """No rule pairs ttft with itl (one left out takes its default); e2eLatency excludes both,
+    with the profiler's wording; ttft and itl are nullable so an explicit null reaches the
+    controller, which refuses it (CEL cannot see it)."""
+    from profiler.request import SLA_E2E
+
+    sla = SPEC["properties"]["sla"]
+    (rule,) = sla["x-kubernetes-validations"]
+    assert rule["fieldPath"] == ".e2eLatency"
+    assert rule["message"] == f"spec.sla.e2eLatency {SLA_E2E}"
+    props = sla["properties"]
+    assert props["ttft"]["nullable"] is props["itl"]["nullable"] is True
+    assert "nullable" not in props["e2eLatency"]
+
+
 def test_free_form_fields_are_preserved() -> None:
     props = SPEC["properties"]
     dgd = props["overrides"]["properties"]["dgd"]

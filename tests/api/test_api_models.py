@@ -9,7 +9,18 @@ import pytest
 
 from controller.dgdr import api
 from controller.dgdr.validation import path_of, rule_errors, validate_dgdr
-from tests.api.dgdr_cases import INVALID, Invalid, as_planned, load_samples
+from profiler.errors import SpecError
+from profiler.request import PlanRequest, validate_spec
+from tests.api.dgdr_cases import (
+    INVALID,
+    NULL,
+    REFUSED_BY_CONTROLLER,
+    VALID_SLA,
+    Invalid,
+    as_planned,
+    load_samples,
+    with_sla,
+)
 
 SAMPLES = load_samples()
 
@@ -114,7 +125,6 @@ def test_errors_are_collected_not_first_only() -> None:
     assert {
         "spec.model",
         "spec.sla.ttft",
-        "spec.sla.itl",
         "spec.workload.concurrency",
         "spec.backend",
         "spec.runtimeVersionOverride",
@@ -126,8 +136,44 @@ def test_errors_are_collected_not_first_only() -> None:
 
 def test_a_rule_failure_still_returns_the_model() -> None:
     """The caller needs the parsed object (name, status) to report the failure on it."""
-    model, errors = validate_dgdr(Invalid("x", {"sla": {"itl": None}}, "").obj())
+    model, errors = validate_dgdr(Invalid("x", {"sla": {"itl": NULL}}, "").obj())
     assert errors and model is not None and model.metadata.name == "bad"
+
+
+# ---- SLA pairing: one validator chain (CRD rules, validate_dgdr, the profiler's reader) --------
+
+
+@pytest.mark.parametrize(
+    ("sla", "targets"), [c[1:] for c in VALID_SLA], ids=[c[0] for c in VALID_SLA]
+)
+def test_sla_left_out_takes_upstreams_default(
+    sla: dict[str, Any], targets: tuple[float | None, ...]
+) -> None:
+    obj = with_sla(sla)
+    model, errors = validate_dgdr(obj)
+    assert errors == [] and model is not None
+    assert validate_spec(obj["spec"]) == []  # the raw spec, nulls and all, as a file gives it
+    for spec in (obj["spec"], model.spec.to_dict()):
+        req = PlanRequest.from_spec(spec)
+        assert (req.ttft_ms, req.itl_ms, req.e2e_latency_ms) == targets
+
+
+@pytest.mark.parametrize("case", REFUSED_BY_CONTROLLER, ids=lambda c: c.id)
+def test_explicit_null_target_is_refused_by_the_rule_layer(case: Invalid) -> None:
+    _, errors = validate_dgdr(case.obj(), semantic=False)
+    assert case.field in [e.path for e in errors]
+    assert all("must not be null" in e.message for e in errors), errors
+
+
+SLA_CASES = [c for c in (*INVALID, *REFUSED_BY_CONTROLLER) if c.field.startswith("spec.sla.")]
+
+
+@pytest.mark.parametrize("case", SLA_CASES, ids=lambda c: c.id)
+def test_profiler_refuses_what_the_controller_refuses(case: Invalid) -> None:
+    """``python -m profiler plan`` reads the same file the API server would refuse."""
+    with pytest.raises(SpecError) as info:
+        PlanRequest.from_spec(case.spec())
+    assert case.field in {e.path for e in info.value.errors}
 
 
 def test_structure_failure_returns_no_model() -> None:

@@ -223,8 +223,11 @@ valid_specs = st.fixed_dictionaries(
         ),
         "sla": st.one_of(
             st.fixed_dictionaries({"ttft": positive, "itl": positive}),
+            obj({"ttft": positive, "itl": positive}),  # one left out takes its default
             st.fixed_dictionaries({"e2eLatency": positive}),
-            st.just({}),
+            st.fixed_dictionaries(
+                {"e2eLatency": positive}, optional={"ttft": st.none(), "itl": st.none()}
+            ),
         ),
         "features": obj(
             {

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from profiler import PlanRequest, plan, validate_spec
 from profiler.errors import NotAvailableError, SpecError
@@ -66,13 +70,86 @@ def test_every_error_is_reported_at_once_with_its_field_path() -> None:
 
 
 def test_sla_rules() -> None:
-    assert "spec.sla.itl" in paths(spec(sla={"ttft": 500}))
-    assert "spec.sla.ttft" in paths(spec(sla={"itl": 20}))
     assert "spec.sla.e2eLatency" in paths(spec(sla={"e2eLatency": 9000, "ttft": 500, "itl": 20}))
     assert "spec.sla.optimizationType" in paths(spec(sla={"optimizationType": "cheapest"}))
     req = PlanRequest.from_spec(spec(sla={"e2eLatency": 9000}))
     assert (req.ttft_ms, req.itl_ms, req.e2e_latency_ms) == (None, None, 9000.0)
     assert validate_spec(spec(sla={"ttft": 300, "itl": 12, "optimizationType": "latency"})) == []
+
+
+@pytest.mark.parametrize(
+    ("sla", "targets"),
+    [
+        ({"itl": 20}, (2000.0, 20.0)),  # upstream's SLASpec default ttft 2000 ms
+        ({"ttft": 400}, (400.0, 30.0)),  # ... and itl 30 ms
+        ({"itl": 20, "optimizationType": "throughput"}, (2000.0, 20.0)),
+        ({}, (2000.0, 30.0)),
+    ],
+    ids=["only-itl", "only-ttft", "only-itl-with-type", "neither"],
+)
+def test_sla_target_left_out_takes_its_default(
+    sla: dict[str, Any], targets: tuple[float, float]
+) -> None:
+    assert validate_spec(spec(sla=sla)) == []
+    req = PlanRequest.from_spec(spec(sla=sla))
+    assert (req.ttft_ms, req.itl_ms, req.e2e_latency_ms) == (*targets, None)
+
+
+@pytest.mark.parametrize(
+    ("sla", "field"),
+    [
+        ({"ttft": None, "itl": 20}, "spec.sla.ttft"),  # explicitly null: a conflict, no default
+        ({"ttft": 400, "itl": None}, "spec.sla.itl"),
+        ({"ttft": None}, "spec.sla.ttft"),
+        ({"e2eLatency": 9000, "ttft": 500}, "spec.sla.e2eLatency"),
+        ({"e2eLatency": 9000, "itl": 20}, "spec.sla.e2eLatency"),
+        ({"e2eLatency": 9000, "ttft": None, "itl": 20}, "spec.sla.e2eLatency"),
+    ],
+    ids=["null-ttft", "null-itl", "only-null-ttft", "e2e-and-ttft", "e2e-and-itl", "e2e-null-itl"],
+)
+def test_sla_explicit_conflict_is_refused(sla: dict[str, Any], field: str) -> None:
+    assert paths(spec(sla=sla)) == {field}
+    with pytest.raises(SpecError) as info:
+        PlanRequest.from_spec(spec(sla=sla))
+    assert f"{field}: " in str(info.value)
+
+
+def test_sla_nulls_beside_e2e_latency_are_upstreams_e2e_only_form() -> None:
+    req = PlanRequest.from_spec(spec(sla={"e2eLatency": 9000, "ttft": None, "itl": None}))
+    assert (req.ttft_ms, req.itl_ms, req.e2e_latency_ms) == (None, None, 9000.0)
+
+
+@pytest.mark.parametrize(
+    ("sla", "refused"),
+    [({"itl": 25}, None), ({"ttft": None, "itl": 25}, "spec.sla.ttft")],
+    ids=["only-itl", "null-ttft"],
+)
+def test_plan_command_accepts_and_refuses_as_the_controller(
+    tmp_path: Path, sla: dict[str, Any], refused: str | None
+) -> None:
+    """``python -m profiler plan FILE`` on a manifest the API server would admit or refuse."""
+    manifest = {
+        "apiVersion": "nvidia.com/v1beta1",
+        "kind": "DynamoGraphDeploymentRequest",
+        "metadata": {"name": "pairing"},
+        "spec": spec(backend="vllm", sla=sla),
+    }
+    path = tmp_path / "dgdr.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run(
+        [sys.executable, "-m", "profiler", "plan", str(path), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        timeout=120,
+    )
+    if refused is None:
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["dgd"]["metadata"]["name"] == "pairing-dgd"
+    else:
+        assert run.returncode == 2 and refused in run.stderr, run.stderr
 
 
 def test_load_fields_select_load_match_and_are_exclusive() -> None:
