@@ -14,7 +14,7 @@ import re
 import pytest
 
 from tests.conftest import Kubectl
-from tests.dgdr.conftest import SMALL, ControllerProcess, condition, wait_for
+from tests.dgdr.conftest import SMALL, ControllerProcess, condition, wait_for, wait_phase
 
 pytestmark = pytest.mark.cluster
 
@@ -191,3 +191,32 @@ def test_fifty_invalid_fail_naming_the_field_while_valid_ones_proceed(
     for name, obj in objs.items():
         if name.startswith("good-"):
             assert obj["status"]["phase"] == "Ready", (name, obj["status"])
+
+
+def test_sla_pairing_is_decided_as_the_profiler_decides_it(
+    controller: ControllerProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    """Only itl: planned for ttft 2000 ms (upstream's default) and that itl. ttft explicitly
+    null: admitted by the API server (to CEL a null field is a missing one), then Failed by the
+    controller naming the field, as ``python -m profiler plan`` refuses it."""
+    small = {k: v for k, v in SMALL.items() if k != "sla"}
+    docs = {
+        "only-itl": {**small, "sla": {"itl": 40}, "autoApply": False},
+        "null-ttft": {**small, "sla": {"ttft": None, "itl": 40}, "autoApply": False},
+    }
+    for name, spec in docs.items():
+        body = {
+            "apiVersion": "nvidia.com/v1beta1",
+            "kind": "DynamoGraphDeploymentRequest",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+        # create, not apply: client-side apply would drop the null before the server sees it
+        kubectl("create", "-f", "-", input=json.dumps(body), namespace=namespace)
+    ready = wait_phase(kubectl, "only-itl", namespace, "Ready")
+    assert ready["spec"]["sla"] == {"itl": 40}
+    assert ready["status"]["profilingResults"]["selectedConfig"]["kind"] == "DynamoGraphDeployment"
+    failed = wait_phase(kubectl, "null-ttft", namespace, "Failed")
+    validation = condition(failed, "Validation")
+    assert (validation["status"], validation["reason"]) == ("False", "ValidationFailed")
+    assert "spec.sla.ttft: must not be null" in validation["message"], validation["message"]
