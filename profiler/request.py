@@ -18,9 +18,13 @@ from profiler.hardware import SKUS, GpuSpec, get_gpu
 from profiler.models import ModelArch, quant_for, resolve_model
 from profiler.search import min_gpus_to_fit
 
-# The image worker, frontend and planner images are derived from when a spec names none. No
-# registry host: the cluster's image configuration decides where it is pulled from.
-DEFAULT_IMAGE = "dynamo-planner:1.1.0"
+# The Dynamo release this project targets (dgdr-spec.md snapshot B: Dynamo 1.1.x).
+DYNAMO_VERSION = "1.1.0"
+# The image worker, frontend and planner images are derived from when a spec names none:
+# upstream's default, the one its mutating webhook writes into spec.image on CREATE
+# (``nvcr.io/nvidia/ai-dynamo/dynamo-planner:<operator version>``, defaulting/
+# dynamographdeploymentrequest_handler.go). The controller's --default-image replaces it.
+DEFAULT_IMAGE = f"nvcr.io/nvidia/ai-dynamo/dynamo-planner:{DYNAMO_VERSION}"
 
 BACKENDS = ("vllm", "sglang", "trtllm")
 DEFAULT_ISL = 4000

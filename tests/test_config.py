@@ -28,6 +28,16 @@ def test_flag_wins_over_environment_which_wins_over_default() -> None:
     assert parse([], {}).namespaces is None
 
 
+def test_default_image_is_upstreams_and_the_flag_or_variable_replaces_it() -> None:
+    upstream = "nvcr.io/nvidia/ai-dynamo/dynamo-planner:1.1.0"
+    assert parse([], {}).default_image == upstream
+    assert parse([], {"DEFAULT_IMAGE": "mirror.example/dynamo-planner:1.1.0"}).default_image == (
+        "mirror.example/dynamo-planner:1.1.0"
+    )
+    flagged = parse(["--default-image", "dynamo-planner:1.2.0"], {"DEFAULT_IMAGE": "x:1"})
+    assert flagged.default_image == "dynamo-planner:1.2.0"
+
+
 def test_lease_namespace_falls_back_to_the_pods_namespace() -> None:
     assert parse([], {"POD_NAMESPACE": "ops"}).lease_namespace == "ops"
     assert parse([], {"POD_NAMESPACE": "ops", "LEASE_NAMESPACE": "x"}).lease_namespace == "x"

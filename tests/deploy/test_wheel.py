@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from profiler.request import DEFAULT_IMAGE
+
 from .tools import DEPLOY, REPO
 
 ENTRYPOINT = ["-m", "controller", "run"]
@@ -81,7 +83,7 @@ def test_entrypoint_runs_from_the_wheel(installed: Path) -> None:
 def test_profiler_data_is_packaged(installed: Path, tmp_path: Path) -> None:
     """Plan a sample DGDR from the wheel: needs the hardware and model tables."""
     sample = yaml.safe_load((DEPLOY / "samples" / "sla-ttft-itl.yaml").read_text())
-    sample["spec"].setdefault("image", "dynamo-planner:1.1.0")  # the controller's default
+    sample["spec"].setdefault("image", DEFAULT_IMAGE)  # the controller's default
     path = tmp_path / "dgdr.yaml"
     path.write_text(yaml.safe_dump(sample))
     res = run_from(installed, "-m", "profiler", "plan", str(path), "--json")

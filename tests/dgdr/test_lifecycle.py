@@ -75,6 +75,9 @@ def test_autoapply_false_stops_at_ready(
     dgd = status["profilingResults"]["selectedConfig"]
     assert dgd["kind"] == "DynamoGraphDeployment" and dgd["metadata"]["name"] == "ready-dgd"
     assert status["dgdName"] == "ready-dgd"
+    # No spec.image: the images derive from upstream's default (--default-image), in plain sight
+    images = {s["extraPodSpec"]["mainContainer"]["image"] for s in dgd["spec"]["services"].values()}
+    assert images == {"nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.1.0"}
     annotated = yaml.safe_load(obj["metadata"]["annotations"]["nvidia.com/generated-dgd-spec"])
     assert annotated["spec"] == dgd["spec"]
     assert "nvidia.com/finalizer" in obj["metadata"]["finalizers"]
