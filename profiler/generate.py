@@ -37,7 +37,16 @@ WORKING_DIRS = {
     "trtllm": "/workspace/",
 }
 VLLM_KV_TRANSFER = '{"kv_connector":"NixlConnector","kv_role":"kv_both"}'
+# SGLang worker flags of upstream's templates (examples/backends/sglang/deploy/{agg,disagg}.yaml,
+# profiler templates/dgd/sglang/): every worker pages KV by 16 tokens and leaves tokenizing to the
+# frontend; a disaggregated one also moves KV with NIXL through a bootstrap port, listening on
+# all addresses so its peer can reach it.
+SGLANG_PAGE_SIZE = "16"
 SGLANG_BOOTSTRAP_PORT = "12345"
+# TRT-LLM engine settings of upstream's disaggregated engine configs (examples/backends/trtllm/
+# engine_configs/*/{prefill,decode}.yaml): both roles move KV through the cache transceiver; a
+# prefill-only worker cannot use the overlap scheduler.
+TRTLLM_CACHE_TRANSCEIVER = {"backend": "DEFAULT"}
 PLANNER_CONFIG_DIR = "/workspace/planner_config"
 PLANNER_CONFIG_FILE = "planner_config.json"
 PROFILE_DATA_DIR = "/workspace/profiling_results"
@@ -94,6 +103,10 @@ def parallel_args(backend: str, w: Worker) -> list[str]:
             "enable_attention_dp": w.dp > 1,
             "max_batch_size": w.batch,
         }
+        if w.role != "agg":
+            engine["cache_transceiver_config"] = dict(TRTLLM_CACHE_TRANSCEIVER)
+        if w.role == "prefill":
+            engine["disable_overlap_scheduler"] = True
         return ["--override-engine-args", json.dumps(engine, separators=(",", ":"))]
     raise ValueError(f"unknown backend {backend!r}")
 
@@ -107,9 +120,10 @@ def _model_args(req: PlanRequest, backend: str) -> list[str]:
 
 
 def _role_args(backend: str, role: str) -> list[str]:
+    args = ["--skip-tokenizer-init"] if backend == "sglang" else []
     if role == "agg":
-        return []
-    args = ["--disaggregation-mode", role]
+        return args
+    args += ["--disaggregation-mode", role]
     if backend == "vllm" and role == "prefill":
         args += ["--kv-transfer-config", VLLM_KV_TRANSFER]
     if backend == "sglang":
@@ -118,13 +132,18 @@ def _role_args(backend: str, role: str) -> list[str]:
             "nixl",
             "--disaggregation-bootstrap-port",
             SGLANG_BOOTSTRAP_PORT,
+            "--host",
+            "0.0.0.0",
         ]
     return args
 
 
 def worker_service(req: PlanRequest, backend: str, w: Worker) -> dict[str, Any]:
     per_node = max(req.num_gpus_per_node, 1)
-    args = _model_args(req, backend) + parallel_args(backend, w) + _role_args(backend, w.role)
+    args = _model_args(req, backend)
+    if backend == "sglang":
+        args += ["--page-size", SGLANG_PAGE_SIZE]
+    args += parallel_args(backend, w) + _role_args(backend, w.role)
     if req.trust_remote_code and backend in ("vllm", "sglang"):
         args.append("--trust-remote-code")
     main: dict[str, Any] = {
@@ -223,10 +242,14 @@ def build_dgd(
             svc.setdefault("volumeMounts", []).append(
                 {"name": cache.pvc_name, "mountPoint": cache.mount_path}
             )
-            svc.setdefault("envs", []).append({"name": "HF_HOME", "value": cache.mount_path})
+            # On the container, not the service's envs (dgdr-spec.md §6.2).
+            main = svc.setdefault("extraPodSpec", {}).setdefault("mainContainer", {})
+            main.setdefault("env", []).append({"name": "HF_HOME", "value": cache.mount_path})
+    # spec.runtimeVersionOverride is not copied into the DGD: a service of the v1alpha1 DGD CRD
+    # this project targets (upstream's of 2026-05-20) has no such field, so the API server would
+    # refuse it (strict) or drop it. Upstream added it to DGD components later (PR #10494) and
+    # only then had its profiler copy the DGDR's value into them (PR #12072).
     for svc in services.values():
-        if req.runtime_version_override:
-            svc.setdefault("runtimeVersionOverride", req.runtime_version_override)
         if req.tolerations:
             pod = svc.setdefault("extraPodSpec", {})
             pod.setdefault("tolerations", []).extend(copy.deepcopy(list(req.tolerations)))

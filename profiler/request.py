@@ -37,9 +37,16 @@ MAX_DGD_SERVICE_NAME = 45
 RUNTIME_VERSION_RE = re.compile(r"^(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})$")
 DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
-# Worker service names per backend and layout, as upstream's backend_components.py has them.
+# Worker service names per backend and layout, as upstream's generated DGDs have them: the
+# disaggregated names of backend_components.py; for an aggregated vLLM worker the name of the
+# agg.yaml template it is built from (``VllmDecodeWorker``, not backend_components' ``VllmWorker``),
+# so an ``overrides.dgd`` written against upstream's output lands on it.
 SERVICE_NAMES: dict[str, dict[str, str]] = {
-    "vllm": {"agg": "VllmWorker", "prefill": "VllmPrefillWorker", "decode": "VllmDecodeWorker"},
+    "vllm": {
+        "agg": "VllmDecodeWorker",
+        "prefill": "VllmPrefillWorker",
+        "decode": "VllmDecodeWorker",
+    },
     "sglang": {"agg": "decode", "prefill": "prefill", "decode": "decode"},
     "trtllm": {"agg": "TRTLLMWorker", "prefill": "prefill", "decode": "decode"},
     "mocker": {"agg": "decode", "prefill": "prefill", "decode": "decode"},

@@ -18,7 +18,11 @@ ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "registry.example:5000/ai-dynamo/dynamo-frontend:1.1.1"
 BACKENDS = ("vllm", "sglang", "trtllm")
 WORKER_NAMES = {
-    "vllm": {"agg": "VllmWorker", "prefill": "VllmPrefillWorker", "decode": "VllmDecodeWorker"},
+    "vllm": {
+        "agg": "VllmDecodeWorker",  # upstream's agg.yaml name, not backend_components' VllmWorker
+        "prefill": "VllmPrefillWorker",
+        "decode": "VllmDecodeWorker",
+    },
     "sglang": {"agg": "decode", "prefill": "prefill", "decode": "decode"},
     "trtllm": {"agg": "TRTLLMWorker", "prefill": "prefill", "decode": "decode"},
 }
@@ -117,14 +121,27 @@ def test_every_backend_and_layout_matches_the_crd_and_conventions(
             assert flag(args, "--model-path") == "Qwen/Qwen3-30B-A3B"
             assert flag(args, "--tp") == str(w.tp)
             assert ("--ep" in args) == (w.ep > 1)
+            # upstream's sglang templates: every worker, and a disaggregated one's NIXL link
+            assert flag(args, "--page-size") == "16"
+            assert "--skip-tokenizer-init" in args
             if w.role != "agg":
                 assert flag(args, "--disaggregation-transfer-backend") == "nixl"
                 assert flag(args, "--disaggregation-bootstrap-port") == "12345"
+                assert flag(args, "--host") == "0.0.0.0"
+            else:
+                assert "--host" not in args and "--disaggregation-bootstrap-port" not in args
         else:
+            assert args.count("--override-engine-args") == 1
             engine = json.loads(flag(args, "--override-engine-args"))
             assert engine["tensor_parallel_size"] == w.tp
             assert engine["moe_expert_parallel_size"] == w.ep
             assert flag(args, "--served-model-name") == "Qwen/Qwen3-30B-A3B"
+            # upstream's engine_configs/*/{prefill,decode}.yaml
+            if w.role == "agg":
+                assert "cache_transceiver_config" not in engine
+            else:
+                assert engine["cache_transceiver_config"] == {"backend": "DEFAULT"}
+            assert engine.get("disable_overlap_scheduler", False) is (w.role == "prefill")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -177,7 +194,9 @@ def test_model_cache_mounts_every_service_and_points_args_at_the_path() -> None:
     assert dgd["spec"]["pvcs"] == [{"name": "models", "create": False}]
     for svc in dgd["spec"]["services"].values():
         assert {"name": "models", "mountPoint": "/cache"} in svc["volumeMounts"]
-        assert {"name": "HF_HOME", "value": "/cache"} in svc["envs"]
+        # on the main container, not the service's envs
+        assert {"name": "HF_HOME", "value": "/cache"} in svc["extraPodSpec"]["mainContainer"]["env"]
+        assert "envs" not in svc
     front = args_of(dgd["spec"]["services"]["Frontend"])
     assert flag(front, "--model-path") == "/cache/hub/qwen/snap"
     assert flag(front, "--model-name") == "Qwen/Qwen3-30B-A3B"
@@ -203,11 +222,12 @@ def test_kv_router_trust_remote_code_runtime_version_and_tolerations() -> None:
         worker = services[WORKER_NAMES[backend]["agg"]]
         assert ("--trust-remote-code" in args_of(worker)) == (backend != "trtllm")
         for svc in services.values():
-            assert svc["runtimeVersionOverride"] == "1.2.0"
+            # not a field of a v1alpha1 DGD service in the targeted DGD CRD: not written
+            assert "runtimeVersionOverride" not in svc
             assert svc["extraPodSpec"]["tolerations"] == [tol]
     plain, _ = build_dgd(request("vllm"), candidate("vllm", "agg", AGG))
     assert "envs" not in plain["spec"]["services"]["Frontend"]
-    assert "--trust-remote-code" not in args_of(plain["spec"]["services"]["VllmWorker"])
+    assert "--trust-remote-code" not in args_of(plain["spec"]["services"]["VllmDecodeWorker"])
 
 
 def test_mocker_workers(dgd_schema: dict[str, Any]) -> None:
@@ -298,3 +318,99 @@ def test_merge_does_not_mutate_its_inputs() -> None:
     out, _ = merge_overrides(dgd, ov)
     assert out["spec"]["services"]["A"]["extraPodSpec"]["mainContainer"]["args"] == ["--x"]
     assert json.dumps([dgd, ov], sort_keys=True) == before
+
+
+# ---- against upstream's DGD CRD (reference data beside the repository, when present) ----------
+
+UPSTREAM_DGD_CRD = (
+    ROOT.parent / "shared/reference/upstream-crds/nvidia.com_dynamographdeployments.yaml"
+)
+
+
+@pytest.fixture(scope="module")
+def upstream_dgd_schema() -> dict[str, Any]:
+    if not UPSTREAM_DGD_CRD.is_file():
+        pytest.skip(f"upstream DGD CRD not found at {UPSTREAM_DGD_CRD}")
+    crd = yaml.safe_load(UPSTREAM_DGD_CRD.read_text())
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1")
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def unknown_fields(value: Any, schema: dict[str, Any], path: str = "") -> list[str]:
+    """Fields a structural schema does not declare: what strict field validation refuses and
+    pruning would silently drop."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    out: list[str] = []
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        for key, sub in value.items():
+            where = f"{path}.{key}"
+            if props is not None and key in props:
+                out += unknown_fields(sub, props[key], where)
+            elif isinstance(extra, dict):
+                out += unknown_fields(sub, extra, where)
+            elif props is not None or extra is False:
+                out.append(where)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            out += unknown_fields(item, schema["items"], f"{path}[{i}]")
+    return out
+
+
+def everything(backend: str) -> PlanRequest:
+    """A request that switches on every generated field: cache, router, tolerations, version."""
+    tol = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    return request(
+        backend,
+        modelCache={"pvcName": "models", "pvcModelPath": "hub/q", "pvcMountPath": "/cache"},
+        features={"kvRouter": {"enabled": True}},
+        overrides={
+            "trustRemoteCode": True,
+            "profilingJob": {"template": {"spec": {"containers": [], "tolerations": [tol]}}},
+        },
+        runtimeVersionOverride="1.2.0",
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("mode", ["agg", "disagg"])
+def test_generated_dgd_is_accepted_by_upstreams_dgd_crd(
+    backend: str, mode: str, upstream_dgd_schema: dict[str, Any]
+) -> None:
+    workers = (AGG,) if mode == "agg" else (PREFILL, WIDE)
+    dgd, _ = build_dgd(everything(backend), candidate(backend, mode, *workers))
+    jsonschema.validate(dgd, upstream_dgd_schema)
+    assert unknown_fields(dgd, upstream_dgd_schema) == []
+
+
+@pytest.mark.parametrize(
+    "features",
+    [{"mocker": {"enabled": True}}, {"planner": {"optimization_target": "throughput"}}],
+    ids=["mocker", "planner"],
+)
+def test_mocker_and_planner_dgds_are_accepted_by_upstreams_dgd_crd(
+    features: dict[str, Any], upstream_dgd_schema: dict[str, Any]
+) -> None:
+    r = plan(request("vllm", features=features))
+    jsonschema.validate(r.dgd, upstream_dgd_schema)
+    assert unknown_fields(r.dgd, upstream_dgd_schema) == []
+
+
+def test_unknown_fields_are_found() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "object", "properties": {}}}}
+    assert unknown_fields({"a": {"b": 1}, "c": 2}, schema) == [".a.b", ".c"]
+
+
+def test_override_written_against_upstreams_agg_vllm_dgd_applies() -> None:
+    """Upstream's aggregated vLLM DGD calls its worker VllmDecodeWorker; so does this one."""
+    ov = {
+        "apiVersion": "nvidia.com/v1alpha1",
+        "kind": "DynamoGraphDeployment",
+        "spec": {"services": {"VllmDecodeWorker": {"replicas": 3}}},
+    }
+    dgd, warnings = build_dgd(request("vllm", overrides={"dgd": ov}), candidate("vllm", "agg", AGG))
+    assert warnings == []
+    assert dgd["spec"]["services"]["VllmDecodeWorker"]["replicas"] == 3
