@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from profiler import kernels
 from profiler.arch import WEIGHT_BYTES, ModelArch
 from profiler.hardware import GpuSpec
 
@@ -170,6 +171,37 @@ class StepPhysics:
         act = _MAX_STEP_TOKENS * m.hidden * 18.0 / self.f(self.layout.tp) ** 0.5
         return usable - _RESERVE_GIB * GIB - act - self.weight_bytes_per_gpu()
 
+    # ---- measured kernel efficiencies ------------------------------------------------------
+    @property
+    def _block(self) -> bool:
+        # FP8 MoE checkpoints (DeepSeek, Qwen3.5, MiniMax) are block-scaled; dense ones per tensor.
+        return self.model.is_moe
+
+    def expert_gemm_s(self, tokens: F64, nbytes: F64, flops: F64) -> F64:
+        """Routed-expert GEMMs of ``tokens`` (worker-wide) at the measured grouped-GEMM share.
+
+        Grouped expert GEMMs are where a nominal roofline is furthest from the kernels: their
+        efficiency moves with tokens per expert by an order of magnitude. Dense GEMMs and
+        decode attention stay nominal (their collected small-shape latencies carry launch and
+        quantisation costs the engines fuse; priced by the fitted per-layer weights instead):
+        ``bench/decision`` measured both ways.
+        """
+        m, g, lay = self.model, self.gpu, self.layout
+        peak = peak_tflops(g, self.quant) * 1e12
+        bw = g.mem_bw_gbps * 1e9
+        held = (
+            m.routed_expert_params
+            * self.wb_experts
+            / self.f(lay.tp * lay.dp)
+            / max(m.moe_layers, 1)
+        )
+        tpe = tokens * m.experts_per_token / max(m.num_experts, 1)
+        util = kernels.moe_util(g.sku, self.backend, self.quant, tpe, held, block=self._block)
+        if util is None:
+            return np.maximum(nbytes / (bw * _NOMINAL_MBU), flops / (peak * _NOMINAL_MFU))
+        out: F64 = np.maximum(nbytes / bw, flops / peak) / np.maximum(util, 0.01)
+        return out
+
     # ---- links ------------------------------------------------------------------------------
     def link(self, group: I64 | F64) -> tuple[F64, F64]:
         """(bytes/s, latency s) of a collective over ``group`` GPUs of one worker."""
@@ -184,6 +216,15 @@ class StepPhysics:
         tp = self.f(self.layout.tp)
         bw, lat = self.link(self.layout.tp * self.layout.pp * self.layout.dp)
         t = lat + 2.0 * (tp - 1.0) / tp * nbytes / bw
+        for n in (2, 4, 8):
+            sel = self.layout.tp == n
+            if not sel.any():
+                continue
+            measured = kernels.allreduce_s(
+                self.gpu.sku, self.backend, n, np.broadcast_to(nbytes, t.shape) / 2.0
+            )
+            if measured is not None:
+                t = np.where(sel, measured, t)
         return np.where(tp > 1, t, 0.0)
 
     def alltoall_s(self, nbytes: F64) -> F64:
@@ -250,17 +291,19 @@ class StepPhysics:
         b_rank = np.ceil(batch / dp)
         tok_rank = b_rank * isl
         tok_worker = batch * isl
-        peak = peak_tflops(g, self.quant) * 1e12 * gemm_efficiency(g.sku, self.quant)
-        bw = g.mem_bw_gbps * 1e9 * _NOMINAL_MBU
         dense_f = 2.0 * tok_rank * (m.dense_params / tp) + 2.0 * batch * m.lm_head_params / tp
         exp_f = 2.0 * tok_worker * m.experts_per_token * m.expert_params * m.moe_layers / (tp * dp)
         touched = self.touched_fraction(tok_worker)
-        wbytes = (
-            m.dense_params * self.wb_dense / tp
-            + touched * m.routed_expert_params * self.wb_experts / (tp * dp)
-        )
-        gemm = np.maximum((dense_f + exp_f) / peak, wbytes / bw)
-        attn_peak = g.bf16_tflops * 1e12 * attention_efficiency(g.sku, isl)
+        d_bytes = m.dense_params * self.wb_dense / tp
+        e_bytes = touched * m.routed_expert_params * self.wb_experts / (tp * dp)
+        peak = peak_tflops(g, self.quant) * 1e12 * gemm_efficiency(g.sku, self.quant)
+        bw = g.mem_bw_gbps * 1e9 * _NOMINAL_MBU
+        gemm = np.maximum(dense_f / peak, d_bytes / bw)
+        if m.is_moe:
+            gemm = gemm + self.expert_gemm_s(tok_worker, e_bytes, exp_f)
+        measured = kernels.prefill_attention_util(g.sku, self.backend, isl)
+        eff = attention_efficiency(g.sku, isl) if measured is None else measured
+        attn_peak = g.bf16_tflops * 1e12 * np.maximum(eff, _MIN_EFF)
         attn = b_rank * self.attn_flops_prefill(isl) / tp / attn_peak
         return gemm, attn, self.comm_s(tok_rank, tok_worker)
 
@@ -292,9 +335,10 @@ class StepPhysics:
         kv = b_rank * self.kv_read_bytes_decode(ctx) / bw
         attn_c = b_rank * self.attn_flops_decode(ctx) / tp / (g.bf16_tflops * 1e12 * _NOMINAL_MFU)
         ar, a2a = self.comm_parts(b_rank, micro)
+        experts = self.expert_gemm_s(micro, e_bytes, e_flops) if m.is_moe else 0.0 * micro
         return {
             "dense": np.maximum(d_bytes / bw, d_flops / peak),
-            "experts": np.maximum(e_bytes / bw, e_flops / peak),
+            "experts": experts,
             "attention": np.maximum(kv, attn_c),
             "allreduce": ar,
             "alltoall": a2a,
