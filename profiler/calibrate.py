@@ -335,6 +335,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rows_note": "skipped: rows outside the model, and repeated measurements (one kept)",
         "coefs": coefs,
     }
+    previous = Path(args.out)
+    if previous.is_file():
+        # The pick's risk parameters are chosen on decisions by bench/decision, not fitted here.
+        old = json.loads(previous.read_text(encoding="utf-8"))
+        doc.update({k: old[k] for k in ("decision", "decision_note") if k in old})
     Path(args.out).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     print(f"fitted on {len(rows)} rows ({skipped} skipped) -> {args.out}")
     return 0

@@ -54,9 +54,9 @@ _CAL_PATH = Path(__file__).parent / "data" / "calibration.json"
 # Feature weights before calibration: physical times count once, plus small fixed overheads.
 DEFAULT_COEFS: dict[str, list[float]] = {
     "tpot": [1.0, 1.0, 1.0, 30e-6, 1e-3, 1.0, 0.0, 0.0, 1.0, 60e-6, 1.0, 0.0],
-    "ttft": [1.0, 0.0, 0.5, 1.0, 2e-4, 5e-2, 1.0, 0.0, 0.0, 1.0, 0.5],
+    "ttft": [1.0, 0.0, 0.5, 1.0, 2e-4, 5e-2, 1.0, 0.0, 0.0, 1.0, 0.5, 1.0],
     "dtpot": [1.0, 1.0, 1.0, 30e-6, 1e-3, 0.0, 0.0, 0.0, 1.0, 60e-6, 1.0, 0.0],
-    "dttft": [1.0, 0.0, 0.5, 0.0, 2e-4, 5e-2, 1.0, 0.0, 0.0, 1.0, 0.5],
+    "dttft": [1.0, 0.0, 0.5, 0.0, 2e-4, 5e-2, 1.0, 0.0, 0.0, 1.0, 0.5, 0.0],
 }
 
 

@@ -59,7 +59,12 @@ TTFT_COLUMNS = (
     "worker_width",
     "queue",
     "saturation",
+    "chunk_wait",
 )
+
+# Prefill tokens an engine step takes (vLLM max_num_batched_tokens, SGLang chunked_prefill_size,
+# TRT-LLM max_num_tokens: 8192 by default in each).
+STEP_TOKEN_BUDGET = 8192.0
 
 
 def decode_features(
@@ -164,6 +169,11 @@ def ttft_features(
     # Beyond saturation the closed loop is prefill-bound: each request waits for the prefills
     # of everyone ahead of it minus the time it spent decoding.
     cols.append(np.maximum(load_ / servers * pre - osl_ * dstep, 0.0))
+    # Closed-loop clients with equal lengths arrive together; a burst of ``load`` prompts is
+    # prefilled a step budget at a time, and an aggregated worker runs a decode step of the
+    # running batch between those chunks: the middle of the burst waits half the chunks.
+    chunks = np.ceil(load_ / servers * isl_ / STEP_TOKEN_BUDGET)
+    cols.append(chunks / 2.0 * step if agg else np.zeros(n))
     return np.stack(cols, axis=1)
 
 

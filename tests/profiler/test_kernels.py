@@ -24,13 +24,19 @@ def _write(root: Path, rel: str, cols: dict[str, list[object]]) -> None:
 
 def _moe_rows(gpu_bw: float, util: float, version_scale: float) -> dict[str, list[object]]:
     """Synthetic MoE kernels that reach exactly ``util`` of the bandwidth roofline."""
-    rows: dict[str, list[object]] = {
-        k: []
-        for k in (
-            "num_tokens hidden_size inter_size topk num_experts moe_tp_size moe_ep_size "
-            "moe_dtype distribution latency"
-        ).split()
-    }
+    names = [
+        "num_tokens",
+        "hidden_size",
+        "inter_size",
+        "topk",
+        "num_experts",
+        "moe_tp_size",
+        "moe_ep_size",
+        "moe_dtype",
+        "distribution",
+        "latency",
+    ]
+    rows: dict[str, list[object]] = {k: [] for k in names}
     for tokens in (1, 2, 4, 8, 16, 32, 64, 128):
         for ep in (1, 2, 4, 8, 16, 32, 64):
             h, inter, k, e = 7168, 2048, 8, 256
