@@ -164,15 +164,19 @@ def ttft_features(
     dstep = step if agg or decode_step_s is None else _arr(decode_step_s, n)
     cycle = osl_ * np.maximum(dstep, 1e-4) + pre
     servers = ph.f(ph.layout.dp) if agg else np.ones(n)
-    rho = np.clip(load_ / servers * pre / cycle, 0.0, 0.95)
+    # Attention-DP ranks get requests unevenly and step together: the busiest rank's share
+    # (balls into bins: mean + sqrt(2 mean ln dp)) sets the pace.
+    per = load_ / servers
+    rank_load = per + np.sqrt(2.0 * per * np.log(np.maximum(servers, 1.0)))
+    rho = np.clip(rank_load * pre / cycle, 0.0, 0.95)
     cols.append(pre * rho / (1.0 - rho))
     # Beyond saturation the closed loop is prefill-bound: each request waits for the prefills
     # of everyone ahead of it minus the time it spent decoding.
-    cols.append(np.maximum(load_ / servers * pre - osl_ * dstep, 0.0))
+    cols.append(np.maximum(rank_load * pre - osl_ * dstep, 0.0))
     # Closed-loop clients with equal lengths arrive together; a burst of ``load`` prompts is
     # prefilled a step budget at a time, and an aggregated worker runs a decode step of the
     # running batch between those chunks: the middle of the burst waits half the chunks.
-    chunks = np.ceil(load_ / servers * isl_ / STEP_TOKEN_BUDGET)
+    chunks = np.ceil(rank_load * isl_ / STEP_TOKEN_BUDGET)
     cols.append(chunks / 2.0 * step if agg else np.zeros(n))
     return np.stack(cols, axis=1)
 
