@@ -78,20 +78,12 @@ def parallel_args(backend: str, w: Worker) -> list[str]:
                 args.append("--enable-expert-parallel")
         return [*args, "--max-num-seqs", str(w.batch)]
     if backend == "sglang":
-        if dep:
-            args = [
-                "--tp",
-                str(w.dp),
-                "--dp",
-                str(w.dp),
-                "--enable-dp-attention",
-                "--ep",
-                str(w.ep),
-            ]
-        elif tep:
-            args = ["--tp", str(w.tp), "--ep", str(w.ep)]
-        else:
-            args = ["--tp", str(w.tp)]
+        # --tp is the whole worker; --dp splits its attention, --ep its experts.
+        args = ["--tp", str(w.tp * w.dp)]
+        if w.dp > 1:
+            args += ["--dp", str(w.dp), "--enable-dp-attention"]
+        if w.ep > 1:
+            args += ["--ep", str(w.ep)]
         if w.pp > 1:
             args += ["--pp-size", str(w.pp)]
         return [*args, "--max-running-requests", str(w.batch)]

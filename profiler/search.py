@@ -2,23 +2,26 @@
 
 The grid is built as flat numpy arrays and costed with a handful of calls to the estimator per
 backend, so a search over tens of thousands of deployments stays well inside a reconcile's time
-budget. Rows that cannot hold their KV cache are dropped; the rest are kept even when they miss
-the SLA, because when nothing meets it the user is owed the closest configuration and by how much
-it misses, not a silent failure.
+budget. Each backend is searched over the layouts it runs (``profiler.layouts``) with its own
+KV capacity, so ``backend: auto`` picks by each backend's predicted performance. Rows that
+cannot hold their KV cache are dropped; the rest are kept even when they miss the SLA, because
+when nothing meets it the user is owed the closest configuration and by how much it misses, not
+a silent failure.
+
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from profiler.candidates import Candidate, SearchResult, Targets, Worker
 from profiler.errors import InfeasibleError
 from profiler.estimator import (
-    Layout,
     agg_serving,
     decode_tpot_ms,
     disagg_ttft_ms,
@@ -26,8 +29,7 @@ from profiler.estimator import (
     prefill_busy_ms,
     prefill_ttft_ms,
 )
-from profiler.hardware import GpuSpec
-from profiler.models import ModelArch
+from profiler.layouts import layout_rows, min_gpus_to_fit, worker_layouts
 
 if TYPE_CHECKING:
     from profiler.request import PlanRequest
@@ -36,7 +38,7 @@ F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 
 # AIConfigurator's default sweeps (profiler.md §1.4-1.5): concurrency per aggregated worker, and
-# batch per decode worker; decode batches are per attention-DP rank, so they scale with dp.
+# batch per decode worker; batches are per attention-DP rank, so they scale with dp.
 AGG_BATCHES = np.array(
     [
         *range(1, 16),
@@ -61,185 +63,6 @@ DECODE_KEEP = 16  # best decode rows kept per layout for rate matching (AIC: top
 MAX_RATE_MATCH_WORK = 4_000_000  # (pair, x, y) cells per backend before keeps are halved
 TOP_CANDIDATES = 10
 PARETO_POINTS = 32  # the front is thinned to this many points for the result
-
-
-@dataclass(frozen=True)
-class Worker:
-    """One kind of worker in the deployment: its parallelism, batch and replica count."""
-
-    role: str  # agg | prefill | decode
-    tp: int
-    pp: int
-    ep: int
-    dp: int
-    batch: int  # sequences in flight per worker (prefill: prompts per batch)
-    replicas: int
-
-    @property
-    def gpus(self) -> int:
-        return self.tp * self.pp * self.dp
-
-    @property
-    def parallel(self) -> str:
-        """Short label: TP4, TP8PP2, TEP8 (tensor + expert parallel), DEP8 (data + expert)."""
-        if self.dp > 1:
-            base = f"DEP{self.dp}" if self.ep > 1 else f"DP{self.dp}"
-        elif self.ep > 1:
-            base = f"TEP{self.tp}"
-        else:
-            base = f"TP{self.tp}"
-        return base + (f"PP{self.pp}" if self.pp > 1 else "")
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "role": self.role,
-            "parallel": self.parallel,
-            "tp": self.tp,
-            "pp": self.pp,
-            "ep": self.ep,
-            "dp": self.dp,
-            "gpus": self.gpus,
-            "batch": self.batch,
-            "replicas": self.replicas,
-        }
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A complete deployment and what the performance model predicts for it."""
-
-    mode: str  # agg | disagg
-    backend: str
-    workers: tuple[Worker, ...]
-    gpus: int
-    ttft_ms: float
-    itl_ms: float
-    tokens_s: float
-    requests_s: float
-    meets_sla: bool
-    gpus_needed: int = 0  # load-match: GPUs the load needs (may exceed the budget)
-    pareto: bool = False
-
-    @property
-    def tokens_s_per_gpu(self) -> float:
-        return self.tokens_s / self.gpus if self.gpus else 0.0
-
-    @property
-    def tokens_s_per_user(self) -> float:
-        return 1000.0 / self.itl_ms if self.itl_ms > 0 else 0.0
-
-    def worker(self, role: str) -> Worker | None:
-        return next((w for w in self.workers if w.role == role), None)
-
-    @property
-    def label(self) -> str:
-        return " + ".join(f"{w.replicas}x{w.role}:{w.parallel}" for w in self.workers)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "backend": self.backend,
-            "label": self.label,
-            "workers": [w.to_json() for w in self.workers],
-            "gpus": self.gpus,
-            "ttft_ms": round(self.ttft_ms, 3),
-            "itl_ms": round(self.itl_ms, 4),
-            "tokens_s": round(self.tokens_s, 2),
-            "requests_s": round(self.requests_s, 4),
-            "tokens_s_per_gpu": round(self.tokens_s_per_gpu, 2),
-            "tokens_s_per_user": round(self.tokens_s_per_user, 2),
-            "meets_sla": self.meets_sla,
-            "pareto": self.pareto,
-        }
-
-
-@dataclass
-class SearchResult:
-    chosen: Candidate
-    candidates: list[Candidate]
-    configs_evaluated: int
-    warnings: list[str] = field(default_factory=list)
-    pareto: list[Candidate] = field(default_factory=list)  # by tokens/s/user, ascending
-
-
-@dataclass(frozen=True)
-class Targets:
-    """The SLA as the search applies it: ttft + itl, or one end-to-end latency."""
-
-    ttft_ms: float | None
-    itl_ms: float | None
-    e2e_ms: float | None
-    osl: int
-
-    def miss(self, ttft: F64, itl: F64) -> F64:
-        """How far over the SLA (1.0 = exactly on it); <= 1 meets it."""
-        if self.e2e_ms is not None:
-            return np.asarray((ttft + self.osl * itl) / self.e2e_ms, dtype=np.float64)
-        assert self.ttft_ms is not None and self.itl_ms is not None
-        return np.asarray(np.maximum(ttft / self.ttft_ms, itl / self.itl_ms), dtype=np.float64)
-
-
-# ------------------------------------------------------------------------------------------------
-# Worker layouts
-
-
-def _pow2_upto(n: int) -> list[int]:
-    out, v = [], 1
-    while v <= n:
-        out.append(v)
-        v *= 2
-    return out
-
-
-def worker_layouts(arch: ModelArch, gpu: GpuSpec, max_gpus: int) -> list[tuple[int, int, int, int]]:
-    """(tp, pp, ep, dp) per worker, by architecture, as upstream sweeps them (dgdr-spec.md §5.4).
-
-    Dense: TP within the NVLink domain (up to 8, 16 where the domain is larger), PP across nodes.
-    GQA MoE: TP, TEP and DEP; MLA MoE: TEP and DEP, up to four nodes per worker.
-    """
-    domain = max(gpu.gpus_per_node, getattr(gpu, "scaleup_domain", 0) or 0)
-    tp_cap = min(domain, 16 if domain > 8 else 8)
-    out: list[tuple[int, int, int, int]] = []
-    if not arch.is_moe:
-        for tp in _pow2_upto(min(tp_cap, max_gpus)):
-            if arch.heads % tp:
-                continue
-            for pp in _pow2_upto(min(16, arch.layers, max_gpus // tp)):
-                out.append((tp, pp, 1, 1))
-        return out
-    # Up to four nodes per MoE worker, or the whole NVLink domain where it is larger (NVL72).
-    moe_cap = min(max_gpus, max(4 * gpu.gpus_per_node, domain), 64, max(arch.num_experts, 1))
-    mla = getattr(arch, "attention", "gqa") == "mla"
-    for n in _pow2_upto(moe_cap):
-        if not mla and n <= tp_cap and arch.heads % n == 0:
-            out.append((n, 1, 1, 1))  # TP: experts sharded by tensor parallelism
-        if n > 1 and arch.heads % n == 0:
-            out.append((n, 1, n, 1))  # TEP
-        if n > 1:
-            out.append((1, 1, n, n))  # DEP: attention data-parallel, experts spread
-        if n == 1 and mla:
-            out.append((1, 1, 1, 1))
-    return out
-
-
-def _layout(rows: Sequence[tuple[int, int, int, int]] | I64) -> Layout:
-    a = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
-    return Layout(tp=a[:, 0].copy(), pp=a[:, 1].copy(), ep=a[:, 2].copy(), dp=a[:, 3].copy())
-
-
-def min_gpus_to_fit(
-    arch: ModelArch, gpu: GpuSpec, quant: str, isl: int, osl: int, budget: int
-) -> int | None:
-    """Fewest GPUs on which one worker holds the weights and one request's KV cache, or None."""
-    limit = max(budget, 512)
-    layouts = worker_layouts(arch, gpu, limit)
-    if not layouts:
-        return None
-    arr = np.asarray(layouts, dtype=np.int64)
-    cap = kv_capacity_tokens(arch, gpu, quant, _layout(arr))
-    gpus = arr[:, 0] * arr[:, 1] * arr[:, 3]
-    ok = np.isfinite(cap) & (cap >= isl + osl)
-    return int(gpus[ok].min()) if ok.any() else None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -272,67 +95,78 @@ class _Pool:
 
 @dataclass
 class _BackendTables:
-    agg: dict[str, NDArray[Any]]
-    prefill: dict[str, NDArray[Any]]
-    decode: dict[str, NDArray[Any]]
-    pairs: tuple[I64, I64]  # indices into prefill and decode tables
+    lay: I64  # (n, 4) tp, pp, ep, dp: the layouts this backend was searched over
+    agg: dict[str, NDArray[Any]] = field(default_factory=dict)
+    prefill: dict[str, NDArray[Any]] = field(default_factory=dict)
+    decode: dict[str, NDArray[Any]] = field(default_factory=dict)
+    pairs: tuple[I64, I64] = field(  # indices into the prefill and decode tables
+        default_factory=lambda: (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    )
 
 
 @dataclass(frozen=True)
 class _Ctx:
-    """What every part of one search shares: the request, its targets and the layout table."""
+    """What every part of one backend's search shares: the request, its targets, the backend
+    and its layout table."""
 
     req: PlanRequest
     targets: Targets
     mode: str
+    backend: str
     lay: I64  # (n, 4) tp, pp, ep, dp
     lay_gpus: I64
-    cap: F64  # KV tokens per worker of each layout
+    cap: F64  # KV tokens per worker of each layout, on this backend
+
+
+def _backend_layouts(req: PlanRequest, backend: str) -> tuple[I64, F64]:
+    """The layouts ``backend`` runs within the budget and each one's KV capacity (0: the
+    weights do not fit)."""
+    layouts = worker_layouts(req.arch, req.gpu, req.total_gpus, backend)
+    lay = np.asarray(layouts, dtype=np.int64).reshape(-1, 4)
+    if lay.shape[0] == 0:
+        return lay, np.zeros(0)
+    cap = np.asarray(
+        kv_capacity_tokens(req.arch, req.gpu, req.quant, layout_rows(lay), backend=backend),
+        dtype=np.float64,
+    )
+    return lay, np.where(np.isfinite(cap), cap, 0.0)
 
 
 def search(req: PlanRequest, progress: Callable[[str, str], None] | None = None) -> SearchResult:
     """Score the whole grid for every backend and pick per the request's mode (§5.5)."""
-    arch, gpu, quant = req.arch, req.gpu, req.quant
+    quant = req.quant
     isl, osl, total = req.isl, req.osl, req.total_gpus
-    layouts = worker_layouts(arch, gpu, total)
-    if not layouts:
+    grids = [_backend_layouts(req, b) for b in req.backends]
+    if not any(lay.shape[0] for lay, _ in grids):
         raise InfeasibleError(f"no worker layout of {req.gpu_sku} GPUs fits a budget of {total}")
-    lay = np.asarray(layouts, dtype=np.int64)
-    cap = np.asarray(kv_capacity_tokens(arch, gpu, quant, _layout(lay)), dtype=np.float64)
-    cap = np.where(np.isfinite(cap), cap, 0.0)
-    if not (cap >= isl + osl).any():
-        least = min_gpus_to_fit(arch, gpu, quant, isl, osl, total)
+    if not any((cap >= isl + osl).any() for _, cap in grids):
+        least = min_gpus_to_fit(req.arch, req.gpu, quant, isl, osl, total)
         needs = f"it needs at least {least} GPUs" if least else "no layout this profiler knows fits"
         raise InfeasibleError(
             f"{req.model} ({quant}) does not fit in {total} {req.gpu_sku} GPUs with isl {isl} + "
             f"osl {osl}; {needs}"
         )
-    ctx = _Ctx(
-        req=req,
-        targets=Targets(req.ttft_ms, req.itl_ms, req.e2e_latency_ms, osl),
-        mode=req.picking_mode,
-        lay=lay,
-        lay_gpus=lay[:, 0] * lay[:, 1] * lay[:, 3],
-        cap=cap,
-    )
-    disagg_only = ctx.mode == "autoscale" or req.mocker
+    targets = Targets(req.ttft_ms, req.itl_ms, req.e2e_latency_ms, osl)
+    mode = req.picking_mode
+    disagg_only = mode == "autoscale" or req.mocker
     pool = _Pool()
     evaluated = 0
     tables: list[_BackendTables] = []
-    for bi, backend in enumerate(req.backends):
-        if progress is not None:
-            progress("SweepingPrefill", f"estimating {backend} on {len(layouts)} worker layouts")
-        agg_t: dict[str, NDArray[Any]] = {}
-        if not disagg_only:
-            agg_t = _agg_rows(ctx, backend, bi, pool)
-            evaluated += int(agg_t["li"].size)
-        table, n_eval = _disagg_rows(ctx, backend, bi, pool)
-        table.agg = agg_t
+    for bi, (backend, (lay, cap)) in enumerate(zip(req.backends, grids, strict=True)):
+        table = _BackendTables(lay)
         tables.append(table)
-        evaluated += n_eval
+        if lay.shape[0] == 0:
+            continue
+        ctx = _Ctx(req, targets, mode, backend, lay, lay[:, 0] * lay[:, 1] * lay[:, 3], cap)
+        if progress is not None:
+            progress("SweepingPrefill", f"estimating {backend} on {lay.shape[0]} worker layouts")
+        if not disagg_only:
+            table.agg = _agg_rows(ctx, bi, pool)
+            evaluated += int(table.agg["li"].size)
+        evaluated += _disagg_rows(ctx, bi, pool, table)
 
     if progress is not None:
-        progress("SelectingConfig", f"picking among {evaluated} configurations ({ctx.mode})")
+        progress("SelectingConfig", f"picking among {evaluated} configurations ({mode})")
     cols = {k: pool.cat(k) for k in pool.__dataclass_fields__}
     usable = cols["rep"] > 0 if pool.mode else np.zeros(0, bool)
     if not usable.any():
@@ -345,23 +179,23 @@ def search(req: PlanRequest, progress: Callable[[str, str], None] | None = None)
         raise InfeasibleError(
             f"no configuration of {req.model} fits {total} {req.gpu_sku} GPUs{why}"
         )
-    miss = ctx.targets.miss(cols["ttft"], cols["itl"])
+    miss = targets.miss(cols["ttft"], cols["itl"])
     order = _rank(req, cols, miss, usable)
     order = order[usable[order]]
     top = _top_unique(order, cols["sig"] + cols["backend"] * 10**9 + cols["mode"] * 10**12)
     pareto = _pareto(cols, usable)
-    cands = [_candidate(req, tables, lay, cols, miss, int(i), bool(pareto[i])) for i in top]
+    cands = [_candidate(req, tables, cols, miss, int(i), bool(pareto[i])) for i in top]
     chosen = cands[0]
-    warnings = _warnings(req, chosen, ctx.targets, miss[top[0]])
+    warnings = _warnings(req, chosen, targets, miss[top[0]])
     front = np.nonzero(pareto)[0]
     front = front[np.argsort(1000.0 / cols["itl"][front])]
     if front.size > PARETO_POINTS:
         front = front[np.linspace(0, front.size - 1, PARETO_POINTS).round().astype(np.int64)]
-    curve = [_candidate(req, tables, lay, cols, miss, int(i), True) for i in front]
+    curve = [_candidate(req, tables, cols, miss, int(i), True) for i in front]
     return SearchResult(chosen, cands, evaluated, warnings, curve)
 
 
-def _agg_rows(ctx: _Ctx, backend: str, bi: int, pool: _Pool) -> dict[str, NDArray[Any]]:
+def _agg_rows(ctx: _Ctx, bi: int, pool: _Pool) -> dict[str, NDArray[Any]]:
     """Aggregated workers: every layout at every concurrency, replicated to the mode's need."""
     req, lay = ctx.req, ctx.lay
     isl, osl = req.isl, req.osl
@@ -369,7 +203,9 @@ def _agg_rows(ctx: _Ctx, backend: str, bi: int, pool: _Pool) -> dict[str, NDArra
     b = b * lay[li, 3]
     fits = ctx.cap[li] >= b * (isl + osl)
     li, b = li[fits], b[fits]
-    ttft, tpot = agg_serving(req.arch, req.gpu, backend, req.quant, _layout(lay[li]), isl, osl, b)
+    ttft, tpot = agg_serving(
+        req.arch, req.gpu, ctx.backend, req.quant, layout_rows(lay[li]), isl, osl, b
+    )
     ttft, tpot = np.asarray(ttft, np.float64), np.asarray(tpot, np.float64)
     ok = np.isfinite(ttft) & np.isfinite(tpot) & (ttft > 0) & (tpot > 0)
     li, b, ttft, tpot = li[ok], b[ok], ttft[ok], tpot[ok]
@@ -396,11 +232,11 @@ def _agg_rows(ctx: _Ctx, backend: str, bi: int, pool: _Pool) -> dict[str, NDArra
     return {"li": li, "b": b, "ttft": ttft, "tpot": tpot}
 
 
-def _disagg_rows(ctx: _Ctx, backend: str, bi: int, pool: _Pool) -> tuple[_BackendTables, int]:
+def _disagg_rows(ctx: _Ctx, bi: int, pool: _Pool, table: _BackendTables) -> int:
     """Prefill workers (layout x prompts per batch) and decode workers (layout x concurrency),
     the best of each per layout paired, and each pair rate-matched into x:y workers."""
     req, lay, lay_gpus, targets = ctx.req, ctx.lay, ctx.lay_gpus, ctx.targets
-    arch, gpu, quant = req.arch, req.gpu, req.quant
+    arch, gpu, quant, backend = req.arch, req.gpu, req.quant, ctx.backend
     isl, osl, total = req.isl, req.osl, req.total_gpus
     pmax = max(1, PREFILL_TOKENS_PER_BATCH // isl)
     pli, pb = _grid(lay.shape[0], np.arange(1, pmax + 1, dtype=np.int64))
@@ -410,17 +246,17 @@ def _disagg_rows(ctx: _Ctx, backend: str, bi: int, pool: _Pool) -> tuple[_Backen
     # Unloaded prefill time: what sets a prefill worker's throughput, and a lower bound of its
     # TTFT that pre-selects rows; the TTFT under load is priced once x:y is known (below).
     pttft = np.asarray(
-        prefill_ttft_ms(arch, gpu, backend, quant, _layout(lay[pli]), isl, pb), np.float64
+        prefill_ttft_ms(arch, gpu, backend, quant, layout_rows(lay[pli]), isl, pb), np.float64
     )
     dli, db = _grid(lay.shape[0], DECODE_BATCHES)
     db = db * lay[dli, 3]
     keep = ctx.cap[dli] >= db * (isl + osl)
     dli, db = dli[keep], db[keep]
     dtpot = np.asarray(
-        decode_tpot_ms(arch, gpu, backend, quant, _layout(lay[dli]), isl, osl, db), np.float64
+        decode_tpot_ms(arch, gpu, backend, quant, layout_rows(lay[dli]), isl, osl, db), np.float64
     )
     pbusy = np.asarray(
-        prefill_busy_ms(arch, gpu, backend, quant, _layout(lay[pli]), isl, pb), np.float64
+        prefill_busy_ms(arch, gpu, backend, quant, layout_rows(lay[pli]), isl, pb), np.float64
     )
     okp = np.isfinite(pttft) & (pttft > 0) & np.isfinite(pbusy) & (pbusy > 0)
     okd = np.isfinite(dtpot) & (dtpot > 0)
@@ -439,14 +275,11 @@ def _disagg_rows(ctx: _Ctx, backend: str, bi: int, pool: _Pool) -> tuple[_Backen
             break
         pkeep, dkeep = max(pkeep // 2, 1), max(dkeep // 2, 1)
     pi, di = (a.ravel() for a in np.meshgrid(psel, dsel, indexing="ij"))
-    table = _BackendTables(
-        {},
-        {"li": pli, "b": pb, "ttft": pttft, "rate": p_rate},
-        {"li": dli, "b": db, "tpot": dtpot, "rate": d_rate},
-        (pi, di),
-    )
+    table.prefill = {"li": pli, "b": pb, "ttft": pttft, "rate": p_rate}
+    table.decode = {"li": dli, "b": db, "tpot": dtpot, "rate": d_rate}
+    table.pairs = (pi, di)
     if pi.size == 0:
-        return table, evaluated
+        return evaluated
     gp, gd = lay_gpus[pli[pi]], lay_gpus[dli[di]]
     x, y, rep, need, rate, n_eval = _rate_match(
         ctx.mode, total, gp, gd, p_rate[pi], d_rate[di], db[di], req.request_rate, req.concurrency
@@ -462,7 +295,7 @@ def _disagg_rows(ctx: _Ctx, backend: str, bi: int, pool: _Pool) -> tuple[_Backen
             gpu,
             backend,
             quant,
-            _layout(lay[pli[pi]]),
+            layout_rows(lay[pli[pi]]),
             isl,
             load,
             osl=osl,
@@ -487,7 +320,7 @@ def _disagg_rows(ctx: _Ctx, backend: str, bi: int, pool: _Pool) -> tuple[_Backen
     pool.ys.append(y)
     # Balanced pools (what a planner converges to): 1 / (GPU-seconds per request).
     pool.eff.append(osl / (gp / (PREFILL_DERATE * p_rate[pi]) + gd / (DECODE_DERATE * d_rate[di])))
-    return table, evaluated + n_eval
+    return evaluated + n_eval
 
 
 def _grid(n_layouts: int, batches: I64) -> tuple[I64, I64]:
@@ -676,7 +509,6 @@ def _pareto(c: dict[str, NDArray[Any]], usable: NDArray[Any]) -> NDArray[np.bool
 def _candidate(
     req: PlanRequest,
     tables: list[_BackendTables],
-    lay: I64,
     c: dict[str, NDArray[Any]],
     miss: F64,
     i: int,
@@ -684,6 +516,7 @@ def _candidate(
 ) -> Candidate:
     backend = req.backends[int(c["backend"][i])]
     t = tables[int(c["backend"][i])]
+    lay = t.lay
     ref, rep = int(c["ref"][i]), int(c["rep"][i])
     if int(c["mode"][i]) == 0:
         tp, pp, ep, dp = (int(v) for v in lay[int(t.agg["li"][ref])])
@@ -756,6 +589,8 @@ def _warnings(req: PlanRequest, chosen: Candidate, targets: Targets, miss: float
 
 
 __all__ = [
+    "AGG_BATCHES",
+    "DECODE_BATCHES",
     "Candidate",
     "SearchResult",
     "Targets",

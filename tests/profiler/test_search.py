@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import numpy as np
 import pytest
 
+import profiler.search as search_mod
 from profiler import PlanRequest, PlanResult, plan
+from profiler.estimator import kv_capacity_tokens
+from profiler.generate import parallel_args
 from profiler.hardware import SKUS, get_gpu
 from profiler.models import resolve_model
-from profiler.search import AGG_BATCHES, Candidate, worker_layouts
+from profiler.search import (
+    AGG_BATCHES,
+    Candidate,
+    Worker,
+    min_gpus_to_fit,
+    worker_layouts,
+)
 
 IMAGE = "registry.example/ai-dynamo/dynamo-frontend:1.1.1"
 
@@ -154,6 +165,64 @@ def test_worker_layouts_follow_the_architecture() -> None:
     assert not any(tp > 1 and ep == 1 for tp, _, ep, _ in mla)  # no plain TP for MLA MoE
 
 
+def test_moe_layouts_combine_attention_dp_with_moe_tp_and_ep_as_aiconfigurator() -> None:
+    arch, h200 = resolve_model("Qwen/Qwen3-235B-A22B"), get_gpu("h200_sxm")
+    every = worker_layouts(arch, h200, 32)
+    # attention TP2 x DP4 on 8 GPUs, experts EP8, or EP4 x MoE-TP2, or MoE-TP8
+    assert {(2, 1, 8, 4), (2, 1, 4, 4), (2, 1, 1, 4), (4, 1, 2, 2), (8, 1, 4, 1)} <= set(every)
+    for tp, pp, ep, dp in every:
+        assert pp == 1 and (tp * dp) % ep == 0 and arch.num_experts % ep == 0
+        if tp * dp > 8:  # wider workers: AIC's wide-EP ladder, experts not tensor-split
+            assert ep == tp * dp or (dp == 1 and ep == 1)
+    per = {b: set(worker_layouts(arch, h200, 32, b)) for b in ("vllm", "sglang", "trtllm")}
+    assert per["sglang"] == set(every)
+    # TRT-LLM: attention tensor- or data-parallel, not both; vLLM: EP is 1 or TP x DP
+    assert per["trtllm"] == {lay for lay in every if lay[0] == 1 or lay[3] == 1}
+    assert per["vllm"] == {lay for lay in every if lay[2] in (1, lay[0] * lay[3])}
+    assert (1, 1, 2, 8) in per["trtllm"] and (2, 1, 8, 4) in per["vllm"]
+    # 470 GB of BF16 weights fit four 141 GB GPUs, whichever way they are split
+    assert min_gpus_to_fit(arch, h200, "bf16", 4000, 1000, 32) == 4
+
+
+@pytest.mark.parametrize(
+    ("backend", "worker", "label", "expected"),
+    [
+        ("sglang", (2, 8, 4), "TP2DP4EP8", ["--tp", "8", "--dp", "4", "--enable-dp-attention"]),
+        (
+            "sglang",
+            (2, 4, 4),
+            "TP2DP4EP4",
+            ["--tp", "8", "--dp", "4", "--enable-dp-attention", "--ep", "4"],
+        ),
+        ("sglang", (8, 4, 1), "TP8EP4", ["--tp", "8", "--ep", "4"]),
+        ("sglang", (1, 8, 8), "DEP8", ["--tp", "8", "--dp", "8", "--enable-dp-attention"]),
+        ("vllm", (2, 8, 4), "TP2DP4EP8", ["--tensor-parallel-size", "2", "--data-parallel-size"]),
+        ("vllm", (2, 1, 4), "TP2DP4", ["--tensor-parallel-size", "2", "--data-parallel-size"]),
+        ("trtllm", (1, 2, 8), "DP8EP2", []),
+        ("trtllm", (8, 4, 1), "TP8EP4", []),
+    ],
+)
+def test_mixed_moe_layouts_are_labelled_and_generated(
+    backend: str, worker: tuple[int, int, int], label: str, expected: list[str]
+) -> None:
+    tp, ep, dp = worker
+    w = Worker("decode", tp=tp, pp=1, ep=ep, dp=dp, batch=64 * dp, replicas=1)
+    assert w.parallel == label and w.gpus == 8 and w.moe_tp == 8 // ep
+    args = parallel_args(backend, w)
+    text = " ".join(args)
+    assert " ".join(expected) in text
+    if backend == "vllm":
+        assert ("--enable-expert-parallel" in args) == (ep > 1)
+        assert args[args.index("--data-parallel-size") + 1] == str(dp)
+    if backend == "sglang":
+        assert ("--ep" in args) == (ep > 1)
+    if backend == "trtllm":
+        engine = json.loads(args[args.index("--override-engine-args") + 1])
+        assert engine["tensor_parallel_size"] == 8
+        assert engine["moe_expert_parallel_size"] == ep
+        assert engine["enable_attention_dp"] == (dp > 1)
+
+
 def test_moe_plans_use_expert_parallel_layouts() -> None:
     r = run(model="Qwen/Qwen3-235B-A22B", hardware={"gpuSku": "h200_sxm", "totalGpus": 16})
     assert r.chosen.gpus <= 16
@@ -231,3 +300,24 @@ def test_a_bigger_budget_never_serves_less() -> None:
     small = run(hardware={"gpuSku": "h100_sxm", "totalGpus": 8}).chosen
     big = run(hardware={"gpuSku": "h100_sxm", "totalGpus": 16}).chosen
     assert big.tokens_s >= small.tokens_s
+
+
+def test_each_backend_is_searched_with_its_own_kv_capacity() -> None:
+    # TRT-LLM keeps an FP8 checkpoint's KV cache in FP8: twice the tokens of vLLM's BF16 cache,
+    # so it runs batches vLLM cannot hold.
+    req = PlanRequest.from_spec(
+        {
+            "model": "meta-llama/Llama-3.1-70B-Instruct",
+            "image": IMAGE,
+            "hardware": {"gpuSku": "h100_sxm", "totalGpus": 8},
+            "overrides": {},
+        },
+        dgdr_name="kv",
+    )
+    caps = {b: search_mod._backend_layouts(req, b)[1] for b in req.backends}
+    lays = {b: search_mod._backend_layouts(req, b)[0] for b in req.backends}
+    for b in req.backends:
+        expected = kv_capacity_tokens(
+            req.arch, req.gpu, req.quant, search_mod.layout_rows(lays[b]), backend=b
+        )
+        assert np.allclose(caps[b], np.where(np.isfinite(expected), expected, 0.0))
