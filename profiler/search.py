@@ -8,6 +8,11 @@ cannot hold their KV cache are dropped; the rest are kept even when they miss th
 when nothing meets it the user is owed the closest configuration and by how much it misses, not
 a silent failure.
 
+Every worker's ``batch`` is the concurrency it was scored at, and the DGD caps it there.
+Aggregated workers are scored at every concurrency of AIConfigurator's sweep; disaggregated
+deployments as AIConfigurator prices them (``profiler.disagg``): prefill workers at their own
+prefill batch, decode workers at every batch (the ITL target picks the largest), x:y workers
+rate-matched, and the TTFT taken on the prefill side at the arrival rate the unit sustains.
 """
 
 from __future__ import annotations
@@ -20,6 +25,18 @@ import numpy as np
 from numpy.typing import NDArray
 
 from profiler.candidates import Candidate, SearchResult, Targets, Worker
+from profiler.disagg import (
+    DECODE_DERATE,
+    MAX_WORKERS_PER_ROLE,
+    PREFILL_DERATE,
+    UTILISATION_GRID,
+    covered_cells,
+    keep_per_layout,
+    prefill_load,
+    rate_match,
+    undominated,
+    utilisation_caps,
+)
 from profiler.errors import InfeasibleError
 from profiler.estimator import (
     agg_serving,
@@ -55,9 +72,6 @@ DECODE_BATCHES = np.array(
     dtype=np.int64,
 )
 PREFILL_TOKENS_PER_BATCH = 16384  # prefill batches up to floor(16384 / ISL) prompts, as AIC
-MAX_WORKERS_PER_ROLE = 32  # x prefill and y decode workers per disagg unit, 1..32 each, as AIC
-PREFILL_DERATE = 0.9  # pipeline bubbles between prefill and decode (AIC)
-DECODE_DERATE = 0.92  # decode slots never all busy (AIC)
 PREFILL_KEEP = 32  # best prefill rows kept per layout for rate matching (AIC: top 32)
 DECODE_KEEP = 16  # best decode rows kept per layout for rate matching (AIC: top 16)
 MAX_RATE_MATCH_WORK = 4_000_000  # (pair, x, y) cells per backend before keeps are halved
@@ -234,7 +248,8 @@ def _agg_rows(ctx: _Ctx, bi: int, pool: _Pool) -> dict[str, NDArray[Any]]:
 
 def _disagg_rows(ctx: _Ctx, bi: int, pool: _Pool, table: _BackendTables) -> int:
     """Prefill workers (layout x prompts per batch) and decode workers (layout x concurrency),
-    the best of each per layout paired, and each pair rate-matched into x:y workers."""
+    the best of each per layout paired, each pair rate-matched into x:y workers within the
+    prefill utilisation its TTFT target allows, and priced at that utilisation."""
     req, lay, lay_gpus, targets = ctx.req, ctx.lay, ctx.lay_gpus, ctx.targets
     arch, gpu, quant, backend = req.arch, req.gpu, req.quant, ctx.backend
     isl, osl, total = req.isl, req.osl, req.total_gpus
@@ -243,10 +258,13 @@ def _disagg_rows(ctx: _Ctx, bi: int, pool: _Pool, table: _BackendTables) -> int:
     pb = pb * lay[pli, 3]
     keep = ctx.cap[pli] >= pb * isl
     pli, pb = pli[keep], pb[keep]
-    # Unloaded prefill time: what sets a prefill worker's throughput, and a lower bound of its
-    # TTFT that pre-selects rows; the TTFT under load is priced once x:y is known (below).
+    # A prefill worker alone: its TTFT, and its service time (GPU time per batch), which sets
+    # its request rate; the queue in front of it is priced once the x:y match sets its load.
     pttft = np.asarray(
         prefill_ttft_ms(arch, gpu, backend, quant, layout_rows(lay[pli]), isl, pb), np.float64
+    )
+    pbusy = np.asarray(
+        prefill_busy_ms(arch, gpu, backend, quant, layout_rows(lay[pli]), isl, pb), np.float64
     )
     dli, db = _grid(lay.shape[0], DECODE_BATCHES)
     db = db * lay[dli, 3]
@@ -255,40 +273,60 @@ def _disagg_rows(ctx: _Ctx, bi: int, pool: _Pool, table: _BackendTables) -> int:
     dtpot = np.asarray(
         decode_tpot_ms(arch, gpu, backend, quant, layout_rows(lay[dli]), isl, osl, db), np.float64
     )
-    pbusy = np.asarray(
-        prefill_busy_ms(arch, gpu, backend, quant, layout_rows(lay[pli]), isl, pb), np.float64
-    )
     okp = np.isfinite(pttft) & (pttft > 0) & np.isfinite(pbusy) & (pbusy > 0)
     okd = np.isfinite(dtpot) & (dtpot > 0)
     pli, pb, pttft, pbusy = pli[okp], pb[okp], pttft[okp], pbusy[okp]
     dli, db, dtpot = dli[okd], db[okd], dtpot[okd]
     evaluated = int(pli.size + dli.size)
-    p_rate = pb * 1000.0 / pbusy  # requests/s of one prefill worker (its GPU time per batch)
+    p_rate = pb * 1000.0 / pbusy  # requests/s of one prefill worker kept busy
     d_rate = db * 1000.0 / (dtpot * max(osl - 1, 1))  # requests/s of one decode worker
-    # Large budgets make every x:y ratio fit; fewer rows per layout keep the cost bounded.
+    table.prefill = {"li": pli, "b": pb, "ttft": pttft, "rate": p_rate}
+    table.decode = {"li": dli, "b": db, "tpot": dtpot, "rate": d_rate}
+    if pli.size == 0 or dli.size == 0:
+        return evaluated
+    # Per layout, AIC's best 32 prefill and 16 decode rows (within their side of the SLA, plus
+    # the fastest). Each kept prefill row's TTFT over a ladder of utilisations (non-decreasing);
+    # the fastest decode step of all brings requests back soonest, so it bounds every pair's.
+    p_lim, d_lim = targets.side_limit("ttft"), targets.side_limit("itl")
+    psel = keep_per_layout(pli, p_rate / lay_gpus[pli], pttft, p_lim, PREFILL_KEEP)
+    dsel = keep_per_layout(dli, d_rate / lay_gpus[dli], dtpot, d_lim, DECODE_KEEP)
+    curve_all = _ttft_curve(ctx, lay[pli[psel]], pb[psel], float(dtpot[dsel].min()))
+    curve_all = np.maximum.accumulate(np.maximum(curve_all, pttft[psel][:, None]), axis=1)
+    evaluated += int(curve_all.size)
+    psel_all = psel
+    # A prefill or decode row that another of the same width beats on every count pairs no
+    # better than that one does: rate matching skips it (its pairs count as covered). Large
+    # budgets make every x:y ratio fit; fewer rows per layout keep the cost bounded.
     ratios = min(total * total // 4 + total, MAX_WORKERS_PER_ROLE**2)
     pkeep, dkeep = PREFILL_KEEP, DECODE_KEEP
     while True:
-        psel = _keep_per_layout(pli, p_rate / lay_gpus[pli], pttft, targets, "ttft", pkeep)
-        dsel = _keep_per_layout(dli, d_rate / lay_gpus[dli], dtpot, targets, "itl", dkeep)
-        if psel.size * dsel.size * ratios <= MAX_RATE_MATCH_WORK or pkeep == dkeep == 1:
+        curve = curve_all[np.searchsorted(psel_all, psel)]
+        pfront = undominated(lay_gpus[pli[psel]], np.column_stack([p_rate[psel], -curve]))
+        dcrit = [d_rate[dsel], -dtpot[dsel]]
+        if ctx.mode == "load_match" and req.request_rate is None:
+            dcrit.append(db[dsel].astype(np.float64))  # a concurrency target counts slots
+        dfront = undominated(lay_gpus[dli[dsel]], np.column_stack(dcrit))
+        if pfront.size * dfront.size * ratios <= MAX_RATE_MATCH_WORK or pkeep == dkeep == 1:
             break
         pkeep, dkeep = max(pkeep // 2, 1), max(dkeep // 2, 1)
-    pi, di = (a.ravel() for a in np.meshgrid(psel, dsel, indexing="ij"))
-    table.prefill = {"li": pli, "b": pb, "ttft": pttft, "rate": p_rate}
-    table.decode = {"li": dli, "b": db, "tpot": dtpot, "rate": d_rate}
+        psel = keep_per_layout(pli, p_rate / lay_gpus[pli], pttft, p_lim, pkeep)
+        dsel = keep_per_layout(dli, d_rate / lay_gpus[dli], dtpot, d_lim, dkeep)
+    evaluated += covered_cells(ctx.mode, total, lay_gpus[pli[psel]], lay_gpus[dli[dsel]])
+    pj, dj = (a.ravel() for a in np.meshgrid(pfront, dfront, indexing="ij"))
+    pi, di = psel[pj], dsel[dj]
+    pc = curve[pj]
     table.pairs = (pi, di)
-    if pi.size == 0:
-        return evaluated
+    pc = curve[pj]
+    rho_cap = utilisation_caps(pc, targets.ttft_limit(dtpot[di]))
+    p_cap = np.minimum(rho_cap, PREFILL_DERATE) * p_rate[pi]
     gp, gd = lay_gpus[pli[pi]], lay_gpus[dli[di]]
-    x, y, rep, need, rate, n_eval = _rate_match(
-        ctx.mode, total, gp, gd, p_rate[pi], d_rate[di], db[di], req.request_rate, req.concurrency
+    x, y, rep, need, rate, _ = rate_match(
+        ctx.mode, total, gp, gd, p_cap, d_rate[di], db[di], req.request_rate, req.concurrency
     )
     n = pi.size
-    # TTFT at the prefill worker with the unit's requests in flight: y decode workers of db
-    # requests share x prefill workers. This is the quantity the calibration fits on measured
-    # disaggregated runs (load per prefill worker), so no extra queueing factor applies.
-    load = y * db[di] / np.maximum(x, 1)
+    # TTFT at the prefill worker at the utilisation the match gives it (the unit's rate over its
+    # x workers): each prompt waits behind the prompts that rate queues there.
+    rho = rate / (np.maximum(x, 1) * p_rate[pi])
     ttft = np.asarray(
         disagg_ttft_ms(
             arch,
@@ -297,7 +335,7 @@ def _disagg_rows(ctx: _Ctx, bi: int, pool: _Pool, table: _BackendTables) -> int:
             quant,
             layout_rows(lay[pli[pi]]),
             isl,
-            load,
+            prefill_load(rho, pb[pi].astype(np.float64)),
             osl=osl,
             tpot_ms=dtpot[di],
             batch=pb[pi],
@@ -319,8 +357,30 @@ def _disagg_rows(ctx: _Ctx, bi: int, pool: _Pool, table: _BackendTables) -> int:
     pool.xs.append(x)
     pool.ys.append(y)
     # Balanced pools (what a planner converges to): 1 / (GPU-seconds per request).
-    pool.eff.append(osl / (gp / (PREFILL_DERATE * p_rate[pi]) + gd / (DECODE_DERATE * d_rate[di])))
-    return evaluated + n_eval
+    pool.eff.append(osl / (gp / p_cap + gd / (DECODE_DERATE * d_rate[di])))
+    return evaluated
+
+
+def _ttft_curve(ctx: _Ctx, lay: I64, batch: I64, tpot_ms: float) -> F64:
+    """(rows, grid) TTFT of prefill workers at each utilisation of ``UTILISATION_GRID``."""
+    req = ctx.req
+    k = UTILISATION_GRID.size
+    load = prefill_load(UTILISATION_GRID[None, :], batch.astype(np.float64)[:, None])
+    rows = np.repeat(lay, k, axis=0)
+    out = disagg_ttft_ms(
+        req.arch,
+        req.gpu,
+        ctx.backend,
+        req.quant,
+        layout_rows(rows),
+        req.isl,
+        load.ravel(),
+        osl=req.osl,
+        tpot_ms=tpot_ms,
+        batch=np.repeat(batch, k),
+    )
+    curve = np.asarray(out, np.float64).reshape(lay.shape[0], k)
+    return np.where(np.isfinite(curve), curve, np.inf)
 
 
 def _grid(n_layouts: int, batches: I64) -> tuple[I64, I64]:
@@ -349,108 +409,6 @@ def _replicas(
         want = np.ceil(conc / np.maximum(unit_conc, 1e-12))
     want = np.maximum(want, 1).astype(np.int64)
     return np.minimum(want, fit), want * unit_gpus
-
-
-def _keep_per_layout(
-    li: I64, per_gpu: F64, lat: F64, targets: Targets, which: str, keep: int
-) -> I64:
-    """The best rows per layout for rate matching: top ``keep`` by throughput per GPU among rows
-    that meet their side of the SLA, plus the fastest row (so a closest miss is always there)."""
-    if li.size == 0:
-        return np.zeros(0, np.int64)
-    if targets.e2e_ms is not None:
-        limit = targets.e2e_ms if which == "ttft" else targets.e2e_ms / targets.osl
-    else:
-        limit = float(targets.ttft_ms if which == "ttft" else targets.itl_ms)  # type: ignore[arg-type]
-    ok = lat <= limit
-    # Sort by layout, then SLA-meeting first, then throughput per GPU descending.
-    order = np.lexsort((-per_gpu, ~ok, li))
-    sli = li[order]
-    first = np.searchsorted(sli, sli, side="left")
-    rank = np.arange(sli.size) - first
-    chosen = order[(rank < keep) & ok[order]]
-    fastest = np.lexsort((lat, li))
-    fl = li[fastest]
-    head = np.ones(fl.size, bool)
-    head[1:] = fl[1:] != fl[:-1]
-    return np.unique(np.concatenate([chosen, fastest[head]]))
-
-
-def _rate_match(
-    mode: str,
-    total: int,
-    gp: I64,
-    gd: I64,
-    p_rate: F64,
-    d_rate: F64,
-    d_batch: I64,
-    rate: float | None,
-    conc: float | None,
-) -> tuple[I64, I64, I64, I64, F64, int]:
-    """Per (prefill, decode) pair, the best x prefill : y decode workers (1..32 each) in a unit.
-
-    A unit serves min(0.9 x P, 0.92 y D) requests/s on x gp + y gd GPUs; the budget holds
-    floor(total / unit) units. Default mode maximises what the budget serves; load-match takes
-    the fewest GPUs that carry the load; autoscale is one prefill and one decode worker.
-    """
-    n = gp.size
-    if mode == "autoscale":
-        one = np.ones(n, np.int64)
-        unit = gp + gd
-        r = np.minimum(PREFILL_DERATE * p_rate, DECODE_DERATE * d_rate)
-        rep = (unit <= total).astype(np.int64)
-        return one, one.copy(), rep, unit, r, n
-    k = np.arange(1, MAX_WORKERS_PER_ROLE + 1, dtype=np.int64)
-    xs, ys = (a.ravel() for a in np.meshgrid(k, k, indexing="ij"))
-    best_x = np.ones(n, np.int64)
-    best_y = np.ones(n, np.int64)
-    best_rep = np.zeros(n, np.int64)
-    best_need = np.full(n, np.iinfo(np.int64).max // 4, np.int64)
-    best_rate = np.zeros(n, np.float64)
-    evaluated = 0
-    # Pairs share few distinct (gp, gd); each group costs one broadcast over its valid (x, y).
-    keys = gp * 4096 + gd
-    for key in np.unique(keys):
-        idx = np.nonzero(keys == key)[0]
-        g_p, g_d = int(gp[idx[0]]), int(gd[idx[0]])
-        unit = xs * g_p + ys * g_d
-        valid = unit <= total
-        if not valid.any():
-            valid = unit == unit.min()  # over budget: keep the smallest unit, capped below
-        vx, vy, vu = xs[valid], ys[valid], unit[valid]
-        evaluated += idx.size * vx.size
-        r = np.minimum(
-            PREFILL_DERATE * p_rate[idx, None] * vx[None, :],
-            DECODE_DERATE * d_rate[idx, None] * vy[None, :],
-        )
-        fit = np.maximum(total // vu, 0)[None, :]
-        if mode == "load_match":
-            if rate is not None:
-                want = np.ceil(rate / np.maximum(r, 1e-12))
-            else:
-                assert conc is not None
-                cap_c = (d_batch[idx, None] * vy[None, :]).astype(np.float64)
-                want = np.ceil(conc / cap_c)
-            want = np.maximum(want, 1)
-            need = want * vu[None, :]
-            # fewest GPUs, then most requests/s per GPU
-            score = -need * 1e6 + r / vu[None, :]
-            j = np.argmax(score, axis=1)
-            rows = np.arange(idx.size)
-            rep = np.minimum(want[rows, j], fit[0, j]).astype(np.int64)
-            best_need[idx] = need[rows, j].astype(np.int64)
-        else:
-            served = r * fit
-            # most served within the budget, then fewest GPUs
-            score = served - 1e-9 * (fit * vu[None, :])
-            j = np.argmax(score, axis=1)
-            rows = np.arange(idx.size)
-            rep = fit[0, j].astype(np.int64)
-            best_need[idx] = (rep * vu[j]).astype(np.int64)
-        best_x[idx], best_y[idx] = vx[j], vy[j]
-        best_rep[idx] = rep
-        best_rate[idx] = r[rows, j]
-    return best_x, best_y, best_rep, best_need, best_rate, evaluated
 
 
 def _rank(req: PlanRequest, c: dict[str, NDArray[Any]], miss: F64, usable: NDArray[Any]) -> I64:

@@ -14,6 +14,7 @@ import pytest
 
 from profiler import PlanRequest, plan
 from profiler.calibrate import EFFICIENCY_ALIASES, kernel_efficiency
+from profiler.disagg import PREFILL_DERATE, prefill_load
 from profiler.estimator import Layout, disagg_ttft_ms, prefill_busy_ms, prefill_ttft_ms
 from profiler.hardware import SKUS, get_gpu
 from profiler.models import resolve_model
@@ -83,7 +84,13 @@ def test_disagg_candidates_carry_the_loaded_prefill_worker_ttft() -> None:
         assert pw is not None and dw is not None
         lay = Layout.of(pw.tp, pw.pp, pw.ep, pw.dp)
         unloaded = prefill_ttft_ms(req.arch, gpu, c.backend, req.quant, lay, req.isl, pw.batch)
-        load = dw.replicas * dw.batch / pw.replicas
+        # The prefill worker's load is the prompts at it at the rate the x:y match gives it
+        # (not the whole deployment's concurrency): utilisation = its request rate over what
+        # it prefills per second of GPU time.
+        busy = prefill_busy_ms(req.arch, gpu, c.backend, req.quant, lay, req.isl, pw.batch)
+        rho = c.requests_s / pw.replicas / (pw.batch * 1000.0 / float(busy[0]))
+        assert 0 < rho <= PREFILL_DERATE + 1e-9
+        load = prefill_load(np.asarray(rho), np.asarray(float(pw.batch)))
         loaded = disagg_ttft_ms(
             req.arch,
             gpu,

@@ -7,18 +7,24 @@ from typing import Any
 
 import numpy as np
 import pytest
+from numpy.typing import ArrayLike, NDArray
 
 import profiler.search as search_mod
 from profiler import PlanRequest, PlanResult, plan
-from profiler.estimator import kv_capacity_tokens
+from profiler.disagg import PREFILL_DERATE, prefill_load
+from profiler.estimator import Layout, kv_capacity_tokens
 from profiler.generate import parallel_args
 from profiler.hardware import SKUS, get_gpu
 from profiler.models import resolve_model
 from profiler.search import (
     AGG_BATCHES,
+    DECODE_BATCHES,
     Candidate,
+    SearchResult,
+    Targets,
     Worker,
     min_gpus_to_fit,
+    search,
     worker_layouts,
 )
 
@@ -302,6 +308,172 @@ def test_a_bigger_budget_never_serves_less() -> None:
     assert big.tokens_s >= small.tokens_s
 
 
+# ------------------------------------------------------------------------------------------------
+# Disaggregated pricing, on a synthetic performance model: disaggregation wins where aggregated
+# serving's prefill interference breaks the ITL, and the decode batch is the ITL target's.
+
+
+SPEED: dict[str, float] = {"vllm": 1.0, "sglang": 1.0, "trtllm": 1.0}
+PREFILL_MS_PER_1K = 50.0  # at TP1
+
+
+def _f(x: ArrayLike) -> NDArray[np.float64]:
+    return np.asarray(x, dtype=np.float64)
+
+
+def _prefill(backend: str, layout: Layout, isl: int, batch: ArrayLike) -> NDArray[np.float64]:
+    return SPEED[backend] * PREFILL_MS_PER_1K * isl / 1000.0 * _f(batch) / _f(layout.tp)
+
+
+def _step(backend: str, layout: Layout, batch: ArrayLike) -> NDArray[np.float64]:
+    return SPEED[backend] * (8.0 / _f(layout.tp) + 2.0 + 0.02 * _f(batch) / _f(layout.dp))
+
+
+@pytest.fixture
+def synthetic(monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
+    """A performance model with the mechanisms that matter and none of the calibration: decode
+    steps grow with the batch, an aggregated step also carries its share of prefills, and a
+    disaggregated TTFT grows steeply with the prompts queued at the prefill worker."""
+    speed = dict.fromkeys(SPEED, 1.0)
+    monkeypatch.setattr(f"{__name__}.SPEED", speed)
+
+    def agg(m: Any, g: Any, be: str, q: str, lay: Layout, isl: int, osl: int, b: ArrayLike):  # type: ignore[no-untyped-def]
+        one = _prefill(be, lay, isl, 1)
+        tpot = _step(be, lay, b) + _f(b) / _f(lay.dp) * one / osl
+        return one * (1 + 0.1 * np.log2(np.maximum(_f(b), 1))), tpot
+
+    def dtpot(m: Any, g: Any, be: str, q: str, lay: Layout, isl: int, osl: int, b: ArrayLike):  # type: ignore[no-untyped-def]
+        return _step(be, lay, b) * np.ones(len(lay))
+
+    def pttft(m: Any, g: Any, be: str, q: str, lay: Layout, isl: int, b: ArrayLike = 1):  # type: ignore[no-untyped-def]
+        return _prefill(be, lay, isl, b) * np.ones(len(lay))
+
+    def dttft(
+        m: Any,
+        g: Any,
+        be: str,
+        q: str,
+        lay: Layout,
+        isl: int,
+        load: ArrayLike,
+        *,
+        osl: int,
+        tpot_ms: ArrayLike,
+        batch: ArrayLike = 1,
+    ):  # type: ignore[no-untyped-def]
+        return _prefill(be, lay, isl, batch) * (1 + np.log2(np.maximum(_f(load), 1)))
+
+    def kv(m: Any, g: Any, q: str, lay: Layout, backend: str = "vllm"):  # type: ignore[no-untyped-def]
+        return np.full(len(lay), 1e7) * _f(lay.dp)
+
+    for name, fn in (
+        ("agg_serving", agg),
+        ("decode_tpot_ms", dtpot),
+        ("prefill_ttft_ms", pttft),
+        ("prefill_busy_ms", pttft),
+        ("disagg_ttft_ms", dttft),
+        ("kv_capacity_tokens", kv),
+    ):
+        monkeypatch.setattr(search_mod, name, fn)
+    return speed
+
+
+def synthetic_search(**kw: Any) -> SearchResult:
+    s: dict[str, Any] = {
+        "model": "meta-llama/Llama-3.1-8B-Instruct",
+        "image": IMAGE,
+        "hardware": {"gpuSku": "h100_sxm", "totalGpus": 8},
+    }
+    s.update(kw)
+    return search(PlanRequest.from_spec(s, dgdr_name="syn"))
+
+
+def assert_decode_batch_set_by_the_itl(c: Candidate, itl: float) -> None:
+    """The decode batch is the largest the ITL allows on its layout, unless the prefill side
+    bounds the unit (a larger batch would then serve no more, only slower)."""
+    d = c.worker("decode")
+    assert d is not None
+    allowed = DECODE_BATCHES * d.dp
+    ok = allowed[_step("vllm", Layout.of(np.full(allowed.size, d.tp)), allowed) <= itl]
+    lay = Layout.of(d.tp, d.pp, d.ep, d.dp)
+    assert c.itl_ms == pytest.approx(float(_step("vllm", lay, d.batch)[0]))
+    d_rate = d.batch * 1000.0 / (c.itl_ms * 499)
+    assert d.batch == ok.max() or c.requests_s / d.replicas < 0.92 * d_rate * (1 - 1e-9)
+
+
+def test_disaggregation_wins_where_prefill_interference_breaks_the_itl(
+    synthetic: dict[str, float],
+) -> None:
+    # Long prompts, tight ITL: an aggregated worker's decode steps carry 0.8 ms of prefill per
+    # request in flight (TP1), so few fit under 12 ms; a decode worker fits 100.
+    r = synthetic_search(
+        workload={"isl": 8000, "osl": 500}, sla={"ttft": 1500, "itl": 12}, backend="vllm"
+    )
+    c = r.chosen
+    assert c.mode == "disagg" and c.meets_sla, c
+    best_agg = max(
+        (x for x in r.candidates if x.mode == "agg" and x.meets_sla),
+        key=lambda x: x.tokens_s,
+    )
+    assert c.tokens_s > best_agg.tokens_s
+    # The decode batch is chosen by the ITL target, not squeezed by the deployment's
+    # concurrency under the TTFT.
+    d = c.worker("decode")
+    assert d is not None and d.batch >= 64
+    assert_decode_batch_set_by_the_itl(c, 12)
+    # TTFT from the prefill side, at the utilisation the rate match gives the prefill workers.
+    p = c.worker("prefill")
+    assert p is not None
+    busy = float(_prefill("vllm", Layout.of(p.tp), 8000, p.batch)[0])
+    rho = c.requests_s / p.replicas / (p.batch * 1000.0 / busy)
+    assert 0 < rho <= PREFILL_DERATE + 1e-9
+    load = float(prefill_load(np.asarray(rho), np.asarray(float(p.batch))))
+    expected = busy * (1 + np.log2(max(load, 1.0)))
+    assert c.ttft_ms == pytest.approx(expected)
+    assert c.ttft_ms <= 1500
+
+
+def test_short_prompts_and_a_loose_itl_stay_aggregated(synthetic: dict[str, float]) -> None:
+    r = synthetic_search(
+        workload={"isl": 500, "osl": 500}, sla={"ttft": 1500, "itl": 40}, backend="vllm"
+    )
+    assert r.chosen.mode == "agg" and r.chosen.meets_sla
+
+
+def test_a_tight_ttft_caps_the_prefill_utilisation_instead_of_the_decode_batch(
+    synthetic: dict[str, float],
+) -> None:
+    # Prefill takes 400 ms per prompt at TP1, 200 ms at TP2; a 500 ms TTFT allows a load of
+    # 2**0.25 and 2**1.5 prompts: those prefill workers run below the 0.9 derate (more of them
+    # per decode worker) while the decode batch stays where the ITL puts it.
+    r = synthetic_search(
+        workload={"isl": 8000, "osl": 500}, sla={"ttft": 500, "itl": 12}, backend="vllm"
+    )
+    disagg = [c for c in r.candidates if c.mode == "disagg" and c.meets_sla]
+    assert disagg
+    capped = 0
+    for c in disagg:
+        p, d = c.worker("prefill"), c.worker("decode")
+        assert p is not None and d is not None
+        busy = float(_prefill("vllm", Layout.of(p.tp), 8000, p.batch)[0])
+        rho = c.requests_s / p.replicas / (p.batch * 1000.0 / busy)
+        load = float(prefill_load(np.asarray(rho), np.asarray(float(p.batch))))
+        assert busy * (1 + np.log2(max(load, 1.0))) <= 500 + 1e-9
+        assert_decode_batch_set_by_the_itl(c, 12)
+        capped += p.tp <= 2 and rho < PREFILL_DERATE - 1e-9
+    assert capped
+
+
+@pytest.mark.parametrize("fast", ["vllm", "sglang", "trtllm"])
+def test_backend_auto_picks_the_backend_predicted_fastest(
+    synthetic: dict[str, float], fast: str
+) -> None:
+    synthetic[fast] = 0.8
+    r = synthetic_search(workload={"isl": 2000, "osl": 500}, sla={"ttft": 1500, "itl": 20})
+    assert r.chosen.backend == fast
+    assert {c.backend for c in r.candidates} == {"vllm", "sglang", "trtllm"}
+
+
 def test_each_backend_is_searched_with_its_own_kv_capacity() -> None:
     # TRT-LLM keeps an FP8 checkpoint's KV cache in FP8: twice the tokens of vLLM's BF16 cache,
     # so it runs batches vLLM cannot hold.
@@ -321,3 +493,9 @@ def test_each_backend_is_searched_with_its_own_kv_capacity() -> None:
             req.arch, req.gpu, req.quant, search_mod.layout_rows(lays[b]), backend=b
         )
         assert np.allclose(caps[b], np.where(np.isfinite(expected), expected, 0.0))
+
+
+def test_targets_ttft_limit_leaves_room_for_the_decode_side() -> None:
+    t = Targets(None, None, 10000.0, 500)
+    assert np.allclose(t.ttft_limit(np.array([10.0, 19.0])), [5000.0, 500.0])
+    assert Targets(800.0, 20.0, None, 500).side_limit("itl") == 20.0
