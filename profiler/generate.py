@@ -63,9 +63,12 @@ def derive_image(base: str, name: str) -> str:
 
 
 def parallel_args(backend: str, w: Worker) -> list[str]:
-    """TP/PP/EP/DP flags per backend (dgdr-spec.md §6.2 table)."""
+    """TP/PP/EP/DP flags per backend (dgdr-spec.md §6.2 table), and the concurrency cap: the
+    batch the worker was planned at, across its attention-DP ranks (vLLM and TRT-LLM cap each
+    rank, SGLang's --max-running-requests is shared by its ranks)."""
     dep = w.dp > 1 and w.ep > 1
     tep = w.ep > 1 and not dep
+    per_rank = -(-w.batch // w.dp)
     if backend == "vllm":
         args = ["--tensor-parallel-size", str(w.tp)]
         if w.pp > 1:
@@ -76,7 +79,7 @@ def parallel_args(backend: str, w: Worker) -> list[str]:
             args += ["--data-parallel-size", str(w.dp)]
             if dep:
                 args.append("--enable-expert-parallel")
-        return [*args, "--max-num-seqs", str(w.batch)]
+        return [*args, "--max-num-seqs", str(per_rank)]
     if backend == "sglang":
         # --tp is the whole worker; --dp splits its attention, --ep its experts.
         args = ["--tp", str(w.tp * w.dp)]
@@ -93,7 +96,7 @@ def parallel_args(backend: str, w: Worker) -> list[str]:
             "pipeline_parallel_size": w.pp,
             "moe_expert_parallel_size": w.ep,
             "enable_attention_dp": w.dp > 1,
-            "max_batch_size": w.batch,
+            "max_batch_size": per_rank,
         }
         if w.role != "agg":
             engine["cache_transceiver_config"] = dict(TRTLLM_CACHE_TRANSCEIVER)

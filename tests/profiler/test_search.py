@@ -12,7 +12,7 @@ from numpy.typing import ArrayLike, NDArray
 import profiler.search as search_mod
 from profiler import PlanRequest, PlanResult, plan
 from profiler.disagg import PREFILL_DERATE, prefill_load
-from profiler.estimator import Layout, kv_capacity_tokens
+from profiler.estimator import Layout, agg_serving, decode_tpot_ms, kv_capacity_tokens
 from profiler.generate import parallel_args
 from profiler.hardware import SKUS, get_gpu
 from profiler.models import resolve_model
@@ -306,6 +306,87 @@ def test_a_bigger_budget_never_serves_less() -> None:
     small = run(hardware={"gpuSku": "h100_sxm", "totalGpus": 8}).chosen
     big = run(hardware={"gpuSku": "h100_sxm", "totalGpus": 16}).chosen
     assert big.tokens_s >= small.tokens_s
+
+
+# ------------------------------------------------------------------------------------------------
+# The batch written into the DGD is the batch the pick was scored at
+
+
+def dgd_cap(r: PlanResult, w: Worker) -> int:
+    """The concurrency cap the generated DGD gives ``w``'s engine, across its DP ranks."""
+    workers = [s for s in r.dgd["spec"]["services"].values() if s["componentType"] == "worker"]
+    svc = next(s for s in workers if s.get("subComponentType", "agg") == w.role)
+    args: list[str] = svc["extraPodSpec"]["mainContainer"]["args"]
+    backend = r.chosen.backend
+    if backend == "vllm":
+        return int(args[args.index("--max-num-seqs") + 1]) * w.dp  # per DP rank
+    if backend == "sglang":
+        return int(args[args.index("--max-running-requests") + 1])  # shared by the ranks
+    engine = json.loads(args[args.index("--override-engine-args") + 1])
+    return int(engine["max_batch_size"]) * w.dp  # per attention-DP rank
+
+
+@pytest.mark.parametrize(
+    ("model", "backend", "extra"),
+    [
+        ("meta-llama/Llama-3.1-8B-Instruct", "vllm", {}),
+        (
+            "meta-llama/Llama-3.1-8B-Instruct",
+            "trtllm",
+            {"sla": {"ttft": 600, "itl": 15}},
+        ),
+        ("Qwen/Qwen3-8B", "sglang", {"workload": {"isl": 8000, "osl": 500}}),
+        ("openai/gpt-oss-120b", "trtllm", {}),
+        ("Qwen/Qwen3-30B-A3B", "vllm", {"workload": {"isl": 8000, "osl": 200}}),
+    ],
+)
+def test_dgd_batch_cap_is_the_batch_the_pick_was_scored_at(
+    model: str, backend: str, extra: dict[str, Any]
+) -> None:
+    r = run(model=model, backend=backend, **extra)
+    c = r.chosen
+    for w in c.workers:
+        assert dgd_cap(r, w) == w.batch
+    w = c.workers[-1]
+    lay = Layout.of(w.tp, w.pp, w.ep, w.dp)
+    req = PlanRequest.from_spec(
+        {"model": model, "backend": backend, "image": IMAGE, **extra}
+        | {"hardware": {"gpuSku": "h100_sxm", "totalGpus": 8}},
+        dgdr_name="t",
+    )
+    # the predicted ITL is the estimator's at exactly that batch
+    if c.mode == "agg":
+        ttft, tpot = agg_serving(
+            req.arch, req.gpu, backend, req.quant, lay, req.isl, req.osl, w.batch
+        )
+        assert c.ttft_ms == pytest.approx(float(ttft[0])) and c.itl_ms == pytest.approx(
+            float(tpot[0])
+        )
+    else:
+        tpot = decode_tpot_ms(req.arch, req.gpu, backend, req.quant, lay, req.isl, req.osl, w.batch)
+        assert c.itl_ms == pytest.approx(float(tpot[0]))
+
+
+def test_the_chosen_aggregated_batch_is_the_best_that_meets_the_sla() -> None:
+    """Among the batches of the chosen layout, none meeting the SLA serves more per GPU."""
+    r = run(model="meta-llama/Llama-3.1-8B-Instruct", backend="trtllm")
+    c = r.chosen
+    if c.mode != "agg":
+        pytest.skip("the estimator prefers disaggregation here")
+    w = c.workers[0]
+    req = PlanRequest.from_spec(
+        {"model": "meta-llama/Llama-3.1-8B-Instruct", "backend": "trtllm", "image": IMAGE}
+        | {"hardware": {"gpuSku": "h100_sxm", "totalGpus": 8}},
+        dgdr_name="t",
+    )
+    b = AGG_BATCHES * w.dp
+    lay = Layout.of(np.full(b.size, w.tp), w.pp, w.ep, w.dp)
+    cap = float(kv_capacity_tokens(req.arch, req.gpu, req.quant, lay, backend="trtllm")[0])
+    ttft, tpot = agg_serving(req.arch, req.gpu, "trtllm", req.quant, lay, req.isl, req.osl, b)
+    ok = (ttft <= 2000) & (tpot <= 30) & (b * (req.isl + req.osl) <= cap)
+    per_req = b / (ttft + (req.osl - 1) * tpot)
+    assert w.batch in b[ok]
+    assert per_req[b == w.batch][0] >= per_req[ok].max() * (1 - 1e-9)
 
 
 # ------------------------------------------------------------------------------------------------
