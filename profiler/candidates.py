@@ -140,6 +140,9 @@ class SearchResult:
     configs_evaluated: int
     warnings: list[str] = field(default_factory=list)
     pareto: list[Candidate] = field(default_factory=list)  # by tokens/s/user, ascending
+    # Of ``configs_evaluated`` (every configuration the search covers), those the performance
+    # model priced one by one; the rest were rate-matching cells of dominated pairs.
+    configs_scored: int = 0
 
 
 @dataclass(frozen=True)

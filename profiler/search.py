@@ -164,7 +164,7 @@ def search(req: PlanRequest, progress: Callable[[str, str], None] | None = None)
     mode = req.picking_mode
     disagg_only = mode == "autoscale" or req.mocker
     pool = _Pool()
-    evaluated = 0
+    evaluated = scored = 0
     tables: list[_BackendTables] = []
     for bi, (backend, (lay, cap)) in enumerate(zip(req.backends, grids, strict=True)):
         table = _BackendTables(lay)
@@ -177,7 +177,9 @@ def search(req: PlanRequest, progress: Callable[[str, str], None] | None = None)
         if not disagg_only:
             table.agg = _agg_rows(ctx, bi, pool)
             evaluated += int(table.agg["li"].size)
-        evaluated += _disagg_rows(ctx, bi, pool, table)
+            scored += int(table.agg["li"].size)
+        covered, cells = _disagg_rows(ctx, bi, pool, table)
+        evaluated, scored = evaluated + covered, scored + cells
 
     if progress is not None:
         progress("SelectingConfig", f"picking among {evaluated} configurations ({mode})")
@@ -206,7 +208,7 @@ def search(req: PlanRequest, progress: Callable[[str, str], None] | None = None)
     if front.size > PARETO_POINTS:
         front = front[np.linspace(0, front.size - 1, PARETO_POINTS).round().astype(np.int64)]
     curve = [_candidate(req, tables, cols, miss, int(i), True) for i in front]
-    return SearchResult(chosen, cands, evaluated, warnings, curve)
+    return SearchResult(chosen, cands, evaluated, warnings, curve, scored)
 
 
 def _agg_rows(ctx: _Ctx, bi: int, pool: _Pool) -> dict[str, NDArray[Any]]:
@@ -246,10 +248,13 @@ def _agg_rows(ctx: _Ctx, bi: int, pool: _Pool) -> dict[str, NDArray[Any]]:
     return {"li": li, "b": b, "ttft": ttft, "tpot": tpot}
 
 
-def _disagg_rows(ctx: _Ctx, bi: int, pool: _Pool, table: _BackendTables) -> int:
+def _disagg_rows(ctx: _Ctx, bi: int, pool: _Pool, table: _BackendTables) -> tuple[int, int]:
     """Prefill workers (layout x prompts per batch) and decode workers (layout x concurrency),
     the best of each per layout paired, each pair rate-matched into x:y workers within the
-    prefill utilisation its TTFT target allows, and priced at that utilisation."""
+    prefill utilisation its TTFT target allows, and priced at that utilisation.
+
+    Returns (configurations covered, configurations scored): the x:y cells of pairs skipped as
+    dominated count as covered, not as scored."""
     req, lay, lay_gpus, targets = ctx.req, ctx.lay, ctx.lay_gpus, ctx.targets
     arch, gpu, quant, backend = req.arch, req.gpu, req.quant, ctx.backend
     isl, osl, total = req.isl, req.osl, req.total_gpus
@@ -283,7 +288,7 @@ def _disagg_rows(ctx: _Ctx, bi: int, pool: _Pool, table: _BackendTables) -> int:
     table.prefill = {"li": pli, "b": pb, "ttft": pttft, "rate": p_rate}
     table.decode = {"li": dli, "b": db, "tpot": dtpot, "rate": d_rate}
     if pli.size == 0 or dli.size == 0:
-        return evaluated
+        return evaluated, evaluated
     # Per layout, AIC's best 32 prefill and 16 decode rows (within their side of the SLA, plus
     # the fastest). Each kept prefill row's TTFT over a ladder of utilisations (non-decreasing);
     # the fastest decode step of all brings requests back soonest, so it bounds every pair's.
@@ -311,7 +316,7 @@ def _disagg_rows(ctx: _Ctx, bi: int, pool: _Pool, table: _BackendTables) -> int:
         pkeep, dkeep = max(pkeep // 2, 1), max(dkeep // 2, 1)
         psel = keep_per_layout(pli, p_rate / lay_gpus[pli], pttft, p_lim, pkeep)
         dsel = keep_per_layout(dli, d_rate / lay_gpus[dli], dtpot, d_lim, dkeep)
-    evaluated += covered_cells(ctx.mode, total, lay_gpus[pli[psel]], lay_gpus[dli[dsel]])
+    covered = evaluated + covered_cells(ctx.mode, total, lay_gpus[pli[psel]], lay_gpus[dli[dsel]])
     pj, dj = (a.ravel() for a in np.meshgrid(pfront, dfront, indexing="ij"))
     pi, di = psel[pj], dsel[dj]
     pc = curve[pj]
@@ -320,7 +325,7 @@ def _disagg_rows(ctx: _Ctx, bi: int, pool: _Pool, table: _BackendTables) -> int:
     rho_cap = utilisation_caps(pc, targets.ttft_limit(dtpot[di]))
     p_cap = np.minimum(rho_cap, PREFILL_DERATE) * p_rate[pi]
     gp, gd = lay_gpus[pli[pi]], lay_gpus[dli[di]]
-    x, y, rep, need, rate, _ = rate_match(
+    x, y, rep, need, rate, cells = rate_match(
         ctx.mode, total, gp, gd, p_cap, d_rate[di], db[di], req.request_rate, req.concurrency
     )
     n = pi.size
@@ -358,7 +363,7 @@ def _disagg_rows(ctx: _Ctx, bi: int, pool: _Pool, table: _BackendTables) -> int:
     pool.ys.append(y)
     # Balanced pools (what a planner converges to): 1 / (GPU-seconds per request).
     pool.eff.append(osl / (gp / p_cap + gd / (DECODE_DERATE * d_rate[di])))
-    return evaluated
+    return covered, evaluated + cells
 
 
 def _ttft_curve(ctx: _Ctx, lay: I64, batch: I64, tpot_ms: float) -> F64:
