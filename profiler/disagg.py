@@ -78,6 +78,14 @@ def undominated(group: I64, crit: F64) -> I64:
     for g in np.unique(group):
         idx = np.nonzero(group == g)[0]
         c = crit[idx]
+        if c.shape[1] == 2:
+            # Two counts: by the first descending (ties: second descending, then earlier), a
+            # row survives when its second beats every row before it.
+            order = np.lexsort((np.arange(idx.size), -c[:, 1], -c[:, 0]))
+            second = c[order, 1]
+            best = np.maximum.accumulate(np.concatenate([[-np.inf], second[:-1]]))
+            keep[idx[order[second > best]]] = True
+            continue
         ge = (c[None, :, :] >= c[:, None, :]).all(axis=2)  # [i, j]: j at least as good as i
         gt = (c[None, :, :] > c[:, None, :]).any(axis=2)
         earlier = np.arange(idx.size)[None, :] < np.arange(idx.size)[:, None]
