@@ -401,6 +401,8 @@ class Manager:
         self.health.add_healthz("leader-election", self._election_healthy)
         self.health.add_readyz("ping", lambda: True)
         self.health.add_readyz("informers-synced", self._informers_synced)
+        if cfg.leader_election:
+            self.health.add_readyz("leader-election", self._election_ready)
         await self.health.start()
 
     def _informers_healthy(self) -> bool | str:
@@ -410,6 +412,14 @@ class Manager:
     def _informers_synced(self) -> bool | str:
         waiting = [i.name for i in self._informers.values() if not i.synced.is_set()]
         return f"informers not synced: {waiting}" if waiting else True
+
+    def _election_ready(self) -> bool | str:
+        """Ready once the campaign can read the Lease (leading or following); a Lease that cannot
+        be used (its namespace does not exist, RBAC) keeps the replica unready, with the reason
+        in the log, instead of a ready replica that will never act."""
+        if self.elector is None:
+            return "leader election has not started (caches not synced yet)"
+        return self.elector.ready()
 
     def _election_healthy(self) -> bool | str:
         if self.elector is None or self.elector.healthy():
