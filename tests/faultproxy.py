@@ -9,7 +9,8 @@ request misbehaves the way networks and servers really do:
   them flow again;
 - ``cut_all()``: every open connection is aborted mid-stream (a reset, no clean end);
 - ``fail_next(method, path_regex, status, times)``: the next matching requests are answered by
-  the proxy with that status and a Kubernetes ``Status`` body (429 with ``Retry-After``), or,
+  the proxy with that status and a Kubernetes ``Status`` body (429 with ``Retry-After``; the
+  ``message`` given, e.g. what a restarting apiserver says with its 503), or,
   with ``watch_event=True``, with a 200 watch stream carrying one ERROR event of that code, which
   is how the apiserver itself reports 410 Gone on a watch.
 
@@ -74,6 +75,7 @@ class Rule:
     times: int
     watch_event: bool
     retry_after: int | None
+    message: str | None = None
 
 
 @dataclass
@@ -145,11 +147,20 @@ class FaultProxy:
         *,
         watch_event: bool = False,
         retry_after: int | None = None,
+        message: str | None = None,
     ) -> None:
         if status == 429 and retry_after is None:
             retry_after = 1
         self._rules.append(
-            Rule(method.upper(), re.compile(path_regex), status, times, watch_event, retry_after)
+            Rule(
+                method.upper(),
+                re.compile(path_regex),
+                status,
+                times,
+                watch_event,
+                retry_after,
+                message,
+            )
         )
 
     def open_watches(self) -> int:
@@ -229,7 +240,8 @@ class FaultProxy:
             self._streams.discard(stream)
 
     async def _fault(self, request: web.Request, rule: Rule) -> web.StreamResponse:
-        body = status_body(rule.status, f"injected by the fault proxy: {rule.status}")
+        message = rule.message or f"injected by the fault proxy: {rule.status}"
+        body = status_body(rule.status, message)
         if rule.watch_event:
             resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
             await resp.prepare(request)

@@ -17,8 +17,9 @@ through its refresh hook), rather than through ``kubernetes_asyncio.ApiClient``,
 
 Every request waits for a token of a qps/burst bucket, is bounded by a timeout, and is counted.
 Idempotent reads (and deletes) are retried on 429, 5xx and transport failures with exponential
-backoff and jitter, honouring ``Retry-After``; writes are retried only on 429 (the server did not
-process them) and on connection failures that happened before anything was sent.
+backoff and jitter, honouring ``Retry-After``; writes are retried only when the server certainly
+did not process them: 429, the 503 of an apiserver still installing its handlers after a
+restart, and connection failures that happened before anything was sent.
 """
 
 from __future__ import annotations
@@ -138,6 +139,29 @@ class TransportError(ApiError):
     def __init__(self, message: str, *, before_send: bool = False) -> None:
         super().__init__(0, "TransportError", message)
         self.before_send = before_send
+
+
+# What a kube-apiserver answers (503) between opening its port and installing every handler, e.g.
+# right after a restart while /readyz may already say ok. Nothing was done: safe to resend.
+NOT_READY_MESSAGE = "before all known HTTP paths have been installed"
+
+# Status codes of failures that pass by themselves: no response (0), timeouts, conflicts (a
+# stale read; the next reconcile reads again), throttling, and server or gateway trouble.
+TRANSIENT_STATUSES = frozenset({0, 408, 409, 429, 500, 502, 503, 504})
+
+
+def not_ready_yet(exc: BaseException) -> bool:
+    """The apiserver refused the request because it is still starting (503, nothing done)."""
+    return isinstance(exc, ApiError) and exc.status == 503 and NOT_READY_MESSAGE in exc.message
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure of the API or the network that retrying later fixes, as opposed to a bug or a
+    refusal (400, 403, 404, 422...): worth a one-line warning and a backed-off retry, not a
+    traceback."""
+    if isinstance(exc, ApiError):
+        return exc.status in TRANSIENT_STATUSES
+    return isinstance(exc, TimeoutError | ConnectionError | aiohttp.ClientError)
 
 
 def _error_from_status(status: int, body: JSON, retry_after: float | None = None) -> ApiError:
@@ -513,8 +537,8 @@ class KubeClient:
 
     @staticmethod
     def _retriable(exc: ApiError, idempotent: bool) -> bool:
-        if exc.status == 429:
-            return True
+        if exc.status == 429 or not_ready_yet(exc):
+            return True  # the server did not act on the request: even a write may be resent
         if isinstance(exc, TransportError):
             return idempotent or exc.before_send
         return idempotent and exc.status in (500, 502, 503, 504)
@@ -622,7 +646,9 @@ __all__ = [
     "LEASES",
     "NAMESPACES",
     "NODES",
+    "NOT_READY_MESSAGE",
     "PVCS",
+    "TRANSIENT_STATUSES",
     "ApiError",
     "ClientOptions",
     "KubeClient",
@@ -630,6 +656,8 @@ __all__ = [
     "TokenBucket",
     "TransportError",
     "backoff_delay",
+    "is_transient",
     "key_of",
+    "not_ready_yet",
     "retry_on_conflict",
 ]

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from controller.machinery import logging_setup as ctx
-from controller.machinery.client import key_of
+from controller.machinery.client import is_transient, key_of
 from controller.machinery.workqueue import LOW_PRIORITY, RateLimiter, WorkQueue
 from metrics import runtime as m
 
@@ -54,6 +54,10 @@ class Result:
 
 class TerminalError(Exception):
     """A failure that retrying cannot fix (bad input): counted, logged, never requeued."""
+
+
+class _ReconcileTimedOut(Exception):
+    """The controller's own ``reconcile_timeout`` fired (already logged; retried)."""
 
 
 Reconciler = Callable[[str], Awaitable[Result]]
@@ -198,20 +202,24 @@ class Controller:
             ctx.object_key.set(key),
             ctx.reconcile_id.set(str(uuid.uuid4())),
         )
-        self._active.inc()
-        started = time.perf_counter()
         try:
-            result = await self._call(key)
+            self._active.inc()
+            started = time.perf_counter()
+            try:
+                outcome = await self._call(key)
+            finally:
+                self._time.observe(time.perf_counter() - started)
+                self._active.dec()
+            self._apply(key, outcome)
         finally:
-            self._time.observe(time.perf_counter() - started)
-            self._active.dec()
             ctx.reconcile_id.reset(tokens[2])
             ctx.object_key.reset(tokens[1])
             ctx.controller_name.reset(tokens[0])
-        self._apply(key, result)
 
     async def _call(self, key: str) -> Result | BaseException:
-        """Run the reconcile; an exception is returned (logged here, with the key) not raised."""
+        """Run the reconcile; an exception is returned, not raised. Unexpected ones are logged
+        here with their traceback; a transient API failure is logged by :meth:`_apply` in one
+        line, with the retry delay."""
         deadline: asyncio.Timeout | None = None
         try:
             if self.reconcile_timeout is None:
@@ -222,14 +230,15 @@ class Controller:
         except asyncio.CancelledError:
             raise
         except TerminalError as err:
-            log.error("reconcile failed terminally: %s", err, exc_info=err)
+            log.error("reconcile of %s failed terminally: %s", key, err)
             return err
         except Exception as err:
             if isinstance(err, TimeoutError) and deadline is not None and deadline.expired():
                 self._timeouts.inc()
-                log.error("reconcile timed out after %ss", self.reconcile_timeout)
-            else:
-                log.error("reconcile failed: %s", err, exc_info=err)
+                log.error("reconcile of %s timed out after %ss", key, self.reconcile_timeout)
+                return _ReconcileTimedOut(f"timed out after {self.reconcile_timeout}s")
+            if not is_transient(err):
+                log.error("reconcile of %s failed: %s", key, err, exc_info=err)
             return err
         if not isinstance(result, Result):
             err = TypeError(f"reconcile of {key!r} returned {type(result).__name__}, not Result")
@@ -246,7 +255,15 @@ class Controller:
         elif isinstance(outcome, BaseException):
             self._errors.inc()
             self._results["error"].inc()
-            self.queue.add_rate_limited(key)
+            delay = self.queue.add_rate_limited(key)
+            if is_transient(outcome):
+                log.warning(
+                    "reconcile of %s failed, retrying in %.2fs: %s",
+                    key,
+                    delay,
+                    _cause(outcome),
+                    extra={"retry_in": round(delay, 3)},
+                )
         elif outcome.requeue_after:
             self._results["requeue_after"].inc()
             self.queue.forget(key)
@@ -257,6 +274,12 @@ class Controller:
         else:
             self._results["success"].inc()
             self.queue.forget(key)
+
+
+def _cause(err: BaseException) -> str:
+    """One line on what failed: the API error's own text, else the exception's repr."""
+    text = str(err)
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 __all__ = ["Controller", "EventSource", "Reconciler", "Result", "TerminalError"]

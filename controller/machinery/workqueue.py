@@ -242,9 +242,12 @@ class WorkQueue:
             pending[1].cancel()
         self._waiting[key] = (ready, loop.call_at(ready, self._ready, key))
 
-    def add_rate_limited(self, key: str) -> None:
-        """Queue ``key`` after the rate limiter's delay (per-key backoff, overall bucket)."""
-        self.add_after(key, self.rate_limiter.when(key))
+    def add_rate_limited(self, key: str) -> float:
+        """Queue ``key`` after the rate limiter's delay (per-key backoff, overall bucket);
+        returns that delay."""
+        delay = self.rate_limiter.when(key)
+        self.add_after(key, delay)
+        return delay
 
     def forget(self, key: str) -> None:
         """Clear ``key``'s failure history (it stays queued if it is queued)."""

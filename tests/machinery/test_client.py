@@ -18,6 +18,7 @@ from controller.machinery.client import (
     Resource,
     TokenBucket,
     TransportError,
+    is_transient,
     retry_on_conflict,
 )
 from metrics import REGISTRY
@@ -254,6 +255,44 @@ async def test_writes_retry_only_when_the_server_did_not_act(
         assert err.value.status == 500
         posts = [s.status for s in fault_proxy.seen if s.method == "POST"]
         assert posts == [429, 201, 500]
+
+
+# What kube-apiserver v1.36 answers right after a restart, before its handlers are installed.
+NOT_READY_503 = (
+    "the request has been made before all known HTTP paths have been installed, please try again"
+)
+
+
+@pytest.mark.cluster
+@pytest.mark.asyncio
+async def test_a_restarting_apiservers_503_is_retried_even_for_writes(
+    fault_proxy: FaultProxy, namespace: str
+) -> None:
+    opts = ClientOptions(retry_base=0.01, retry_cap=0.1)
+    async with await KubeClient.connect(fault_proxy.kubeconfig, options=opts) as proxied:
+        fault_proxy.fail_next("POST", r"/configmaps", 503, times=2, message=NOT_READY_503)
+        created = await proxied.create(CONFIGMAPS, cm("after-restart"), namespace)
+        assert created["metadata"]["name"] == "after-restart"
+        fault_proxy.fail_next("PATCH", r"/configmaps/after-restart", 503, message=NOT_READY_503)
+        await proxied.patch(CONFIGMAPS, "after-restart", {"data": {"k": "v"}}, namespace)
+        # Any other 503 on a write may have been acted on: not resent.
+        fault_proxy.fail_next("POST", r"/configmaps", 503)
+        with pytest.raises(ApiError) as err:
+            await proxied.create(CONFIGMAPS, cm("other-503"), namespace)
+        assert err.value.status == 503 and is_transient(err.value)
+        writes = [s.status for s in fault_proxy.seen if s.method in ("POST", "PATCH")]
+        assert writes == [503, 503, 201, 503, 200, 503]
+
+
+def test_transient_failures_are_told_from_refusals() -> None:
+    assert is_transient(TransportError("connection refused", before_send=True))
+    assert is_transient(ApiError(503, "ServiceUnavailable", NOT_READY_503))
+    assert is_transient(ApiError(409, "Conflict", "the object has been modified"))
+    assert is_transient(ApiError(429, "TooManyRequests", "slow down"))
+    assert is_transient(TimeoutError())
+    for status in (400, 403, 404, 422):
+        assert not is_transient(ApiError(status, "No", "refused"))
+    assert not is_transient(KeyError("bug"))
 
 
 @pytest.mark.cluster

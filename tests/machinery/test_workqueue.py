@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
+import time
 import uuid
 from collections.abc import Callable
 
@@ -375,6 +377,55 @@ async def test_controller_result_semantics_and_metrics() -> None:
     assert _sample("controller_runtime_max_concurrent_reconciles", controller=name) == 3
     assert _sample("controller_runtime_active_workers", controller=name) == 0
     assert _sample("controller_runtime_reconcile_time_seconds_count", controller=name) == 8
+
+
+@pytest.mark.asyncio
+async def test_transient_api_failures_log_one_warning_line_and_retry_with_backoff(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An apiserver outage (connection refused, a restarting server's 503) is not a bug: one
+    WARNING per failure with the key, the cause and the retry delay; no traceback, no ERROR.
+    An unexpected exception still gets its traceback."""
+    from controller.machinery.client import ApiError, TransportError
+
+    name = _name()
+    failures: list[Exception] = [
+        TransportError("create /api/v1/namespaces/ns/configmaps: connection refused"),
+        ApiError(503, "ServiceUnavailable", "the request has been made before all known HTTP "
+                 "paths have been installed, please try again"),
+    ]  # fmt: skip
+    calls: list[float] = []
+
+    async def reconcile(key: str) -> Result:
+        calls.append(time.monotonic())
+        if key == "ns/bug":
+            raise KeyError("spec")
+        if failures:
+            raise failures.pop(0)
+        return Result()
+
+    ctl = Controller(name, reconcile, rate_limiter=ItemExponentialRateLimiter(0.05, 1))
+    caplog.set_level(logging.INFO, logger="controller.machinery.workers")
+    ctl.enqueue("ns/obj")
+    ctl.start()
+    try:
+        await _until(lambda: len(calls) == 3)
+        ctl.enqueue("ns/bug")
+        await _until(lambda: any(r.levelname == "ERROR" for r in caplog.records))
+    finally:
+        await ctl.stop(5.0)
+    assert calls[1] - calls[0] >= 0.05 and calls[2] - calls[1] >= 0.1  # backed off, doubling
+    records = [r for r in caplog.records if r.name == "controller.machinery.workers"]
+    warnings = [r for r in records if r.levelname == "WARNING"]
+    assert len(warnings) == 2
+    causes = ("connection refused", "before all known HTTP")
+    for record, cause in zip(warnings, causes, strict=True):
+        text = record.getMessage()
+        assert "ns/obj" in text and cause in text and "retrying in" in text, text
+        assert record.exc_info is None and "\n" not in text
+    errors = [r for r in records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "ns/bug" in errors[0].getMessage()
+    assert errors[0].exc_info is not None  # a bug keeps its traceback
 
 
 @pytest.mark.asyncio
