@@ -43,10 +43,12 @@ from profiler.estimator import (
     decode_tpot_ms,
     disagg_ttft_ms,
     kv_capacity_tokens,
+    load_calibration,
     prefill_busy_ms,
     prefill_ttft_ms,
 )
 from profiler.layouts import layout_rows, min_gpus_to_fit, worker_layouts
+from profiler.risk import RiskParams, expected_value, p_meets
 
 if TYPE_CHECKING:
     from profiler.request import PlanRequest
@@ -418,7 +420,13 @@ def _replicas(
 
 def _rank(req: PlanRequest, c: dict[str, NDArray[Any]], miss: F64, usable: NDArray[Any]) -> I64:
     """Row order, best first: SLA-meeting rows before misses (closest miss first), then the
-    mode's objective (§5.5) and ``sla.optimizationType``."""
+    mode's objective (§5.5) and ``sla.optimizationType``.
+
+    Throughput is ranked as expected throughput (``profiler.risk``): a deployment predicted on
+    the edge of the SLA is a coin toss on real hardware, so it yields to a slightly slower one
+    well inside it, by the spreads and risk aversion ``bench/decision`` chose on measured data.
+    The reported predictions are unchanged.
+    """
     met = (miss <= 1.0) & usable
     any_met = bool(met.any())
     miss_key = np.where(met, 0.0, miss) if any_met else miss
@@ -437,9 +445,23 @@ def _rank(req: PlanRequest, c: dict[str, NDArray[Any]], miss: F64, usable: NDArr
     elif mode == "autoscale":
         keys = (-user, -c["eff"], miss_key)
     else:
-        keys = (-user, gpus, -tok, miss_key)
+        keys = (-user, gpus, -_expected(req, c, tok), miss_key)
     order: I64 = np.lexsort(keys).astype(np.int64)
     return order
+
+
+def _expected(req: PlanRequest, c: dict[str, NDArray[Any]], value: F64) -> F64:
+    params = RiskParams.from_calibration(load_calibration())
+    p = p_meets(
+        c["ttft"],
+        c["itl"],
+        ttft_target=req.ttft_ms,
+        itl_target=req.itl_ms,
+        e2e_target=req.e2e_latency_ms,
+        osl=req.osl,
+        params=params,
+    )
+    return expected_value(value, p, params)
 
 
 def _top_unique(order: I64, sig: I64) -> list[int]:
