@@ -234,6 +234,18 @@ class StepPhysics:
         t = 2.0 * (lat + (ep - 1.0) / ep * nbytes / bw)
         return np.where(ep > 1, t, 0.0)
 
+    def moe_gather_s(self, nbytes: F64) -> F64:
+        """All-gather before and reduce-scatter after an MoE layer whose experts are split by
+        tensor parallelism across attention-DP ranks (``dp > 1`` and ``tp * dp / ep > 1``):
+        every rank needs every rank's tokens, ``nbytes`` in all (AIConfigurator prices the
+        same pair); zero where the all-to-all of expert parallelism moves them instead."""
+        lay = self.layout
+        group = self.f(lay.tp * lay.dp)
+        moe_tp = group / self.f(lay.ep)
+        bw, lat = self.link(lay.tp * lay.pp * lay.dp)
+        t = 2.0 * (lat + (group - 1.0) / group * nbytes / bw)
+        return np.where((self.f(lay.dp) > 1) & (moe_tp > 1), t, 0.0)
+
     def comm_parts(self, tokens_rank: F64, tokens_worker: F64) -> tuple[F64, F64]:
         """(TP all-reduce + PP sends, EP all-to-all) of one pass over ``tokens_*`` tokens."""
         m, lay = self.model, self.layout
@@ -241,6 +253,7 @@ class StepPhysics:
         ar = 2.0 * m.layers * self.allreduce_s(tokens_rank * h * 2.0)
         tpdp = self.f(lay.tp * lay.dp)
         a2a = m.moe_layers * self.alltoall_s(tokens_worker * m.experts_per_token * h * 1.5 / tpdp)
+        a2a = a2a + m.moe_layers * self.moe_gather_s(tokens_worker * h * 2.0)
         pp = self.f(lay.pp)
         bw, lat = self.link(lay.tp * lay.pp * lay.dp)
         p2p = (pp - 1.0) * (tokens_rank * h * 2.0 / bw + lat + _P2P_S)
