@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 
 from controller import config
+
+log = logging.getLogger("controller")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,8 +29,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.command == "run":
         from controller.dgdr.app import run
+        from controller.machinery.client import KubeconfigError
+        from controller.machinery.logging_setup import configure_logging
 
-        return asyncio.run(run(config.from_args(args, run_p)))
+        cfg = config.from_args(args, run_p)
+        configure_logging(cfg.log_level)
+        for warning in cfg.warnings:
+            log.warning("%s", warning)
+        try:
+            return asyncio.run(run(cfg))
+        except KubeconfigError as err:
+            log.error("%s", err)  # one line: which file, which context, what is wrong
+            return 1
     from controller.demo import demo
 
     return demo(args.sample, keep=args.keep)

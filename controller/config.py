@@ -4,33 +4,81 @@ Every timing is here with its default, so tests and the demo can shorten them an
 them in the Deployment without a code change. A flag given on the command line wins over its
 environment variable, which wins over the default; a malformed value of either is a usage error
 that names the flag or the variable.
+
+Every variable carries the prefix ``DGDR_`` (``DGDR_WORKERS``, ``DGDR_QPS``...), so a generic
+name set in the pod for another program (``WORKERS``, ``QPS``) is never taken for ours. The
+unprefixed names of 0.1 are no longer read: one set in the environment is ignored with a
+warning naming its replacement. ``KUBECONFIG`` keeps its usual name, and ``POD_NAME``,
+``POD_UID`` and ``POD_NAMESPACE`` (the downward API) are read as they are.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
-from controller.machinery.manager import default_identity
+from controller.machinery.manager import default_identity, default_lease_namespace
 from profiler.request import DEFAULT_IMAGE
+
+ENV_PREFIX = "DGDR_"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cpu_limit(cgroup_root: Path | None = None) -> int:
+    """CPUs this process may use: the cgroup CPU quota (a container's ``resources.limits.cpu``,
+    rounded up) when there is one, else the CPUs it may be scheduled on; at least 1.
+
+    ``os.cpu_count()`` sees the node's CPUs, so a pod limited to 2 CPUs on a 64-core node would
+    start 64 profiling processes that the quota then throttles."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_quota(CGROUP_ROOT if cgroup_root is None else cgroup_root)
+    if quota is not None:
+        cpus = min(cpus, max(1, math.ceil(quota)))
+    return max(1, cpus)
+
+
+def _cgroup_quota(root: Path) -> float | None:
+    """The CPU quota in CPUs from cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``; None if
+    unlimited or unreadable."""
+    try:
+        quota, _, period = (root / "cpu.max").read_text().strip().partition(" ")
+        if quota != "max":
+            return int(quota) / int(period or "100000")
+        return None
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
 
 
 @dataclass
 class ControllerConfig:
     kubeconfig: str | None = None
+    context: str | None = None
     namespaces: list[str] | None = None  # None: all namespaces
     workers: int = 4
-    pool_size: int = field(default_factory=lambda: os.cpu_count() or 1)
+    pool_size: int = field(default_factory=cpu_limit)
     profile_timeout: float = 120.0
     profile_retries: int = 2
     bind_address: str = "0.0.0.0"
-    health_port: int = 8081
+    probe_port: int = 8081
+    metrics_port: int = 8080
+    health_port: int | None = None  # deprecated: probes and metrics on this one port
     leader_elect: bool = True
     lease_name: str = "dgdr-controller"
-    lease_namespace: str = "dgdr-system"
+    lease_namespace: str = field(default_factory=default_lease_namespace)
     identity: str = ""
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
@@ -43,6 +91,15 @@ class ControllerConfig:
     burst: int = 100
     shutdown_grace: float = 30.0
     log_level: str = "INFO"
+    # Not options: what reading the configuration found worth a warning, logged at start.
+    warnings: list[str] = field(default_factory=list)
+
+    def ports(self) -> tuple[int, int | None]:
+        """(probe port, metrics port); the metrics port is None when the deprecated
+        ``--health-port`` puts /metrics on the probe port."""
+        if self.health_port is not None:
+            return self.health_port, None
+        return self.probe_port, self.metrics_port
 
 
 def _bool(text: str) -> bool:
@@ -61,14 +118,24 @@ def _namespaces(text: str) -> list[str]:
 @dataclass(frozen=True)
 class _Option:
     dest: str
-    env: str
+    env: str  # without the prefix; KUBECONFIG is read as is
     help: str
     parse: Callable[[str], Any] = str
 
+    @property
+    def variable(self) -> str:
+        return self.env if self.env == "KUBECONFIG" else ENV_PREFIX + self.env
 
-# One row per setting: the flag is --<dest with dashes>; the variable is read when no flag is given.
+
+# One row per setting: the flag is --<dest with dashes>; the variable DGDR_<env> is read when no
+# flag is given.
 _OPTIONS: tuple[_Option, ...] = (
-    _Option("kubeconfig", "KUBECONFIG", "kubeconfig file; in-cluster configuration when absent"),
+    _Option(
+        "kubeconfig",
+        "KUBECONFIG",
+        "kubeconfig file; in-cluster configuration in a pod, else ~/.kube/config",
+    ),
+    _Option("context", "CONTEXT", "kubeconfig context to use (default: its current context)"),
     _Option(
         "namespaces",
         "WATCH_NAMESPACES",
@@ -77,7 +144,12 @@ _OPTIONS: tuple[_Option, ...] = (
     _Option(
         "workers", "WORKERS", "concurrent reconciles (a key is never reconciled twice at once)", int
     ),
-    _Option("pool_size", "POOL_SIZE", "profiling worker processes", int),
+    _Option(
+        "pool_size",
+        "POOL_SIZE",
+        "profiling worker processes (default: the container's CPU limit, rounded up)",
+        int,
+    ),
     _Option(
         "profile_timeout",
         "PROFILE_TIMEOUT",
@@ -90,11 +162,14 @@ _OPTIONS: tuple[_Option, ...] = (
         "retries of a profile whose worker process crashed",
         int,
     ),
-    _Option("bind_address", "BIND_ADDRESS", "address of the health and metrics server"),
+    _Option("bind_address", "BIND_ADDRESS", "address of the probe and metrics servers"),
+    _Option("probe_port", "PROBE_PORT", "port of /healthz and /readyz (0: pick a free one)", int),
+    _Option("metrics_port", "METRICS_PORT", "port of /metrics (0: pick a free one)", int),
     _Option(
         "health_port",
         "HEALTH_PORT",
-        "port of /healthz, /readyz and /metrics (0: pick a free one)",
+        "deprecated: serve /healthz, /readyz and /metrics on this one port (replaces "
+        "--probe-port and --metrics-port)",
         int,
     ),
     _Option("leader_elect", "LEADER_ELECT", "elect one acting replica through a Lease", _bool),
@@ -102,7 +177,8 @@ _OPTIONS: tuple[_Option, ...] = (
     _Option(
         "lease_namespace",
         "LEASE_NAMESPACE",
-        "namespace of the Lease (else the variable POD_NAMESPACE)",
+        "namespace of the Lease (default: the pod's own, from POD_NAMESPACE or the service "
+        "account; 'default' outside a cluster)",
     ),
     _Option(
         "identity",
@@ -163,7 +239,12 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     defaults = ControllerConfig()
     for opt in _OPTIONS:
         flag = "--" + opt.dest.replace("_", "-")
-        text = f"{opt.help} [env {opt.env}; default {getattr(defaults, opt.dest)}]"
+        default = getattr(defaults, opt.dest)
+        if opt.dest == "pool_size":
+            default = "CPU limit"
+        elif opt.dest == "lease_namespace":
+            default = "the pod's namespace"
+        text = f"{opt.help} [env {opt.variable}; default {default}]"
         if opt.dest == "namespaces":
             ap.add_argument("--namespace", dest="namespaces", action="append", help=text)
         elif opt.parse is _bool:
@@ -188,23 +269,41 @@ def from_args(
         raise SystemExit(message)
 
     values: dict[str, Any] = {}
+    warnings: list[str] = []
     for opt in _OPTIONS:
         given = getattr(ns, opt.dest, None)
         if given is not None:
             values[opt.dest] = given
-        elif env.get(opt.env):
+        elif env.get(opt.variable):
             parse = _namespaces if opt.dest == "namespaces" else opt.parse
             try:
-                values[opt.dest] = parse(env[opt.env])
+                values[opt.dest] = parse(env[opt.variable])
             except ValueError as e:
-                fail(f"environment variable {opt.env}: {e}")
+                fail(f"environment variable {opt.variable}: {e}")
+        if opt.variable != opt.env and opt.env in env:
+            warnings.append(
+                f"environment variable {opt.env} is ignored: the controller reads "
+                f"{opt.variable} (variables carry the prefix {ENV_PREFIX} since 0.2)"
+            )
     if "lease_namespace" not in values and env.get("POD_NAMESPACE"):
         values["lease_namespace"] = env["POD_NAMESPACE"]
     known = {f.name for f in fields(ControllerConfig)}
     cfg = ControllerConfig(**{k: v for k, v in values.items() if k in known})
+    cfg.warnings = warnings
     if not cfg.identity:
         cfg.identity = default_identity()
     for name in ("workers", "pool_size"):
         if getattr(cfg, name) < 1:
             fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    for name in ("probe_port", "metrics_port", "health_port"):
+        port = getattr(cfg, name)
+        if port is not None and not 0 <= port <= 65535:
+            fail(f"--{name.replace('_', '-')} must be a port, 0..65535, got {port}")
+    if cfg.health_port is not None:
+        warnings.append(
+            "--health-port is deprecated: probes and metrics are served on it together; use "
+            "--probe-port and --metrics-port"
+        )
+    elif cfg.probe_port == cfg.metrics_port and cfg.probe_port != 0:
+        fail(f"--probe-port and --metrics-port must differ, both are {cfg.probe_port}")
     return cfg

@@ -49,7 +49,8 @@ def manager_config(cfg: ControllerConfig) -> ManagerConfig:
         retry_period=cfg.retry_period,
         identity=cfg.identity,
         health_host=cfg.bind_address,
-        health_port=cfg.health_port,
+        health_port=cfg.ports()[0],
+        metrics_port=cfg.ports()[1],
         informer=InformerConfig(
             watch_timeout=cfg.watch_timeout, watchdog_timeout=cfg.watchdog_timeout
         ),
@@ -66,6 +67,7 @@ async def run(cfg: ControllerConfig) -> int:
     # The identity in the User-Agent shows in the API server's audit log which replica wrote.
     client = await KubeClient.connect(
         cfg.kubeconfig,
+        context=cfg.context,
         qps=cfg.qps,
         burst=cfg.burst,
         options=ClientOptions(user_agent=f"{COMPONENT}/0.1 ({cfg.identity})"),

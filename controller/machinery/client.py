@@ -249,6 +249,27 @@ def backoff_delay(attempt: int, base: float, cap: float) -> float:
     return float(min(cap, base * 2**attempt) * (1.0 + random.random()))
 
 
+class KubeconfigError(Exception):
+    """The API server's address and credentials could not be loaded; the message says why."""
+
+
+def _kubeconfig_source(path: str | None) -> str:
+    """Where the kubeconfig comes from, checked to exist: the path given, else ``$KUBECONFIG``,
+    else ``~/.kube/config``. A list of paths (``a:b``, as in ``$KUBECONFIG``) needs one file
+    that exists, as kubectl does."""
+    hint = ""
+    if path is None:
+        path = os.environ.get("KUBECONFIG") or ""
+        hint = " (from $KUBECONFIG)"
+    if not path:
+        path = os.path.expanduser("~/.kube/config")
+        hint = " (no --kubeconfig, no $KUBECONFIG, and not in a pod)"
+    listed = [p for p in path.split(os.pathsep) if p]
+    if not any(os.path.isfile(os.path.expanduser(p)) for p in listed):
+        raise KubeconfigError(f"kubeconfig file not found: {path}{hint}")
+    return path
+
+
 def _ssl_context(cfg: Configuration) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
     if cfg.cert_file:
@@ -294,18 +315,28 @@ class KubeClient:
         burst: int = 100,
         options: ClientOptions | None = None,
     ) -> KubeClient:
-        """Load credentials: the kubeconfig if given, in-cluster in a pod, else the default."""
+        """Load credentials: the kubeconfig if given, in-cluster in a pod, else the default
+        (``$KUBECONFIG``, else ``~/.kube/config``). :class:`KubeconfigError` says in one line
+        what is wrong: a file that does not exist, an unknown context, a broken file."""
         cfg = Configuration()
         reload: Callable[[], Awaitable[None]] | None = None
-        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-            kube_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            try:
+                kube_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+            except kube_config.ConfigException as exc:
+                raise KubeconfigError(f"in-cluster configuration: {exc}") from exc
         else:
-            loader = await kube_config.load_kube_config(
-                config_file=kubeconfig,
-                context=context,
-                client_configuration=cfg,
-                persist_config=False,
-            )
+            source = _kubeconfig_source(kubeconfig)
+            try:
+                loader = await kube_config.load_kube_config(
+                    config_file=kubeconfig,
+                    context=context,
+                    client_configuration=cfg,
+                    persist_config=False,
+                )
+            except (kube_config.ConfigException, OSError, ValueError) as exc:
+                what = f"context {context!r} of " if context else ""
+                raise KubeconfigError(f"{what}kubeconfig {source}: {exc}") from exc
 
             async def reload_from_kubeconfig() -> None:
                 # Exec and OIDC credentials expire; the loader fetches fresh ones.
@@ -652,6 +683,7 @@ __all__ = [
     "ApiError",
     "ClientOptions",
     "KubeClient",
+    "KubeconfigError",
     "Resource",
     "TokenBucket",
     "TransportError",

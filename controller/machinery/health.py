@@ -1,4 +1,8 @@
-"""The probe and metrics server: ``/healthz``, ``/readyz`` and ``/metrics`` on one aiohttp port.
+"""The probe server (``/healthz``, ``/readyz``) and the metrics server (``/metrics``).
+
+As controller-runtime does (probes on :8081, metrics on :8443), they listen on separate ports by
+default, so that the port kubelet probes and the port Prometheus scrapes can be exposed and
+protected differently; :class:`HealthServer` can also serve ``/metrics`` itself (one port).
 
 Checks follow controller-runtime's ``pkg/healthz``: named checks, each also served at
 ``/<endpoint>/<name>``; ``?verbose`` lists them; ``?exclude=<name>`` skips one; failure reasons
@@ -40,12 +44,14 @@ class HealthServer:
         registry: CollectorRegistry = REGISTRY,
         lag_interval: float = 1.0,
         max_loop_lag: float = 10.0,
+        serve_metrics: bool = True,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"health port must be 0..65535, got {port}")
         self.host = host
         self.port = port
         self.registry = registry
+        self.serve_metrics = serve_metrics
         self.lag_interval = lag_interval
         self.max_loop_lag = max_loop_lag
         self.loop_lag = 0.0
@@ -63,7 +69,8 @@ class HealthServer:
 
     async def start(self) -> None:
         app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
+        if self.serve_metrics:
+            app.router.add_get("/metrics", self._metrics)
         for endpoint in self._checks:
             app.router.add_get(f"/{endpoint}", self._handler(endpoint))
             app.router.add_get(f"/{endpoint}/{{check}}", self._handler(endpoint))
@@ -117,8 +124,7 @@ class HealthServer:
         return handle
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return _metrics_response(self.registry)
 
     # ---- loop lag -----------------------------------------------------------------------------
 
@@ -135,6 +141,43 @@ class HealthServer:
             m.EVENT_LOOP_LAG.set(self.loop_lag)
 
 
+def _metrics_response(registry: CollectorRegistry) -> web.Response:
+    body = generate_latest(registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+class MetricsServer:
+    """``/metrics`` alone on its own port (0 picks a free one)."""
+
+    def __init__(
+        self, host: str = "0.0.0.0", port: int = 8080, *, registry: CollectorRegistry = REGISTRY
+    ) -> None:
+        if not 0 <= port <= 65535:
+            raise ValueError(f"metrics port must be 0..65535, got {port}")
+        self.host = host
+        self.port = port
+        self.registry = registry
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        if self.port == 0 and self._runner.addresses:
+            self.port = int(self._runner.addresses[0][1])
+        log.info("metrics server listening", extra={"host": self.host, "port": self.port})
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return _metrics_response(self.registry)
+
+
 def _run(check: Check) -> str | None:
     """The failure reason, or ``None`` when healthy; a check that raises is unhealthy."""
     try:
@@ -148,4 +191,4 @@ def _run(check: Check) -> str | None:
     return str(outcome)
 
 
-__all__ = ["Check", "HealthServer"]
+__all__ = ["Check", "HealthServer", "MetricsServer"]

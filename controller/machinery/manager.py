@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.machinery.client import KubeClient, Resource
-from controller.machinery.health import HealthServer
+from controller.machinery.health import HealthServer, MetricsServer
 from controller.machinery.informer import Informer, InformerConfig
 from controller.machinery.leader import LeaderElectionConfig, LeaderElectionLost, LeaderElector
 from controller.machinery.multi_namespace import MultiNamespaceInformer
@@ -82,7 +82,9 @@ class ManagerConfig:
     retry_period: float = 2.0
     identity: str = field(default_factory=default_identity)
     health_host: str = "0.0.0.0"
-    health_port: int | None = 8081  # None: no server; 0: any free port
+    health_port: int | None = 8081  # probes; None: no server; 0: any free port
+    # /metrics on its own port (0: any free port); None: on the probe server's port.
+    metrics_port: int | None = None
     informer: InformerConfig = field(default_factory=InformerConfig)
     workers: int = 1  # per controller, unless add_controller says otherwise
     cache_sync_timeout: float = 120.0
@@ -139,6 +141,7 @@ class Manager:
         self._running = False
         self.elector: LeaderElector | None = None
         self.health: HealthServer | None = None
+        self.metrics: MetricsServer | None = None
         self._leading_without_election = False
         self._workers_started = False
 
@@ -385,6 +388,8 @@ class Manager:
         await self._cancel(self._informer_tasks)
         if self.health is not None:
             await self.health.stop()
+        if self.metrics is not None:
+            await self.metrics.stop()
         await self.client.close()
 
     # ---- helpers ------------------------------------------------------------------------------
@@ -394,9 +399,14 @@ class Manager:
 
     async def _start_health(self) -> None:
         cfg = self.config
+        if cfg.metrics_port is not None:
+            self.metrics = MetricsServer(cfg.health_host, cfg.metrics_port)
+            await self.metrics.start()
         if cfg.health_port is None:
             return
-        self.health = HealthServer(cfg.health_host, cfg.health_port)
+        self.health = HealthServer(
+            cfg.health_host, cfg.health_port, serve_metrics=cfg.metrics_port is None
+        )
         self.health.add_healthz("informers", self._informers_healthy)
         self.health.add_healthz("leader-election", self._election_healthy)
         self.health.add_readyz("ping", lambda: True)

@@ -265,6 +265,7 @@ async def test_manager_serves_probes_and_metrics_and_stops_gracefully(
             identity="inproc",
             health_host="127.0.0.1",
             health_port=0,
+            metrics_port=0,  # its own port, as controller-runtime's :8081 and :8443
             informer=InformerConfig(watch_timeout=30, watchdog_timeout=20),
             handle_signals=False,
         ),
@@ -295,8 +296,9 @@ async def test_manager_serves_probes_and_metrics_and_stops_gracefully(
             START_BOUND,
             "every object reconciled",
         )
-        assert manager.is_leader and manager.health is not None
+        assert manager.is_leader and manager.health is not None and manager.metrics is not None
         base = f"http://127.0.0.1:{manager.health.port}"
+        assert manager.metrics.port not in (0, manager.health.port)
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{base}/readyz") as r:
                 assert (r.status, await r.text()) == (200, "ok")
@@ -305,12 +307,21 @@ async def test_manager_serves_probes_and_metrics_and_stops_gracefully(
                 assert r.status == 200
                 for check in ("informers", "leader-election", "loop", "ping"):
                     assert f"[+]{check} ok" in body
+            async with http.get(f"{base}/readyz?verbose") as r:
+                body = await r.text()
+                assert r.status == 200
+                for check in ("informers-synced", "leader-election", "ping"):
+                    assert f"[+]{check} ok" in body
             async with http.get(f"{base}/healthz/informers") as r:
                 assert r.status == 200
             async with http.get(f"{base}/readyz/nonexistent") as r:
                 assert r.status == 404
             async with http.get(f"{base}/metrics") as r:
+                assert r.status == 404  # not on the probe port
+            async with http.get(f"http://127.0.0.1:{manager.metrics.port}/metrics") as r:
                 metrics = await r.text()
+            async with http.get(f"http://127.0.0.1:{manager.metrics.port}/readyz") as r:
+                assert r.status == 404  # and no probes on the metrics port
         ctl = controller_name
         for line in (
             f'controller_runtime_reconcile_total{{controller="{ctl}",result="success"}} 3.0',
