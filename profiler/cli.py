@@ -3,8 +3,9 @@
 Exit codes: 0 planned; 2 the input is invalid (each problem printed with its field path);
 3 the request cannot be served (the model does not fit the GPU budget); 4 the request asks for
 something not available (thorough profiling); 5 with ``--strict`` only, the chosen (closest)
-configuration misses the SLA (it is still printed and written); 1 anything else the profiler
-refused.
+configuration misses the SLA (it is still printed and written), or the model is not
+performance-modelled; 6 the model's config.json could not be fetched from the Hub in time (try
+again); 1 anything else the profiler refused.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from typing import Any, TextIO
 import yaml
 
 from profiler.errors import InfeasibleError, NotAvailableError, ProfilerError, SpecError
+from profiler.hub import HubError, HubSettings
 from profiler.plan import PlanResult, plan
-from profiler.request import PlanRequest
+from profiler.request import DGD_V1ALPHA1, DGD_V1BETA1, PlanRequest
 
 EXIT_INVALID = 2
 EXIT_INFEASIBLE = 3
 EXIT_NOT_AVAILABLE = 4
 EXIT_SLA_NOT_MET = 5
+EXIT_HUB = 6
 
 EXIT_CODES = f"""exit codes:
   0  planned (without --strict, also when the SLA is missed: a warning says by how much)
@@ -32,8 +35,16 @@ EXIT_CODES = f"""exit codes:
   {EXIT_INVALID}  the input is invalid (each problem is printed with its field path)
   {EXIT_INFEASIBLE}  the request cannot be served (the model does not fit the GPU budget)
   {EXIT_NOT_AVAILABLE}  the request asks for something not available (searchStrategy: thorough)
-  {EXIT_SLA_NOT_MET}  --strict: the chosen (closest) configuration does not meet the SLA; the
-     plan is still printed and written, and each missed target is named on stderr
+  {EXIT_SLA_NOT_MET}  --strict: the chosen (closest) configuration does not meet the SLA, or the
+     model is not performance-modelled (the SLA was not checked); the plan is still printed and
+     written, and each missed target is named on stderr
+  {EXIT_HUB}  the model's config.json could not be fetched from the Hugging Face Hub (no answer
+     in time, a server error): try again
+
+A model the catalog does not know is planned from its config.json on the Hugging Face Hub:
+HF_ENDPOINT names a mirror (default https://huggingface.co), HF_TOKEN a token for gated or
+private models, DGDR_HUB_TIMEOUT the seconds to wait (default 20); files are cached under
+DGDR_HUB_CACHE (default ~/.cache/dgdr-profiler/hub).
 """
 
 
@@ -119,11 +130,17 @@ def _table(result: PlanResult, out: TextIO) -> None:
     for r in (head, *rows):
         out.write("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() + "\n")
     c = result.chosen
-    out.write(
-        f"\nchosen ({result.picking_mode}): {c.mode} {c.backend} {c.label} on {c.gpus} GPUs: "
-        f"TTFT {c.ttft_ms:.1f} ms, ITL {c.itl_ms:.2f} ms, {c.tokens_s_per_gpu:.1f} tokens/s/GPU, "
-        f"{c.tokens_s_per_user:.1f} tokens/s/user\n"
-    )
+    if result.modelled:
+        out.write(
+            f"\nchosen ({result.picking_mode}): {c.mode} {c.backend} {c.label} on {c.gpus} GPUs: "
+            f"TTFT {c.ttft_ms:.1f} ms, ITL {c.itl_ms:.2f} ms, {c.tokens_s_per_gpu:.1f} "
+            f"tokens/s/GPU, {c.tokens_s_per_user:.1f} tokens/s/user\n"
+        )
+    else:
+        out.write(
+            f"\nchosen: {c.mode} {c.backend} {c.label} on {c.gpus} GPUs, sized by memory "
+            "(not performance-modelled: no predictions)\n"
+        )
     for w in result.warnings:
         out.write(f"warning: {w}\n")
     out.write(
@@ -142,7 +159,13 @@ def _write_manifests(result: PlanResult, path: str) -> None:
 def _cmd_plan(args: argparse.Namespace) -> int:
     try:
         spec, name, ns = load_spec(_read(args.file))
-        request = PlanRequest.from_spec(spec, dgdr_name=name, namespace=ns)
+        request = PlanRequest.from_spec(
+            spec,
+            dgdr_name=name,
+            namespace=ns,
+            hub=HubSettings.from_env(),
+            dgd_api_version=f"nvidia.com/{args.dgd_version}",
+        )
         result = plan(request)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -161,6 +184,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     except NotAvailableError as exc:
         print(f"error: not available: {exc}", file=sys.stderr)
         return EXIT_NOT_AVAILABLE
+    except HubError as exc:  # the transient kind; a missing model is a SpecError on spec.model
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_HUB
     except ProfilerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -180,7 +206,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         _table(result, sys.stdout)
         if args.output:
             print(f"wrote {args.output}")
-    if args.strict and not result.sla.met:
+    if args.strict and not (result.sla.met and result.sla.evaluated):
         print(f"error: {result.sla.describe()}", file=sys.stderr)
         return EXIT_SLA_NOT_MET
     return 0
@@ -220,6 +246,14 @@ def parser() -> argparse.ArgumentParser:
     )
     pl.add_argument(
         "-o", "--output", help="write the manifests as YAML (planner ConfigMaps, then the DGD)"
+    )
+    pl.add_argument(
+        "--dgd-version",
+        choices=[v.split("/")[1] for v in (DGD_V1ALPHA1, DGD_V1BETA1)],
+        default="v1alpha1",
+        help="DynamoGraphDeployment version to generate: v1alpha1 (a services map, what "
+        "Dynamo 1.1 generates) or v1beta1 (a components list; the controller picks what the "
+        "cluster serves) [default: v1alpha1]",
     )
     pl.set_defaults(func=_cmd_plan)
     es = sub.add_parser("estimate", help="add predicted TTFT and TPOT to calibration-style rows")

@@ -15,15 +15,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from profiler.request import (
+    DGD_V1ALPHA1,
+    DGD_V1BETA1,
     FRONTEND_SERVICE,
     PLANNER_SERVICE,
     SERVICE_NAMES,
     PlanRequest,
+    override_api_version,
 )
 from profiler.search import Candidate, Worker
 
-API_VERSION = "nvidia.com/v1alpha1"
+API_VERSION = DGD_V1ALPHA1
 KIND = "DynamoGraphDeployment"
+# v1beta1: the container of a component's pod template the operator fills in (upstream's name).
+MAIN_CONTAINER = "main"
+GPU_RESOURCE = "nvidia.com/gpu"
 HF_SECRET = "hf-token-secret"
 RUNTIME_IMAGES = {
     "vllm": "vllm-runtime",
@@ -194,7 +200,14 @@ def build_dgd(
     planner_configmap: str | None = None,
     profile_configmap: str | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
-    """The full DGD (before and after ``overrides.dgd``) and the warnings the merge produced."""
+    """The full DGD, in ``req.dgd_api_version``, with ``overrides.dgd`` applied; and the warnings
+    of the merge and of the conversion.
+
+    The DGD is built as v1alpha1 (a services map), as upstream's profiler builds it. An override
+    is merged in the version it is written in (upstream's rule since v1beta1 overrides: the
+    blueprint is converted first): a v1alpha1 one onto the v1alpha1 DGD before any conversion,
+    a v1beta1 one onto the converted v1beta1 DGD (see ``merge_overrides_v1beta1``).
+    """
     backend = chosen.backend
     names = SERVICE_NAMES["mocker" if req.mocker else backend]
     frontend_image = req.image if req.mocker else derive_image(req.image, RUNTIME_IMAGES[backend])
@@ -253,9 +266,223 @@ def build_dgd(
         meta["namespace"] = req.namespace
     dgd: dict[str, Any] = {"apiVersion": API_VERSION, "kind": KIND, "metadata": meta, "spec": spec}
     warnings: list[str] = []
-    if req.overrides_dgd:
-        dgd, warnings = merge_overrides(dgd, req.overrides_dgd)
+    ov = req.overrides_dgd
+    written = override_api_version(ov) if ov else None
+    if ov and written == DGD_V1ALPHA1:
+        dgd, warnings = merge_overrides(dgd, ov)
+    if req.dgd_api_version == DGD_V1BETA1:
+        dgd, converted = to_v1beta1(dgd)
+        warnings += converted
+        if ov and written == DGD_V1BETA1:
+            dgd, merged = merge_overrides_v1beta1(dgd, ov)
+            warnings += merged
+    elif ov and written == DGD_V1BETA1:  # the request's validation refuses this combination
+        warnings.append("overrides.dgd is v1beta1 but the DGD is v1alpha1: not applied")
     return dgd, warnings
+
+
+# ---- v1beta1 ------------------------------------------------------------------------------------
+
+# v1alpha1 service fields and where they go in a v1beta1 component (upstream's conversion,
+# deploy/operator/api/v1alpha1/shared_spec_conversion.go): kept as they are ...
+_SAME_FIELDS = ("replicas", "multinode", "modelRef", "globalDynamoNamespace", "topologyConstraint")
+# ... or folded into the component's pod template and its main container.
+_POD_FIELDS = (
+    "componentType",
+    "subComponentType",
+    "scalingAdapter",
+    "resources",
+    "envs",
+    "envFromSecret",
+    "volumeMounts",
+    "extraPodSpec",
+    "extraPodMetadata",
+    "sharedMemory",
+)
+_SPEC_SAME = ("backendFramework", "annotations", "labels", "restart", "topologyConstraint")
+
+
+def to_v1beta1(dgd: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A v1alpha1 DGD as v1beta1: each service becomes a component (``name``, ``type``,
+    ``podTemplate`` with a ``main`` container), graph ``envs`` become ``env``. The main container
+    gets the service's resources (``gpu`` as ``nvidia.com/gpu``), ``envs`` (then the container's
+    own ``env``), ``envFromSecret`` (as ``envFrom``), volume mounts; ``extraPodSpec`` becomes the
+    pod spec. A PVC of ``spec.pvcs`` (which v1beta1 lacks) becomes a pod volume of each component
+    that mounts it. Fields with no v1beta1 equivalent are dropped with a warning."""
+    warnings: list[str] = []
+    src = dict(dgd.get("spec") or {})
+    out: dict[str, Any] = {k: copy.deepcopy(src[k]) for k in _SPEC_SAME if k in src}
+    if "envs" in src:
+        out["env"] = copy.deepcopy(src["envs"])
+    if "experimental" in src:
+        out["experimental"] = copy.deepcopy(src["experimental"])
+    pvcs = {
+        str(p.get("name")): p
+        for p in src.get("pvcs") or []
+        if isinstance(p, Mapping) and "name" in p
+    }
+    handled = {"services", "envs", "pvcs", "experimental", *_SPEC_SAME}
+    for key in src:
+        if key not in handled:
+            warnings.append(f"spec.{key} has no v1beta1 equivalent; dropped")
+    components: list[dict[str, Any]] = []
+    for name, svc in (src.get("services") or {}).items():
+        if not isinstance(svc, Mapping):
+            continue
+        comp, dropped = _component(str(name), svc, pvcs)
+        components.append(comp)
+        warnings += [f"service {name}: {d} has no v1beta1 equivalent; dropped" for d in dropped]
+    out["components"] = components
+    meta = copy.deepcopy(dict(dgd.get("metadata") or {}))
+    return {"apiVersion": DGD_V1BETA1, "kind": KIND, "metadata": meta, "spec": out}, warnings
+
+
+def _component(
+    name: str, svc: Mapping[str, Any], pvcs: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    ctype = str(svc.get("componentType") or "worker")
+    sub = svc.get("subComponentType")
+    comp: dict[str, Any] = {
+        "name": name,
+        "type": sub if ctype == "worker" and sub in ("prefill", "decode") else ctype,
+    }
+    comp.update({k: copy.deepcopy(svc[k]) for k in _SAME_FIELDS if k in svc})
+    adapter = svc.get("scalingAdapter")
+    if isinstance(adapter, Mapping) and adapter.get("enabled"):
+        comp["scalingAdapter"] = {}  # presence means enabled
+    shm = svc.get("sharedMemory")
+    if isinstance(shm, Mapping) and not shm.get("disabled") and shm.get("size"):
+        comp["sharedMemorySize"] = shm["size"]
+    pod = copy.deepcopy(dict(svc.get("extraPodSpec") or {}))
+    override = pod.pop("mainContainer", None) or {}
+    main: dict[str, Any] = {"name": MAIN_CONTAINER}
+    resources = _native_resources(svc.get("resources"))
+    if resources:
+        main["resources"] = resources
+    env = list(copy.deepcopy(svc.get("envs") or []))
+    if svc.get("envFromSecret"):
+        main["envFrom"] = [{"secretRef": {"name": str(svc["envFromSecret"])}}]
+    mounts: list[dict[str, Any]] = []
+    for vm in svc.get("volumeMounts") or []:
+        if not isinstance(vm, Mapping) or not vm.get("name"):
+            continue
+        path = vm.get("mountPoint") or vm.get("mountPath")
+        mounts.append({"name": vm["name"], "mountPath": path})
+        if vm["name"] in pvcs and not any(
+            v.get("name") == vm["name"] for v in pod.get("volumes") or []
+        ):
+            pod.setdefault("volumes", []).append(
+                {"name": vm["name"], "persistentVolumeClaim": {"claimName": vm["name"]}}
+            )
+    for key, value in override.items():
+        if key == "env":
+            env += copy.deepcopy(list(value or []))
+        elif key == "volumeMounts":
+            mounts += copy.deepcopy(list(value or []))
+        elif key != "name":
+            main[key] = copy.deepcopy(value)
+    if env:
+        main["env"] = env
+    if mounts:
+        main["volumeMounts"] = mounts
+    others = [c for c in pod.get("containers") or [] if c.get("name") != MAIN_CONTAINER]
+    pod["containers"] = [main, *others]
+    template: dict[str, Any] = {"spec": pod}
+    metadata = svc.get("extraPodMetadata")
+    if isinstance(metadata, Mapping) and (metadata.get("labels") or metadata.get("annotations")):
+        template["metadata"] = {
+            k: copy.deepcopy(metadata[k]) for k in ("labels", "annotations") if metadata.get(k)
+        }
+    comp["podTemplate"] = template
+    dropped = [k for k in svc if k not in _SAME_FIELDS and k not in _POD_FIELDS]
+    return comp, dropped
+
+
+def _native_resources(res: Any) -> dict[str, Any]:
+    """v1alpha1 ``{requests,limits}.{cpu,memory,gpu,gpuType,custom}`` as a container's
+    ResourceRequirements (``gpu`` under ``gpuType``, default ``nvidia.com/gpu``)."""
+    if not isinstance(res, Mapping):
+        return {}
+    out: dict[str, Any] = {}
+    for part in ("requests", "limits"):
+        src = res.get(part)
+        if not isinstance(src, Mapping):
+            continue
+        native: dict[str, Any] = {}
+        for key in ("cpu", "memory", "ephemeral-storage"):
+            if src.get(key) is not None:
+                native[key] = str(src[key])
+        if src.get("gpu") is not None:
+            native[str(src.get("gpuType") or GPU_RESOURCE)] = str(src["gpu"])
+        if isinstance(src.get("custom"), Mapping):
+            native.update({str(k): str(v) for k, v in src["custom"].items()})
+        if native:
+            out[part] = native
+    return out
+
+
+def merge_overrides_v1beta1(
+    dgd: Mapping[str, Any], overrides: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """A v1beta1 ``overrides.dgd`` on a v1beta1 DGD: ``apiVersion``/``kind`` ignored, from
+    ``metadata`` only labels and annotations; ``spec.components`` matched by ``name`` (a name
+    the DGD lacks is skipped with a warning: an override cannot add topology); within a
+    component dicts merge recursively, a pod template's ``containers`` are matched by ``name``
+    (a new name is added: a sidecar), and every other list is replaced whole (v1beta1 lists are
+    atomic, a main container's ``args`` included)."""
+    out = copy.deepcopy(dict(dgd))
+    warnings: list[str] = []
+    meta = overrides.get("metadata")
+    if isinstance(meta, Mapping):
+        for key in ("labels", "annotations"):
+            if isinstance(meta.get(key), Mapping):
+                target = out.setdefault("metadata", {}).setdefault(key, {})
+                target.update(copy.deepcopy(dict(meta[key])))
+    spec = overrides.get("spec")
+    if not isinstance(spec, Mapping):
+        return out, warnings
+    out_spec = out.setdefault("spec", {})
+    for key, value in spec.items():
+        if key != "components":
+            out_spec[key] = _merge(out_spec.get(key), value)
+            continue
+        components = out_spec.setdefault("components", [])
+        by_name = {c.get("name"): i for i, c in enumerate(components)}
+        for body in value if isinstance(value, list) else []:
+            if not isinstance(body, Mapping):
+                continue
+            name = body.get("name")
+            if name not in by_name:
+                warnings.append(
+                    f"overrides.dgd: component {name!r} is not in the generated DGD (it has "
+                    f"{', '.join(sorted(str(n) for n in by_name))}); skipped"
+                )
+                continue
+            components[by_name[name]] = _merge_component(components[by_name[name]], body)
+    return out, warnings
+
+
+def _merge_component(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    over_pod = (over.get("podTemplate") or {}).get("spec") if isinstance(over, Mapping) else None
+    containers = over_pod.get("containers") if isinstance(over_pod, Mapping) else None
+    rest = copy.deepcopy(dict(over))
+    if isinstance(containers, list):
+        rest["podTemplate"]["spec"].pop("containers")
+    merged: dict[str, Any] = _merge(base, rest)
+    if isinstance(containers, list):
+        pod = merged.setdefault("podTemplate", {}).setdefault("spec", {})
+        current = list(pod.get("containers") or [])
+        index = {c.get("name"): i for i, c in enumerate(current)}
+        for c in containers:
+            if not isinstance(c, Mapping):
+                continue
+            if c.get("name") in index:
+                i = index[c.get("name")]
+                current[i] = _merge(current[i], c)
+            else:
+                current.append(copy.deepcopy(dict(c)))
+        pod["containers"] = current
+    return merged
 
 
 def _planner_service(

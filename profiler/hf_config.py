@@ -23,6 +23,30 @@ class ConfigError(ProfilerError):
     reason = "InvalidModelConfig"
 
 
+class UnsupportedArchitectureError(ConfigError):
+    """A model the performance model cannot describe, though its size can be estimated.
+
+    ``arch`` is a sizing-only ModelArch (``params_b_override`` holds the estimate, the other
+    counts are the config's where it has them): enough for upstream's fallback, a tensor-parallel
+    configuration sized by memory, not for performance predictions. ``why`` says what is missing.
+    """
+
+    reason = "NotPerformanceModelled"
+
+    def __init__(self, name: str, why: str, arch: ModelArch) -> None:
+        super().__init__(f"{name}: {why}")
+        self.name = name
+        self.why = why
+        self.arch = arch
+
+    def __reduce__(self) -> tuple[type[UnsupportedArchitectureError], tuple[str, str, ModelArch]]:
+        return (UnsupportedArchitectureError, (self.name, self.why, self.arch))
+
+
+# Class-name endings of Hugging Face architectures that generate text token by token.
+_GENERATIVE = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+
+
 def _first(cfg: Mapping[str, Any], *keys: str, default: Any = None) -> Any:
     for key in keys:
         value = cfg.get(key)
@@ -191,6 +215,85 @@ def arch_from_config(cfg: Mapping[str, Any], name: str, *, where: str = "config.
     )
 
 
+def unsupported_reason(cfg: Mapping[str, Any]) -> str | None:
+    """Why the performance model cannot describe this config even if it parses: an
+    encoder-decoder, or architectures none of which is a decoder-only generator."""
+    if cfg.get("is_encoder_decoder") is True:
+        return f"an encoder-decoder model ({cfg.get('model_type', 'unknown type')})"
+    archs = cfg.get("architectures")
+    if (
+        isinstance(archs, list)
+        and archs
+        and all(isinstance(a, str) for a in archs)
+        and not any(a.endswith(_GENERATIVE) for a in archs)
+    ):
+        return f"architecture {', '.join(archs)} is not a decoder-only text generator"
+    return None
+
+
+def sizing_arch(cfg: Mapping[str, Any], name: str) -> ModelArch | None:
+    """A sizing-only ModelArch from whatever dimensions the config has (any architecture):
+    parameters ~ layers x (4 h^2 + 3 h x FFN x experts) + 2 x vocab x h, or the config's own
+    ``num_parameters``. None when it lacks even the hidden size, layer count and vocabulary."""
+    text = cfg.get("text_config")
+    if isinstance(text, Mapping):
+        cfg = {**{k: v for k, v in cfg.items() if k != "text_config"}, **text}
+
+    def num(*keys: str) -> int | None:
+        value = _first(cfg, *keys)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            return None
+        return int(value)
+
+    hidden = num("hidden_size", "d_model", "n_embd", "dim", "model_dim")
+    layers = num("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+    vocab = num("vocab_size", "padded_vocab_size")
+    if hidden is None or layers is None or vocab is None:
+        return None
+    inter = num("intermediate_size", "ffn_hidden_size", "d_ff", "ffn_dim") or 4 * hidden
+    experts = num("n_routed_experts", "num_local_experts", "num_experts") or 1
+    moe_inter = num("moe_intermediate_size") or inter
+    ffn = 3.0 * hidden * (moe_inter * experts if experts > 1 else inter)
+    params = layers * (4.0 * hidden * hidden + ffn) + 2.0 * vocab * hidden
+    explicit = num("num_parameters", "n_params")
+    heads = num("num_attention_heads", "n_head", "num_heads") or 1
+    quant = quant_from_config(cfg) or "bf16"
+    return ModelArch(
+        name=name,
+        family=str(cfg.get("model_type") or "unknown"),
+        layers=layers,
+        hidden=hidden,
+        heads=heads,
+        kv_heads=num("num_key_value_heads", "num_kv_heads") or heads,
+        head_dim=max(hidden // heads, 1),
+        intermediate=inter,
+        vocab=vocab,
+        max_context=num("max_position_embeddings", "n_positions", "seq_length") or 4096,
+        default_quant=quant,
+        params_b_override=(explicit or params) / 1e9,
+    )
+
+
+def arch_or_unsupported(cfg: Mapping[str, Any], name: str, *, where: str) -> ModelArch:
+    """``arch_from_config``, or ``UnsupportedArchitectureError`` (with a sizing-only arch) for a
+    model the performance model cannot describe; ``ConfigError`` when it cannot even be sized."""
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"{where}: expected a JSON object")
+    why = unsupported_reason(cfg)
+    if why is None:
+        try:
+            return arch_from_config(cfg, name, where=where)
+        except ConfigError as exc:
+            why = f"its config.json does not describe a transformer the estimator covers ({exc})"
+    sizing = sizing_arch(cfg, name)
+    if sizing is None:
+        raise ConfigError(
+            f"{where}: {why}, and it has no hidden size, layer count and vocabulary size to "
+            "size it by"
+        )
+    raise UnsupportedArchitectureError(name, why, sizing)
+
+
 def load_config(path: str, name: str | None = None) -> ModelArch:
     """Parse ``path`` (a config.json, or a model directory holding one)."""
     p = Path(path)
@@ -202,4 +305,4 @@ def load_config(path: str, name: str | None = None) -> ModelArch:
         raise ConfigError(f"model config {str(p)!r} does not exist") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"model config {str(p)!r} is not readable JSON: {exc}") from None
-    return arch_from_config(raw, name or p.parent.name or p.stem, where=str(p))
+    return arch_or_unsupported(raw, name or p.parent.name or p.stem, where=str(p))

@@ -16,12 +16,20 @@ from typing import Any
 
 from profiler.arch import QUANTS, ModelArch
 from profiler.errors import ProfilerError
-from profiler.hf_config import arch_from_config, load_config
+from profiler.hf_config import (
+    UnsupportedArchitectureError,
+    arch_from_config,
+    arch_or_unsupported,
+    load_config,
+)
+from profiler.hub import HubSettings, fetch_config
 
 __all__ = [
     "ModelArch",
     "UnknownModelError",
+    "UnsupportedArchitectureError",
     "catalog_names",
+    "in_catalog",
     "normalize_model_id",
     "quant_for",
     "resolve_model",
@@ -108,10 +116,21 @@ def _from_catalog(canonical: str) -> ModelArch:
     return arch_from_config(entry["config"], canonical, where=f"catalog entry {canonical}")
 
 
-def resolve_model(model: str, *, config_path: str | None = None) -> ModelArch:
-    """The architecture of ``model``: from ``config_path`` if given, else from the catalog.
+def in_catalog(model: str) -> bool:
+    """Whether the catalog knows ``model`` (so resolving it needs no file and no network)."""
+    return bool(model.strip()) and normalize_model_id(model) in _index()
 
-    ``model`` may itself be a local model directory holding a config.json.
+
+def resolve_model(
+    model: str, *, config_path: str | None = None, hub: HubSettings | None = None
+) -> ModelArch:
+    """The architecture of ``model``, from the first of: ``config_path``; ``model`` itself when
+    it is a local model directory holding a config.json; the catalog; the model's config.json
+    on the Hugging Face Hub (or the mirror ``hub.endpoint`` names), when ``hub`` is given.
+
+    Raises ``UnknownModelError`` (no source knows it), ``UnsupportedArchitectureError`` (a
+    config the performance model cannot describe; it carries a sizing-only arch), ``ConfigError``
+    and the ``profiler.hub`` errors (``HubUnavailableError`` is transient).
     """
     if not model or not model.strip():
         raise UnknownModelError("model is empty: give a Hugging Face id or a config.json")
@@ -120,13 +139,17 @@ def resolve_model(model: str, *, config_path: str | None = None) -> ModelArch:
     if os.path.isdir(model) and os.path.isfile(os.path.join(model, "config.json")):
         return load_config(model, name=model)
     canonical = _index().get(normalize_model_id(model))
-    if canonical is None:
+    if canonical is not None:
+        return _from_catalog(canonical)
+    if hub is None:
         raise UnknownModelError(
-            f"unknown model {model!r}: it is not in the profiler's catalog. Give the model's "
-            "Hugging Face config.json (a path, e.g. in the model cache) or use a known id such "
-            f"as {', '.join(sorted(_catalog())[:6])}, ..."
+            f"unknown model {model!r}: it is not in the profiler's catalog, and no Hugging Face "
+            "Hub was asked for its config.json. Give the config.json (a path, e.g. in the model "
+            "cache), let the profiler fetch it (set HF_ENDPOINT for a mirror, HF_TOKEN for a "
+            f"gated model), or use a known id such as {', '.join(sorted(_catalog())[:6])}, ..."
         )
-    return _from_catalog(canonical)
+    config = fetch_config(model, hub)
+    return arch_or_unsupported(config, model, where=f"config.json of {model} from {hub.endpoint}")
 
 
 _Q_PATTERNS = (

@@ -16,6 +16,7 @@ from typing import Any
 
 from profiler.errors import FieldError, NotAvailableError, SpecError
 from profiler.generate import build_dgd
+from profiler.naive import naive_search
 from profiler.planner import planner_configmaps, profile_data
 from profiler.request import PlanRequest, too_long_services
 from profiler.search import Candidate, search
@@ -81,19 +82,27 @@ class SlaMiss:
 
 @dataclass(frozen=True)
 class SlaVerdict:
-    """Whether the chosen configuration meets the request's SLA, and every target it misses."""
+    """Whether the chosen configuration meets the request's SLA, and every target it misses.
+    ``evaluated`` is false for a plan that is not performance-modelled: nothing was predicted,
+    so the SLA was not checked (and ``met`` is false)."""
 
     met: bool
     misses: tuple[SlaMiss, ...] = ()
+    evaluated: bool = True
 
     def describe(self) -> str:
-        """``SLA met``, or ``SLA not met: <each miss>``."""
+        """``SLA met``, ``SLA not met: <each miss>``, or ``SLA not checked: ...``."""
+        if not self.evaluated:
+            return "SLA not checked: the plan is not performance-modelled"
         if self.met:
             return "SLA met"
         return "SLA not met: " + ", ".join(m.describe() for m in self.misses)
 
     def to_json(self) -> dict[str, Any]:
-        return {"met": self.met, "misses": [m.to_json() for m in self.misses]}
+        doc: dict[str, Any] = {"met": self.met, "misses": [m.to_json() for m in self.misses]}
+        if not self.evaluated:
+            doc["evaluated"] = False
+        return doc
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> SlaVerdict:
@@ -101,7 +110,7 @@ class SlaVerdict:
             SlaMiss(str(m["target"]), float(m["target_ms"]), float(m["predicted_ms"]))
             for m in doc.get("misses") or ()
         )
-        return cls(met=bool(doc["met"]), misses=misses)
+        return cls(met=bool(doc["met"]), misses=misses, evaluated=bool(doc.get("evaluated", True)))
 
 
 def sla_verdict(request: PlanRequest, chosen: Candidate) -> SlaVerdict:
@@ -138,21 +147,43 @@ class PlanResult:
     picking_mode: str = "default"
     pareto: list[Candidate] = field(default_factory=list)
     request: dict[str, Any] = field(default_factory=dict)
+    # Why the plan is not performance-modelled (upstream's fallback), None when it is.
+    not_modelled: str | None = None
+
+    @property
+    def modelled(self) -> bool:
+        return self.not_modelled is None
 
     def to_json(self) -> dict[str, Any]:
+        """Plain JSON: a prediction that is not a number (nothing modelled) is null."""
         return {
-            "chosen": self.chosen.to_json(),
-            "candidates": [c.to_json() for c in self.candidates],
+            "chosen": _finite(self.chosen.to_json()),
+            "candidates": [_finite(c.to_json()) for c in self.candidates],
             "configs_evaluated": self.configs_evaluated,
             "elapsed_s": round(self.elapsed_s, 4),
             "picking_mode": self.picking_mode,
             "request": self.request,
             "sla": self.sla.to_json(),
             "warnings": list(self.warnings),
-            "pareto": [c.to_json() for c in self.pareto],
+            "pareto": [_finite(c.to_json()) for c in self.pareto],
             "dgd": self.dgd,
             "configmaps": self.configmaps,
+            "modelled": self.modelled,
+            "not_modelled": self.not_modelled,
         }
+
+
+def _finite(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in doc.items()}
+
+
+def not_modelled_text(model: str, why: str) -> str:
+    """The warning of a plan that is not performance-modelled (command line, conditions, Events)."""
+    return (
+        f"{model} is not performance-modelled ({why}); generated upstream's fallback, a simple "
+        "tensor-parallel configuration sized by memory: TTFT, ITL and throughput are not "
+        "predicted and the SLA is not checked"
+    )
 
 
 def plan(request: PlanRequest, progress: Progress | None = None) -> PlanResult:
@@ -166,7 +197,20 @@ def plan(request: PlanRequest, progress: Progress | None = None) -> PlanResult:
     report("Initializing", f"planning {request.model} on {request.total_gpus} {request.gpu_sku}")
     if request.search_strategy == "thorough":
         raise NotAvailableError(THOROUGH_MESSAGE)
-    result = search(request, report)
+    if request.not_modelled is not None:
+        report("SweepingPrefill", "not performance-modelled: sizing by memory")
+        result = naive_search(
+            request.arch,
+            request.gpu,
+            request.quant,
+            request.backends[0],
+            request.num_gpus_per_node,
+            request.total_gpus,
+        )
+        result.warnings.append(not_modelled_text(request.model, request.not_modelled))
+        report("SelectingConfig", f"{result.chosen.label} sized by memory")
+    else:
+        result = search(request, report)
     chosen = result.chosen
     warnings = list(result.warnings)
     context = request.isl + request.osl
@@ -207,12 +251,15 @@ def plan(request: PlanRequest, progress: Progress | None = None) -> PlanResult:
         configs_evaluated=result.configs_evaluated,
         elapsed_s=elapsed,
         dgd=dgd,
-        sla=sla_verdict(request, chosen),
+        sla=sla_verdict(request, chosen)
+        if request.modelled
+        else SlaVerdict(met=False, evaluated=False),
         configmaps=configmaps,
         warnings=warnings,
         picking_mode=request.picking_mode,
         pareto=result.pareto,
         request=_summary(request),
+        not_modelled=request.not_modelled,
     )
 
 

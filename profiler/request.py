@@ -15,7 +15,15 @@ from typing import Any
 
 from profiler.errors import FieldError, ProfilerError, SpecError
 from profiler.hardware import SKUS, GpuSpec, get_gpu
-from profiler.models import ModelArch, quant_for, resolve_model
+from profiler.hub import HubError, HubSettings
+from profiler.models import (
+    ModelArch,
+    UnsupportedArchitectureError,
+    in_catalog,
+    quant_for,
+    resolve_model,
+)
+from profiler.naive import naive_gpus
 from profiler.search import min_gpus_to_fit
 
 # The Dynamo release this project targets (dgdr-spec.md snapshot B: Dynamo 1.1.x).
@@ -53,6 +61,13 @@ SERVICE_NAMES: dict[str, dict[str, str]] = {
 }
 FRONTEND_SERVICE = "Frontend"
 PLANNER_SERVICE = "Planner"
+
+# The two versions of upstream's DGD CRD: v1alpha1 (a ``services`` map; what snapshot B
+# generates) and v1beta1 (a ``components`` list with native pod templates; served by the current
+# CRD, which marks v1alpha1 deprecated). The controller generates what the cluster serves.
+DGD_V1ALPHA1 = "nvidia.com/v1alpha1"
+DGD_V1BETA1 = "nvidia.com/v1beta1"
+DGD_API_VERSIONS = (DGD_V1ALPHA1, DGD_V1BETA1)
 
 SLA_NULL = (
     "must not be null: leave it out to take its default (ttft 2000 ms, itl 30 ms), or give "
@@ -117,6 +132,14 @@ class PlanRequest:
     model_cache: ModelCache | None = None
     overrides_dgd: dict[str, Any] | None = None
     tolerations: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    # Why the performance model cannot describe this model (None: it can). Such a request gets
+    # upstream's fallback: a tensor-parallel configuration sized by memory, with no predictions.
+    not_modelled: str | None = None
+    dgd_api_version: str = DGD_V1ALPHA1
+
+    @property
+    def modelled(self) -> bool:
+        return self.not_modelled is None
 
     @property
     def dgd_name(self) -> str:
@@ -137,24 +160,46 @@ class PlanRequest:
 
     @classmethod
     def from_spec(
-        cls, spec: Mapping[str, Any], *, dgdr_name: str = "plan", namespace: str | None = None
+        cls,
+        spec: Mapping[str, Any],
+        *,
+        dgdr_name: str = "plan",
+        namespace: str | None = None,
+        hub: HubSettings | None = None,
+        dgd_api_version: str = DGD_V1ALPHA1,
     ) -> PlanRequest:
-        """Parse and check a DGDR spec; raises ``SpecError`` holding every problem found."""
-        parsed = _parse(spec, dgdr_name=dgdr_name)
+        """Parse and check a DGDR spec; raises ``SpecError`` holding every problem found.
+
+        A model the catalog does not know is looked up on the Hub when ``hub`` is given (a
+        network call: ``HubUnavailableError`` when the Hub does not answer, which is not the
+        spec's fault and so is raised as is, never folded into the ``SpecError``).
+        """
+        if dgd_api_version not in DGD_API_VERSIONS:
+            raise ValueError(f"dgd_api_version must be one of {DGD_API_VERSIONS}")
+        parsed = _parse(spec, dgdr_name=dgdr_name, hub=hub, dgd_api_version=dgd_api_version)
         if parsed.errors:
             raise SpecError(parsed.errors)
         assert parsed.request_kwargs is not None
-        return cls(dgdr_name=dgdr_name, namespace=namespace, **parsed.request_kwargs)
+        return cls(
+            dgdr_name=dgdr_name,
+            namespace=namespace,
+            dgd_api_version=dgd_api_version,
+            **parsed.request_kwargs,
+        )
 
 
 def validate_spec(spec: Mapping[str, Any], *, require_hardware: bool = True) -> list[FieldError]:
-    """Semantic checks of a DGDR spec (never raises): known model and SKU, budget, CRD rules.
+    """Semantic checks of a DGDR spec (never raises): SKU, budget, CRD rules; the model when it
+    is in the catalog (a model only the Hub knows is checked when it is profiled: validating
+    makes no network call).
 
     ``require_hardware=False`` is for a controller that validates before it discovers the
     cluster's GPUs: a missing ``gpuSku`` is then not an error (checks that need it are skipped).
     """
     try:
-        return _parse(spec, dgdr_name=None, require_hardware=require_hardware).errors
+        return _parse(
+            spec, dgdr_name=None, require_hardware=require_hardware, defer_unknown_model=True
+        ).errors
     except Exception as exc:  # a bug here must not take a reconcile down with it
         return [FieldError("spec", f"could not be checked: {exc}")]
 
@@ -259,7 +304,13 @@ class _Reader:
 
 
 def _parse(
-    spec: Mapping[str, Any], *, dgdr_name: str | None, require_hardware: bool = True
+    spec: Mapping[str, Any],
+    *,
+    dgdr_name: str | None,
+    require_hardware: bool = True,
+    hub: HubSettings | None = None,
+    defer_unknown_model: bool = False,
+    dgd_api_version: str | None = None,
 ) -> _Parsed:
     errors: list[FieldError] = []
     r = _Reader(errors)
@@ -392,21 +443,37 @@ def _parse(
     trust = r.boolean(ov, "trustRemoteCode", "spec.overrides.trustRemoteCode")
     dgd_ov = r.raw_object(ov, "dgd", "spec.overrides.dgd", "a partial DynamoGraphDeployment")
     if dgd_ov is not None:
-        _check_dgd_override(r, dgd_ov)
+        _check_dgd_override(r, dgd_ov, dgd_api_version)
     tolerations = _job_tolerations(r, ov)
 
     # --- model (needs the cache path) ----------------------------------------------------------
     arch: ModelArch | None = None
     quant = "bf16"
+    not_modelled: str | None = None
     if model is not None:
         config_path = _config_path(model_cache)
+        # Validating makes no network call: a model only the Hub knows is checked when profiled.
+        deferred = (
+            defer_unknown_model
+            and config_path is None
+            and not in_catalog(model)
+            and not os.path.isdir(model)
+        )
         try:
-            arch = resolve_model(model, config_path=config_path)
-            quant = quant_for(model, arch)
+            if not deferred:
+                arch = resolve_model(model, config_path=config_path, hub=hub)
+        except UnsupportedArchitectureError as exc:
+            arch, not_modelled = exc.arch, exc.why
+        except HubError as exc:
+            if exc.transient:
+                raise  # the Hub's trouble, not the spec's: the caller retries
+            r.add("spec.model", str(exc))
         except ProfilerError as exc:
             r.add("spec.model", str(exc))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             r.add("spec.modelCache.pvcModelPath", f"could not read the model's config.json: {exc}")
+        if arch is not None:
+            quant = quant_for(model, arch)
 
     # --- backends ------------------------------------------------------------------------------
     amd = gpu is not None and gpu.vendor.lower() == "amd"
@@ -416,6 +483,19 @@ def _parse(
     if backend != "auto":
         backends = (backend,)
     with_planner = planner_cfg is not None and planner_enabled(planner_cfg)
+    if not_modelled is not None:
+        if backend == "auto":
+            backends = ("vllm",)  # upstream's fallback: auto means vLLM
+        for on, path, what in (
+            (with_planner, "spec.features.planner", "the planner"),
+            (mocker, "spec.features.mocker.enabled", "mocker workers"),
+        ):
+            if on:
+                r.add(
+                    path,
+                    f"{what} need performance data, and {model} cannot be performance-modelled "
+                    f"({not_modelled}); leave it out to get a simple configuration sized by memory",
+                )
     override_name = dgd_name_for("", dgd_ov) if dgd_ov is not None else "-dgd"
     if dgdr_name is not None or override_name != "-dgd":
         name = dgd_name_for(dgdr_name or "", dgd_ov)
@@ -436,7 +516,15 @@ def _parse(
             backends = fitting
 
     # --- budget --------------------------------------------------------------------------------
-    if arch is not None and gpu is not None and total_gpus > 0:
+    if arch is not None and gpu is not None and total_gpus > 0 and not_modelled is not None:
+        naive_need = naive_gpus(arch, gpu, quant)
+        if naive_need > total_gpus:
+            r.add(
+                "spec.hardware.totalGpus",
+                f"infeasible: {model} ({quant}, about {arch.params_b:.1f}B parameters) needs at "
+                f"least {naive_need} {sku} GPUs to hold its weights; the budget is {total_gpus}",
+            )
+    elif arch is not None and gpu is not None and total_gpus > 0:
         need = min_gpus_to_fit(arch, gpu, quant, int(isl), int(osl), total_gpus)
         if need is None or need > total_gpus:
             needs = (
@@ -457,7 +545,7 @@ def _parse(
                 f"at least {2 * need} GPUs; the budget is {total_gpus}",
             )
 
-    if errors:
+    if errors or arch is None:  # no arch without an error: validation deferred the model
         return _Parsed(errors, None)
     assert model is not None and arch is not None and gpu is not None and image is not None
     assert sku is not None
@@ -491,6 +579,7 @@ def _parse(
             "model_cache": model_cache,
             "overrides_dgd": dgd_ov,
             "tolerations": tolerations,
+            "not_modelled": not_modelled,
         },
     )
 
@@ -541,8 +630,28 @@ def _check_planner(r: _Reader, cfg: Mapping[str, Any]) -> None:
         )
 
 
-def _check_dgd_override(r: _Reader, dgd: Mapping[str, Any]) -> None:
+def override_api_version(dgd: Mapping[str, Any]) -> str:
+    """The DGD version an ``overrides.dgd`` is written in, by its shape first: ``spec.components``
+    is v1beta1, ``spec.services`` v1alpha1 (snapshot B ignored ``apiVersion``, so an override
+    written for it may carry any); otherwise its ``apiVersion``, v1alpha1 when it has none
+    (upstream's legacy rule)."""
+    spec = dgd.get("spec")
+    if isinstance(spec, Mapping) and "components" in spec:
+        return DGD_V1BETA1
+    if isinstance(spec, Mapping) and "services" in spec:
+        return DGD_V1ALPHA1
+    return DGD_V1BETA1 if dgd.get("apiVersion") == DGD_V1BETA1 else DGD_V1ALPHA1
+
+
+def _check_dgd_override(r: _Reader, dgd: Mapping[str, Any], target: str | None) -> None:
     base = "spec.overrides.dgd"
+    written = override_api_version(dgd)
+    if target == DGD_V1ALPHA1 and written == DGD_V1BETA1:
+        r.add(
+            f"{base}.apiVersion",
+            f"a {DGD_V1BETA1} override cannot be applied: the cluster serves DynamoGraphDeployments"
+            f" only as {DGD_V1ALPHA1}; write the override in that version (a services map)",
+        )
     meta = r.obj(dgd, "metadata", f"{base}.metadata")
     name = r.string(meta, "name", f"{base}.metadata.name")
     if name is not None and (len(name) > 253 or not DNS_SUBDOMAIN_RE.match(name)):
@@ -551,6 +660,14 @@ def _check_dgd_override(r: _Reader, dgd: Mapping[str, Any]) -> None:
             f"must be a DNS-1123 name (lowercase, digits, '-', '.'), got {name!r}",
         )
     spec = r.obj(dgd, "spec", f"{base}.spec")
+    if written == DGD_V1BETA1:
+        components = spec.get("components")
+        if components is not None and not isinstance(components, list):
+            r.add(f"{base}.spec.components", "must be a list of components")
+        for i, comp in enumerate(components if isinstance(components, list) else []):
+            if not isinstance(comp, Mapping) or not isinstance(comp.get("name"), str):
+                r.add(f"{base}.spec.components[{i}]", "must be an object with a name")
+        return
     services = r.obj(spec, "services", f"{base}.spec.services")
     for svc, body in services.items():
         if body is not None and not isinstance(body, Mapping):

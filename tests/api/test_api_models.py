@@ -69,7 +69,10 @@ def test_sample_is_valid_as_written(name: str) -> None:
 @pytest.mark.parametrize(
     ("spec", "path"),
     [
-        ({"model": "no-such/model"}, "spec.model"),
+        ({"model": "Qwen/Qwen3-0.6B", "overrides": {"dgd": {
+            "apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment",
+            "spec": {"services": {"A": 1}}}}},
+         "spec.overrides.dgd.spec.services.A"),
         ({"model": "deepseek-ai/DeepSeek-R1", "hardware": {"gpuSku": "l4", "totalGpus": 1}},
          "spec.hardware.totalGpus"),
         ({"model": "Qwen/Qwen3-0.6B", "features": {"planner": {"optimization_target": "x"}}},
@@ -82,6 +85,11 @@ def test_semantic_checks_report_what_the_schema_cannot(spec: dict[str, Any], pat
     assert path in [e.path for e in errors], [str(e) for e in errors]
     _, structural = validate_dgdr({"metadata": {"name": "s"}, "spec": spec}, semantic=False)
     assert structural == []
+
+
+def test_a_model_only_the_hub_knows_is_checked_when_profiled_not_when_validated() -> None:
+    """Validation makes no network call: the profiler fetches the model's config.json."""
+    assert validate_dgdr({"metadata": {"name": "s"}, "spec": {"model": "no-such/model"}})[1] == []
 
 
 def test_fields_the_controller_fills_are_not_required_but_are_checked_when_given() -> None:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from profiler import PlanRequest, plan
+from profiler.errors import SpecError
 from profiler.generate import build_dgd, derive_image, merge_overrides
 from profiler.search import Candidate, Worker
 
@@ -414,3 +415,199 @@ def test_override_written_against_upstreams_agg_vllm_dgd_applies() -> None:
     dgd, warnings = build_dgd(request("vllm", overrides={"dgd": ov}), candidate("vllm", "agg", AGG))
     assert warnings == []
     assert dgd["spec"]["services"]["VllmDecodeWorker"]["replicas"] == 3
+
+
+# ---- v1beta1: what the controller generates when the cluster serves that DGD version -----------
+
+
+@pytest.fixture(scope="module")
+def upstream_v1beta1_schema() -> dict[str, Any]:
+    if not UPSTREAM_DGD_CRD.is_file():
+        pytest.skip(f"upstream DGD CRD not found at {UPSTREAM_DGD_CRD}")
+    crd = yaml.safe_load(UPSTREAM_DGD_CRD.read_text())
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def beta(backend: str = "vllm", **kw: Any) -> PlanRequest:
+    s: dict[str, Any] = {
+        "model": "Qwen/Qwen3-30B-A3B",
+        "backend": backend,
+        "image": IMAGE,
+        "hardware": {"gpuSku": "h100_sxm", "totalGpus": 32},
+    }
+    s.update(kw)
+    return PlanRequest.from_spec(
+        s, dgdr_name="gen", namespace="team-a", dgd_api_version="nvidia.com/v1beta1"
+    )
+
+
+def everything_beta(backend: str) -> PlanRequest:
+    base = everything(backend)
+    spec = {
+        "model": base.model,
+        "backend": backend,
+        "image": IMAGE,
+        "hardware": {"gpuSku": "h100_sxm", "totalGpus": 32},
+        "modelCache": {"pvcName": "models", "pvcModelPath": "hub/q", "pvcMountPath": "/cache"},
+        "features": {"kvRouter": {"enabled": True}},
+        "overrides": {
+            "trustRemoteCode": True,
+            "profilingJob": {"template": {"spec": {"containers": [], "tolerations": [TOL]}}},
+        },
+        "runtimeVersionOverride": "1.2.0",
+    }
+    return PlanRequest.from_spec(
+        spec, dgdr_name="gen", namespace="team-a", dgd_api_version="nvidia.com/v1beta1"
+    )
+
+
+TOL = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+def main_of(component: dict[str, Any]) -> dict[str, Any]:
+    containers = component["podTemplate"]["spec"]["containers"]
+    main: dict[str, Any] = next(c for c in containers if c["name"] == "main")
+    return main
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("mode", ["agg", "disagg"])
+def test_v1beta1_dgd_is_accepted_by_upstreams_crd_and_says_the_same(
+    backend: str, mode: str, upstream_v1beta1_schema: dict[str, Any]
+) -> None:
+    workers = (AGG,) if mode == "agg" else (PREFILL, WIDE)
+    cand = candidate(backend, mode, *workers)
+    dgd, warnings = build_dgd(everything_beta(backend), cand)
+    assert warnings == []
+    jsonschema.validate(dgd, upstream_v1beta1_schema)
+    assert unknown_fields(dgd, upstream_v1beta1_schema) == []
+    assert (dgd["apiVersion"], dgd["kind"]) == ("nvidia.com/v1beta1", "DynamoGraphDeployment")
+    assert dgd["metadata"] == {"name": "gen-dgd", "namespace": "team-a"}
+    alpha, _ = build_dgd(everything(backend), cand)
+    comps = {c["name"]: c for c in dgd["spec"]["components"]}
+    assert list(comps) == list(alpha["spec"]["services"])  # same names, same order
+    assert dgd["spec"]["backendFramework"] == backend
+    for name, svc in alpha["spec"]["services"].items():
+        comp, main = comps[name], main_of(comps[name])
+        sub = svc.get("subComponentType")
+        assert comp["type"] == (sub or svc["componentType"])
+        assert comp.get("replicas") == svc.get("replicas")
+        assert comp.get("multinode") == svc.get("multinode")
+        alpha_main = svc["extraPodSpec"]["mainContainer"]
+        for key in ("image", "command", "args", "workingDir"):
+            assert main.get(key) == alpha_main.get(key), (name, key)
+        assert main["env"] == [*svc.get("envs", []), *alpha_main.get("env", [])]
+        if "resources" in svc:
+            assert main["resources"] == {
+                "limits": {"nvidia.com/gpu": svc["resources"]["limits"]["gpu"]}
+            }
+        if svc.get("envFromSecret"):
+            assert main["envFrom"] == [{"secretRef": {"name": "hf-token-secret"}}]
+        # the model cache: a PVC volume of the pod, mounted in the main container
+        pod = comp["podTemplate"]["spec"]
+        assert {"name": "models", "persistentVolumeClaim": {"claimName": "models"}} in pod[
+            "volumes"
+        ]
+        assert {"name": "models", "mountPath": "/cache"} in main["volumeMounts"]
+        assert pod["tolerations"] == [TOL]
+    assert {"name": "DYN_ROUTER_MODE", "value": "kv"} in main_of(comps["Frontend"])["env"]
+
+
+@pytest.mark.parametrize(
+    "features",
+    [{"mocker": {"enabled": True}}, {"planner": {"optimization_target": "throughput"}}],
+    ids=["mocker", "planner"],
+)
+def test_v1beta1_mocker_and_planner_dgds_are_accepted_by_upstreams_crd(
+    features: dict[str, Any], upstream_v1beta1_schema: dict[str, Any]
+) -> None:
+    r = plan(beta("vllm", features=features))
+    jsonschema.validate(r.dgd, upstream_v1beta1_schema)
+    assert unknown_fields(r.dgd, upstream_v1beta1_schema) == []
+    comps = {c["name"]: c for c in r.dgd["spec"]["components"]}
+    if "planner" in features:
+        assert comps["Planner"]["type"] == "planner"
+        mounts = {m["mountPath"] for m in main_of(comps["Planner"])["volumeMounts"]}
+        assert "/workspace/planner_config" in mounts
+        for name in ("VllmPrefillWorker", "VllmDecodeWorker"):
+            assert comps[name]["scalingAdapter"] == {}
+    else:
+        assert {comps["prefill"]["type"], comps["decode"]["type"]} == {"prefill", "decode"}
+
+
+def test_v1alpha1_override_applies_to_a_v1beta1_dgd() -> None:
+    ov = {
+        "spec": {
+            "services": {
+                "VllmDecodeWorker": {
+                    "replicas": 5,
+                    "extraPodSpec": {"mainContainer": {"args": ["--enforce-eager"]}},
+                }
+            }
+        }
+    }
+    base, _ = build_dgd(beta("vllm"), candidate("vllm", "disagg", PREFILL, DECODE))
+    dgd, warnings = build_dgd(
+        beta("vllm", overrides={"dgd": ov}), candidate("vllm", "disagg", PREFILL, DECODE)
+    )
+    assert warnings == []
+    comps = {c["name"]: c for c in dgd["spec"]["components"]}
+    decode = comps["VllmDecodeWorker"]
+    base_decode = next(c for c in base["spec"]["components"] if c["name"] == "VllmDecodeWorker")
+    assert decode["replicas"] == 5
+    assert main_of(decode)["args"] == [*main_of(base_decode)["args"], "--enforce-eager"]
+
+
+def test_v1beta1_override_merges_components_and_containers_by_name() -> None:
+    ov = {
+        "apiVersion": "nvidia.com/v1beta1",
+        "kind": "DynamoGraphDeployment",
+        "metadata": {"labels": {"team": "a"}},
+        "spec": {
+            "env": [{"name": "GLOBAL", "value": "1"}],
+            "components": [
+                {
+                    "name": "VllmDecodeWorker",
+                    "replicas": 4,
+                    "podTemplate": {
+                        "spec": {
+                            "nodeSelector": {"pool": "gpu"},
+                            "containers": [
+                                {"name": "main", "args": ["--model", "x"]},
+                                {"name": "sidecar", "image": "busybox"},
+                            ],
+                        }
+                    },
+                },
+                {"name": "Router", "replicas": 1},
+            ],
+        },
+    }
+    req = beta("vllm", overrides={"dgd": ov})
+    base, _ = build_dgd(beta("vllm"), candidate("vllm", "agg", AGG))
+    dgd, warnings = build_dgd(req, candidate("vllm", "agg", AGG))
+    assert len(warnings) == 1 and "'Router'" in warnings[0]
+    assert dgd["metadata"]["labels"] == {"team": "a"}
+    assert dgd["spec"]["env"] == [{"name": "GLOBAL", "value": "1"}]
+    comps = {c["name"]: c for c in dgd["spec"]["components"]}
+    worker = comps["VllmDecodeWorker"]
+    assert worker["replicas"] == 4
+    assert worker["podTemplate"]["spec"]["nodeSelector"] == {"pool": "gpu"}
+    main = main_of(worker)
+    assert main["args"] == ["--model", "x"]  # v1beta1 lists are atomic
+    base_main = main_of(
+        next(c for c in base["spec"]["components"] if c["name"] == "VllmDecodeWorker")
+    )
+    assert main["image"] == base_main["image"] and main["command"] == base_main["command"]
+    names = [c["name"] for c in worker["podTemplate"]["spec"]["containers"]]
+    assert names == ["main", "sidecar"]
+    assert "Router" not in comps
+
+
+def test_v1beta1_override_is_refused_where_only_v1alpha1_is_served() -> None:
+    ov = {"apiVersion": "nvidia.com/v1beta1", "spec": {"components": [{"name": "Frontend"}]}}
+    with pytest.raises(SpecError, match=r"spec.overrides.dgd.apiVersion"):
+        request("vllm", overrides={"dgd": ov})
+    assert build_dgd(beta("vllm", overrides={"dgd": ov}), candidate("vllm", "agg", AGG))[1] == []

@@ -185,9 +185,13 @@ def test_node_shape_and_vram_from_the_spec_override_the_table() -> None:
 
 
 def test_unknown_model_asks_for_a_config_json() -> None:
-    errs = validate_spec(spec(model="acme/never-heard-of-it-7b"))
-    assert [e.path for e in errs] == ["spec.model"]
-    assert "config.json" in errs[0].message
+    # Validating makes no network call: a model only the Hub may know is checked when profiled.
+    assert validate_spec(spec(model="acme/never-heard-of-it-7b")) == []
+    # Planning with no Hub to ask: the error says how to give the model's config.json.
+    with pytest.raises(SpecError) as err:
+        PlanRequest.from_spec(spec(model="acme/never-heard-of-it-7b"))
+    assert [e.path for e in err.value.errors] == ["spec.model"]
+    assert "config.json" in err.value.errors[0].message and "HF_ENDPOINT" in str(err.value)
 
 
 def test_unknown_model_resolves_from_the_model_cache_config_json(tmp_path: Path) -> None:
