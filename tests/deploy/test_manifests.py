@@ -8,6 +8,7 @@ tests/deploy/test_install.py.
 from __future__ import annotations
 
 import json
+import subprocess
 from typing import Any
 
 import pytest
@@ -33,9 +34,12 @@ EXPECTED: set[Key] = {
     ("Deployment", "dgdr-system", "dgdr-controller"),
     ("PodDisruptionBudget", "dgdr-system", "dgdr-controller"),
     ("Service", "dgdr-system", "dgdr-controller-metrics"),
+    ("ConfigMap", "dgdr-system", "dgdr-controller-dashboard"),
+}
+# deploy/monitoring/, for clusters with the Prometheus Operator (applied after deploy/).
+OPERATOR_OBJECTS: set[Key] = {
     ("ServiceMonitor", "dgdr-system", "dgdr-controller"),
     ("PrometheusRule", "dgdr-system", "dgdr-controller"),
-    ("ConfigMap", "dgdr-system", "dgdr-controller-dashboard"),
 }
 
 
@@ -53,13 +57,20 @@ def kustomized() -> dict[Key, Obj]:
     return by_key(load_all(run(str(find_kubectl()), "kustomize", str(DEPLOY))))
 
 
+@pytest.fixture(scope="module")
+def kustomized_monitoring() -> dict[Key, Obj]:
+    return by_key(load_all(run(str(find_kubectl()), "kustomize", str(MONITORING))))
+
+
 def render(
     *values: str,
     release: str = "dgdr-controller",
     namespace: str = "dgdr-system",
     flags: tuple[str, ...] = (),
 ) -> str:
-    args = [helm(), "template", release, str(CHART), "-n", namespace, "--kube-version", "1.36.3"]
+    # No --kube-version: `helm template` must work with whatever Kubernetes version the helm at
+    # hand assumes (a helm built from source says v1.20).
+    args = [helm(), "template", release, str(CHART), "-n", namespace]
     for value in values:
         args += ["--set", value]
     return run(*args, *flags)
@@ -71,8 +82,38 @@ def helmed() -> dict[Key, Obj]:
     return by_key(load_all(render("createNamespace=true", flags=("--include-crds",))))
 
 
-def test_kustomize_builds_exactly_the_expected_objects(kustomized: dict[Key, Obj]) -> None:
+def test_kustomize_builds_exactly_the_expected_objects(
+    kustomized: dict[Key, Obj], kustomized_monitoring: dict[Key, Obj]
+) -> None:
     assert set(kustomized) == EXPECTED
+    assert set(kustomized_monitoring) == OPERATOR_OBJECTS
+
+
+def test_base_and_default_chart_need_no_prometheus_operator(
+    kustomized: dict[Key, Obj], helmed: dict[Key, Obj]
+) -> None:
+    """`kubectl apply -k deploy/` and `helm install` work on a cluster without the Prometheus
+    Operator's CRDs: neither renders a monitoring.coreos.com object unless the API is there."""
+    for objs in (kustomized, helmed):
+        groups = {o["apiVersion"].split("/")[0] for o in objs.values()}
+        assert "monitoring.coreos.com" not in groups
+    with_api = by_key(load_all(render(flags=("--api-versions", "monitoring.coreos.com/v1"))))
+    assert set(with_api) >= OPERATOR_OBJECTS
+    forced = by_key(load_all(render("monitoring.enabled=true")))
+    assert set(forced) >= OPERATOR_OBJECTS
+    off = by_key(
+        load_all(
+            render("monitoring.enabled=false", flags=("--api-versions", "monitoring.coreos.com/v1"))
+        )
+    )
+    assert not OPERATOR_OBJECTS & set(off)
+    bad = subprocess.run(
+        [helm(), "template", "x", str(CHART), "--set", "monitoring.enabled=maybe"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode != 0 and "monitoring.enabled must be auto, true or false" in bad.stderr
     crds = [k for k in kustomized if k[0] == "CustomResourceDefinition"]
     assert crds == [("CustomResourceDefinition", "", "dynamographdeploymentrequests.nvidia.com")]
 
@@ -113,15 +154,17 @@ def test_deployment_is_hardened_and_leader_elected(kustomized: dict[Key, Obj]) -
     assert "/" not in c["image"] or not any(ch in first for ch in ".:")
 
 
-def test_monitoring_objects_carry_the_generated_files(kustomized: dict[Key, Obj]) -> None:
+def test_monitoring_objects_carry_the_generated_files(
+    kustomized: dict[Key, Obj], kustomized_monitoring: dict[Key, Obj]
+) -> None:
     cm = kustomized[("ConfigMap", "dgdr-system", "dgdr-controller-dashboard")]
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(cm["data"]["dgdr-controller.json"]) == json.loads(
         (MONITORING / "dashboard.json").read_text()
     )
-    rule = kustomized[("PrometheusRule", "dgdr-system", "dgdr-controller")]
+    rule = kustomized_monitoring[("PrometheusRule", "dgdr-system", "dgdr-controller")]
     assert rule["spec"] == yaml.safe_load((MONITORING / "rules.yaml").read_text())
-    sm = kustomized[("ServiceMonitor", "dgdr-system", "dgdr-controller")]
+    sm = kustomized_monitoring[("ServiceMonitor", "dgdr-system", "dgdr-controller")]
     svc = kustomized[("Service", "dgdr-system", "dgdr-controller-metrics")]
     assert sm["spec"]["endpoints"][0]["honorLabels"] is True
     assert sm["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"]
@@ -142,7 +185,9 @@ def test_helm_lint() -> None:
     assert "0 chart(s) failed" in run(helm(), "lint", str(CHART))
 
 
-def test_helm_renders_the_same_objects(kustomized: dict[Key, Obj], helmed: dict[Key, Obj]) -> None:
+def test_helm_renders_the_same_objects(
+    kustomized: dict[Key, Obj], kustomized_monitoring: dict[Key, Obj], helmed: dict[Key, Obj]
+) -> None:
     assert set(helmed) == set(kustomized)
     for k in kustomized:
         if k[0] in {"ClusterRole", "Role"}:
@@ -160,13 +205,19 @@ def test_helm_renders_the_same_objects(kustomized: dict[Key, Obj], helmed: dict[
     kpod = kustomized[("Deployment", "dgdr-system", "dgdr-controller")]["spec"]["template"]["spec"]
     assert hpod["securityContext"] == kpod["securityContext"]
     assert hpod["volumes"] == kpod["volumes"]
-    for k in (
-        ("PrometheusRule", "dgdr-system", "dgdr-controller"),
-        ("ServiceMonitor", "dgdr-system", "dgdr-controller"),
-    ):
+    with_operator = by_key(
+        load_all(
+            render(
+                "createNamespace=true",
+                flags=("--include-crds", "--api-versions", "monitoring.coreos.com/v1"),
+            )
+        )
+    )
+    assert set(with_operator) == set(kustomized) | set(kustomized_monitoring)
+    for k in OPERATOR_OBJECTS:
         # selectors differ by design: Helm adds app.kubernetes.io/instance
-        hs = {f: v for f, v in helmed[k]["spec"].items() if f != "selector"}
-        ks = {f: v for f, v in kustomized[k]["spec"].items() if f != "selector"}
+        hs = {f: v for f, v in with_operator[k]["spec"].items() if f != "selector"}
+        ks = {f: v for f, v in kustomized_monitoring[k]["spec"].items() if f != "selector"}
         assert hs == ks, k
     cm = ("ConfigMap", "dgdr-system", "dgdr-controller-dashboard")
     assert json.loads(helmed[cm]["data"]["dgdr-controller.json"]) == json.loads(
@@ -243,10 +294,16 @@ def test_deployment_args_are_flags_the_controller_accepts(kustomized: dict[Key, 
     cfg = parse_controller_args(c)
     assert cfg.leader_elect is True
     assert cfg.lease_namespace == "dgdr-system"
-    assert cfg.health_port == c["ports"][0]["containerPort"]
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert cfg.ports() == (ports["probes"], ports["http-metrics"]) == (8081, 8080)
+    assert cfg.warnings == []  # nothing deprecated
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"]["port"] == "probes"
+    svc = kustomized[("Service", "dgdr-system", "dgdr-controller-metrics")]
+    assert svc["spec"]["ports"][0]["targetPort"] == "http-metrics"
     assert cfg.namespaces is None
-    # never more profiling processes than CPUs in the limit
-    assert cfg.pool_size <= int(c["resources"]["limits"]["cpu"])
+    # the pool follows the CPU limit (the cgroup quota) instead of a number to keep in step
+    assert not any(a.startswith("--pool-size") for a in c["args"])
 
 
 def test_helm_args_are_flags_the_controller_accepts() -> None:
@@ -254,3 +311,6 @@ def test_helm_args_are_flags_the_controller_accepts() -> None:
     cfg = parse_controller_args(container(objs))
     assert cfg.namespaces == ["a", "b"]
     assert cfg.leader_elect is False
+    assert cfg.ports() == (8081, 8080) and cfg.warnings == []
+    sized = parse_controller_args(container(by_key(load_all(render("profilingPoolSize=3")))))
+    assert sized.pool_size == 3
