@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.machinery.manager import default_identity, default_lease_namespace
+from profiler.hub import DEFAULT_ENDPOINT
 from profiler.request import DEFAULT_IMAGE
 
 ENV_PREFIX = "DGDR_"
@@ -86,6 +87,9 @@ class ControllerConfig:
     watch_timeout: float = 300.0
     watchdog_timeout: float = 70.0
     default_image: str = DEFAULT_IMAGE
+    hf_token_secret: str = "hf-token-secret"
+    hf_endpoint: str = DEFAULT_ENDPOINT
+    hub_timeout: float = 20.0
     discover_gpus: bool = True
     qps: float = 50.0
     burst: int = 100
@@ -214,6 +218,20 @@ _OPTIONS: tuple[_Option, ...] = (
         "default_image",
         "DEFAULT_IMAGE",
         "image the generated DGD's images derive from when a DGDR sets no spec.image",
+    ),
+    _Option(
+        "hf_token_secret",
+        "HF_TOKEN_SECRET",
+        "Secret (key HF_TOKEN) in a DGDR's namespace whose Hugging Face token fetches the "
+        "config.json of a model the catalog lacks ('': no token)",
+    ),
+    _Option(
+        "hf_endpoint",
+        "HF_ENDPOINT",
+        "Hugging Face Hub, or a mirror serving its file API, for models the catalog lacks",
+    ),
+    _Option(
+        "hub_timeout", "HUB_TIMEOUT", "seconds one config.json fetch from the Hub may take", float
     ),
     _Option(
         "discover_gpus",

@@ -34,6 +34,7 @@ class Repo:
     files: dict[str, bytes]
     private_token: str | None = None  # set: 401 RepoNotFound unless this bearer token is sent
     gated_token: str | None = None  # set: 401 GatedRepo unless this bearer token is sent
+    slow: float = 0.0  # seconds every answer about this repository is held back
     commit: str = field(default_factory=lambda: hashlib.sha1(b"commit").hexdigest())
 
 
@@ -125,6 +126,8 @@ class HubServer:
         revision, _, filename = rest.partition("/")
         with self._lock:
             repo = self.repos.get(head)
+        if repo is not None and repo.slow:
+            await asyncio.sleep(repo.slow)
         token = auth[len("Bearer ") :] if auth and auth.startswith("Bearer ") else None
         if repo is None:
             return web.Response(

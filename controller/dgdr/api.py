@@ -32,8 +32,29 @@ DGD_KIND = "DynamoGraphDeployment"
 DGD_API_VERSION = f"{GROUP}/v1alpha1"
 
 DGDR_RESOURCE = Resource(GROUP, "v1beta1", "dynamographdeploymentrequests", DGDR_KIND)
-# The generated DGD is v1alpha1 (snapshot B: a ``services`` map), like upstream's profiler emits.
+# The generated DGD is v1alpha1 (snapshot B: a ``services`` map), like upstream's profiler emits,
+# unless the cluster serves v1beta1 (a ``components`` list; the current upstream DGD CRD serves
+# both and marks v1alpha1 deprecated): the controller asks API discovery at start.
 DGD_RESOURCE = Resource(GROUP, "v1alpha1", "dynamographdeployments", DGD_KIND)
+DGD_VERSIONS = ("v1alpha1", "v1beta1")
+
+
+def dgd_resource(api_version: str) -> Resource:
+    """The DGD resource of ``nvidia.com/v1alpha1`` or ``nvidia.com/v1beta1`` (or a bare version)."""
+    version = api_version.rpartition("/")[2]
+    if version not in DGD_VERSIONS:
+        raise ValueError(f"no DynamoGraphDeployment version {api_version!r}")
+    return Resource(GROUP, version, "dynamographdeployments", DGD_KIND)
+
+
+SECRETS = Resource("", "v1", "secrets", "Secret")
+PODS = Resource("", "v1", "pods", "Pod")
+# The Hugging Face token of a namespace: upstream's profiling Job reads this key of the Secret
+# named by the controller's --hf-token-secret (upstream: hf-token-secret).
+HF_TOKEN_KEY = "HF_TOKEN"
+# The label the Dynamo operator puts on every pod of a DGD (its consts.go
+# KubeLabelDynamoGraphDeploymentName); upstream finds a DGD's pods by it.
+LABEL_DGD_POD = "nvidia.com/dynamo-graph-deployment-name"
 
 # ---- labels, annotations, finalizer ----------------------------------------------------------
 
@@ -164,6 +185,10 @@ class Reason(StrEnum):
     # This project's extension: SpecGenerated=True with this reason when the generated (closest)
     # configuration is predicted to miss the SLA; Succeeded takes it too in Ready and Deployed.
     SLA_NOT_MET = "SLANotMet"
+    # This project's extension: SpecGenerated=True with this reason when the model cannot be
+    # performance-modelled and upstream's fallback (a configuration sized by memory) was
+    # generated; Succeeded takes it too in Ready and Deployed.
+    NOT_PERFORMANCE_MODELLED = "NotPerformanceModelled"
     # DeploymentReady
     DEPLOYMENT_CREATED = "DeploymentCreated"
     DEPLOYMENT_IN_PROGRESS = "DeploymentInProgress"
@@ -193,6 +218,7 @@ class EventReason(StrEnum):
     PROFILING_CHECK_FAILED = "ProfilingCheckFailed"
     SPEC_GENERATED = "SpecGenerated"
     SLA_NOT_MET = "SLANotMet"  # Warning, with the spec generated: this project's extension
+    NOT_PERFORMANCE_MODELLED = "NotPerformanceModelled"  # Warning, likewise
     GENERATION_FAILED = "GenerationFailed"
     CONFIGMAP_CREATION_FAILED = "ConfigMapCreationFailed"
     SPEC_CHANGE_REJECTED = "SpecChangeRejected"

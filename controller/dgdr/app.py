@@ -1,8 +1,10 @@
 """Wiring: the DGDR controller on the generic machinery, from a ``ControllerConfig``.
 
-Informers: DGDRs; DGDs carrying the ``dgdr.nvidia.com/name`` label (mapped back to their DGDR);
-Nodes, for GPU discovery. The profiling pool starts in every replica, so a follower that takes
-over has warm worker processes; only the leader submits profiles.
+Informers: DGDRs; DGDs carrying the ``dgdr.nvidia.com/name`` label (mapped back to their DGDR),
+in the version the cluster serves (v1beta1 when the DGD CRD serves it, else v1alpha1: API
+discovery at start); Nodes, for GPU discovery; the Dynamo pods of each namespace that has a
+followed DGD (``pods.PodWatch``, for ImagePullFailed). The profiling pool starts in every replica,
+so a follower that takes over has warm worker processes; only the leader submits profiles.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ import prometheus_client
 from controller.config import ControllerConfig
 from controller.dgdr import api
 from controller.dgdr.discovery import PRODUCT_LABEL
+from controller.dgdr.pods import PodWatch
 from controller.dgdr.profile_tracker import ProfileTracker
 from controller.dgdr.profiling import ProfileRunner, ProfilingConfig
 from controller.dgdr.reconciler import DGDRReconciler, ReconcilerConfig
 from controller.dgdr.worker_pool import PoolConfig
-from controller.machinery.client import NODES, ClientOptions, KubeClient
+from controller.machinery.client import NODES, ApiError, ClientOptions, KubeClient, Resource
 from controller.machinery.events import EventRecorder
 from controller.machinery.informer import InformerConfig
 from controller.machinery.logging_setup import configure_logging
@@ -36,6 +39,22 @@ def dgd_to_dgdr_keys(dgd: dict[str, Any]) -> list[str]:
     labels = (dgd.get("metadata") or {}).get("labels") or {}
     name, namespace = labels.get(api.LABEL_DGDR_NAME), labels.get(api.LABEL_DGDR_NAMESPACE)
     return [f"{namespace}/{name}"] if name and namespace else []
+
+
+async def served_dgd_version(client: KubeClient) -> str:
+    """``nvidia.com/v1beta1`` when API discovery lists DynamoGraphDeployments under that version,
+    else ``nvidia.com/v1alpha1`` (an older Dynamo platform, or this project's stand-in CRD).
+    Discovery needs no RBAC beyond the ``system:discovery`` every authenticated user has."""
+    group_version = Resource(api.GROUP, "v1beta1", "", "APIResourceList", namespaced=False)
+    try:
+        listing = await client.list(group_version)
+    except ApiError as e:
+        if e.status != 404:
+            raise
+        listing = {}
+    served = {r.get("name") for r in listing.get("resources") or [] if isinstance(r, dict)}
+    version = "v1beta1" if "dynamographdeployments" in served else "v1alpha1"
+    return f"{api.GROUP}/{version}"
 
 
 def manager_config(cfg: ControllerConfig) -> ManagerConfig:
@@ -85,8 +104,10 @@ async def run(cfg: ControllerConfig) -> int:
     try:
         await runner.start()
         manager = Manager(client, manager_config(cfg))
+        dgd_version = await served_dgd_version(client)
+        log.info("generating and following DynamoGraphDeployments as %s", dgd_version)
         dgdrs = manager.informer(api.DGDR_RESOURCE)
-        dgds = manager.informer(api.DGD_RESOURCE, label_selector=api.LABEL_DGDR_NAME)
+        dgds = manager.informer(api.dgd_resource(dgd_version), label_selector=api.LABEL_DGDR_NAME)
         # Only nodes that GPU feature discovery labelled: no cache of every node of a big cluster.
         nodes = manager.informer(NODES, label_selector=PRODUCT_LABEL) if cfg.discover_gpus else None
         controller: Controller | None = None
@@ -97,6 +118,12 @@ async def run(cfg: ControllerConfig) -> int:
 
         tracker = ProfileTracker(runner, enqueue)
         recorder = EventRecorder(client, COMPONENT)
+
+        def watch_pods(informer: object, to_keys: object) -> None:
+            if controller is not None:
+                controller.watch(informer, to_keys)  # type: ignore[arg-type]
+
+        pods = PodWatch(manager, dgds.store, watch_pods)
         manager.on_stop(recorder.flush)  # repeat counts not yet written
         reconciler = DGDRReconciler(
             client,
@@ -105,7 +132,14 @@ async def run(cfg: ControllerConfig) -> int:
             nodes.store if nodes is not None else None,
             recorder,
             tracker,
-            ReconcilerConfig(default_image=cfg.default_image),
+            ReconcilerConfig(
+                default_image=cfg.default_image,
+                hf_token_secret=cfg.hf_token_secret,
+                hf_endpoint=cfg.hf_endpoint,
+                hub_timeout=cfg.hub_timeout,
+                dgd_api_version=dgd_version,
+            ),
+            pods,
         )
         controller = manager.add_controller(
             CONTROLLER_NAME, reconciler.reconcile, workers=cfg.workers

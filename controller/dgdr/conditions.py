@@ -9,6 +9,8 @@ One extension of upstream's rules: once a spec is generated whose prediction mis
 (``status.profilingResults.prediction.slaMet`` false), ``Succeeded`` says so while the DGDR is
 Ready, Deploying or Deployed: its message ends with the miss, and where it is True (Ready,
 Deployed) its reason is ``SLANotMet``, so ``kubectl get dgdr`` shows it in Reason and Message.
+Likewise a plan that is not performance-modelled (upstream's fallback for a model the estimator
+cannot describe; its prediction has no ``ttftMs``) gives reason ``NotPerformanceModelled``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller.dgdr.api import Reason
-from controller.dgdr.prediction import describe_misses, of_status
+from controller.dgdr.prediction import describe_misses, modelled, of_status
 
 JSON = dict[str, Any]
 
@@ -38,6 +40,9 @@ _SUCCEEDED_BY_PHASE: dict[str, tuple[str, str, str]] = {
     "Failed": ("False", "Failed", "DGDR has failed"),
 }
 
+
+# What Succeeded adds for upstream's fallback (a model the performance model cannot describe).
+NOT_MODELLED_NOTE = "not performance-modelled: sized by memory, the SLA not checked"
 
 # Phases after a spec was generated, in which Succeeded carries an SLA miss.
 _SLA_PHASES = frozenset({"Ready", "Deploying", "Deployed"})
@@ -106,6 +111,9 @@ def set_phase(status: JSON, phase: str, generation: int) -> None:
     elif phase in _SLA_PHASES and (missed := describe_misses(of_status(status))) is not None:
         reason = Reason.SLA_NOT_MET.value if cond_status == "True" else reason
         message = f"{message}; {missed}"
+    elif phase in _SLA_PHASES and not modelled(of_status(status)):
+        reason = Reason.NOT_PERFORMANCE_MODELLED.value if cond_status == "True" else reason
+        message = f"{message}; {NOT_MODELLED_NOTE}"
     set_condition(status, "Succeeded", cond_status, reason, message, generation)
 
 

@@ -23,14 +23,21 @@ def prediction_status(result: Mapping[str, Any]) -> JSON:
     tokens/s to 0.1 (see ``api.Prediction`` for why these are numbers)."""
     chosen = result["chosen"]
     verdict = SlaVerdict.from_json(result["sla"])
-    osl = int(result["request"]["workload"]["osl"])
-    ttft, itl = float(chosen["ttft_ms"]), float(chosen["itl_ms"])
     worker_keys = ("role", "parallel", "tp", "pp", "ep", "dp", "replicas", "batch", "gpus")
-    doc = {
+    doc: JSON = {
         "mode": chosen["mode"],
         "backend": chosen["backend"],
         "workers": [{k: w[k] for k in worker_keys} for w in chosen["workers"]],
         "totalGpus": int(chosen["gpus"]),
+    }
+    if result.get("modelled") is False or chosen.get("ttft_ms") is None:
+        # Upstream's fallback: the layout only; nothing predicted, the SLA not checked.
+        model = api.Prediction.model_validate(doc)
+        layout: JSON = model.model_dump(by_alias=True, exclude_none=True)
+        return layout
+    osl = int(result["request"]["workload"]["osl"])
+    ttft, itl = float(chosen["ttft_ms"]), float(chosen["itl_ms"])
+    doc |= {
         "ttftMs": round(ttft, 2),
         "itlMs": round(itl, 2),
         "e2eLatencyMs": round(ttft + osl * itl, 2),
@@ -73,6 +80,9 @@ def describe_prediction(prediction: Mapping[str, Any]) -> str:
         value = prediction.get(key)
         return fmt_number(float(value)) if isinstance(value, int | float) else "?"
 
+    if not modelled(prediction):
+        return f"{describe_layout(prediction)}, sized by memory (not performance-modelled)"
+
     return (
         f"{describe_layout(prediction)}: predicted TTFT {num('ttftMs')} ms, ITL {num('itlMs')} "
         f"ms, {num('tokensPerSecondPerGpu')} tok/s/GPU, {num('tokensPerSecondPerUser')} "
@@ -95,6 +105,12 @@ def describe_misses(prediction: Mapping[str, Any] | None) -> str | None:
         for m in prediction.get("slaMisses") or []
     ]
     return "SLA not met: " + (", ".join(misses) or "no target named")
+
+
+def modelled(prediction: Mapping[str, Any] | None) -> bool:
+    """Whether the prediction has predictions: false for upstream's fallback, a configuration
+    sized by memory for a model the performance model cannot describe."""
+    return not prediction or "ttftMs" in prediction
 
 
 def of_status(status: Mapping[str, Any]) -> Mapping[str, Any] | None:

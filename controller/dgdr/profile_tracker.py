@@ -4,6 +4,11 @@ The pool runs profiles in other processes; this keeps, per DGDR key, the task aw
 progress reported and the outcome, and wakes the reconciler (``enqueue``) on each. It lives only in
 the leader's memory on purpose: after a failover the new leader finds a DGDR in ``Profiling`` with
 nothing running and simply starts the profile again, so a crash loses no object.
+
+A transient failure (the profiler's error says ``transient``: the Hugging Face Hub did not answer
+for a model's config.json) is not an outcome: the profile is run again after a backoff (doubling
+from ``retry_base`` to ``retry_cap`` seconds), and meanwhile its progress says why and when, so
+the DGDR's Profiling condition shows it. Only bad input and bugs end a profile in failure.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ class Runner(Protocol):
         dgdr_name: str,
         namespace: str,
         on_progress: Callable[[str, str], Any],
+        hub: Any = None,
+        dgd_api_version: str = ...,
     ) -> Any: ...
 
     def cancel(self, key: str) -> Any: ...
@@ -49,9 +56,18 @@ class Progress:
 
 
 class ProfileTracker:
-    def __init__(self, runner: Runner, enqueue: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        enqueue: Callable[[str], None],
+        *,
+        retry_base: float = 2.0,
+        retry_cap: float = 300.0,
+    ) -> None:
         self._runner = runner
         self._enqueue = enqueue
+        self._retry_base = retry_base
+        self._retry_cap = retry_cap
         self._tasks: dict[str, tuple[int, asyncio.Task[None]]] = {}
         self.progress: dict[str, Progress] = {}
         self.outcomes: dict[str, Outcome] = {}
@@ -62,13 +78,23 @@ class ProfileTracker:
         return entry is not None and entry[0] == generation and not entry[1].done()
 
     def start(
-        self, key: str, generation: int, spec: dict[str, Any], *, name: str, namespace: str
+        self,
+        key: str,
+        generation: int,
+        spec: dict[str, Any],
+        *,
+        name: str,
+        namespace: str,
+        options: dict[str, Any] | None = None,
     ) -> None:
+        """Profile ``spec``; ``options`` go to the runner as keywords (``hub``,
+        ``dgd_api_version``)."""
         if self.running(key, generation):
             return  # already running for this generation: never restart it
         self.cancel(key)
         task = asyncio.create_task(
-            self._profile(key, generation, spec, name, namespace), name=f"profile {key}"
+            self._profile(key, generation, spec, name, namespace, dict(options or {})),
+            name=f"profile {key}",
         )
         self._tasks[key] = (generation, task)
 
@@ -113,18 +139,44 @@ class ProfileTracker:
             await asyncio.wait(tasks, timeout=10)
 
     async def _profile(
-        self, key: str, generation: int, spec: dict[str, Any], name: str, namespace: str
+        self,
+        key: str,
+        generation: int,
+        spec: dict[str, Any],
+        name: str,
+        namespace: str,
+        options: dict[str, Any],
     ) -> None:
         def on_progress(phase: str, message: str) -> None:
             self.progress[key] = Progress(generation, phase, message)
             self._enqueue(key)
 
         started = time.monotonic()
+        attempt = 0
         try:
-            result = await self._runner.run(
-                key, spec, dgdr_name=name, namespace=namespace, on_progress=on_progress
-            )
-            self.outcomes[key] = Outcome(generation, result, None, time.monotonic() - started)
+            while True:
+                try:
+                    result = await self._runner.run(
+                        key,
+                        spec,
+                        dgdr_name=name,
+                        namespace=namespace,
+                        on_progress=on_progress,
+                        **options,
+                    )
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:
+                    if not getattr(e, "transient", False):
+                        raise
+                    attempt += 1
+                    delay = min(self._retry_cap, self._retry_base * 2 ** (attempt - 1))
+                    log.warning("profile of %s: %s; retrying in %g s", key, e, delay)
+                    on_progress("Initializing", f"{e}; retrying in {delay:g} s (attempt {attempt})")
+                    await asyncio.sleep(delay)
+                    continue
+                self.outcomes[key] = Outcome(generation, result, None, time.monotonic() - started)
+                break
         except asyncio.CancelledError:
             raise
         except Exception as e:  # the outcome carries it to the reconciler, which fails the DGDR

@@ -34,8 +34,9 @@ from controller.dgdr.worker_pool import (
 )
 from metrics import dgdr as dgdr_metrics
 from profiler.errors import ProfilerError
+from profiler.hub import HubSettings
 from profiler.plan import plan
-from profiler.request import PlanRequest
+from profiler.request import DGD_V1ALPHA1, PlanRequest
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +77,38 @@ class PlanOutcome:
 
 
 def profile_in_worker(payload: dict[str, Any], progress: ProgressFn) -> dict[str, Any]:
-    """The worker side: parse the spec and plan, all in the worker process (both are CPU work)."""
+    """The worker side: parse the spec and plan, all in the worker process. Parsing may fetch a
+    model's config.json from the Hub: that network call, bounded by the Hub settings' deadline,
+    happens here too, never on the controller's event loop."""
     request = PlanRequest.from_spec(
-        payload["spec"], dgdr_name=payload["dgdr_name"], namespace=payload["namespace"]
+        payload["spec"],
+        dgdr_name=payload["dgdr_name"],
+        namespace=payload["namespace"],
+        hub=payload.get("hub"),
+        dgd_api_version=payload.get("dgd_api_version", DGD_V1ALPHA1),
     )
     return plan(request, progress).to_json()
 
 
-def request_key(spec: Mapping[str, Any], *, dgdr_name: str, namespace: str) -> str:
-    """Canonical hash of everything the profiler's output depends on."""
+def request_key(
+    spec: Mapping[str, Any],
+    *,
+    dgdr_name: str,
+    namespace: str,
+    hub: HubSettings | None = None,
+    dgd_api_version: str = DGD_V1ALPHA1,
+) -> str:
+    """Canonical hash of everything the profiler's output depends on (of the Hub settings, the
+    endpoint, revision and which token, never the token itself)."""
+    source = [hub.endpoint, hub.revision, hub.token_id] if hub is not None else None
     canonical = json.dumps(
-        {"spec": spec, "dgdrName": dgdr_name, "namespace": namespace},
+        {
+            "spec": spec,
+            "dgdrName": dgdr_name,
+            "namespace": namespace,
+            "hub": source,
+            "dgdApiVersion": dgd_api_version,
+        },
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
@@ -179,6 +201,8 @@ class ProfileRunner:
         dgdr_name: str,
         namespace: str,
         on_progress: OnProgress | None = None,
+        hub: HubSettings | None = None,
+        dgd_api_version: str = DGD_V1ALPHA1,
     ) -> PlanOutcome:
         """Profile ``spec`` for the DGDR ``key`` (``namespace/name``) and return the outcome.
 
@@ -186,10 +210,14 @@ class ProfileRunner:
         joins a running profile first gets the phases already reported). Raises the profiler's
         ``ProfilerError`` subclasses (``SpecError``, ``InfeasibleError``, ``NotAvailableError``),
         or the pool's ``TaskTimeoutError``, ``WorkerCrashedError``, ``TaskCancelledError`` (after
-        ``cancel(key)``), ``PoolClosedError``. Cancelling the caller stops the profile when no
-        one else waits for it.
+        ``cancel(key)``), ``PoolClosedError``; ``profiler.hub.HubUnavailableError`` (transient:
+        the Hub did not answer) is never cached. Cancelling the caller stops the profile when no
+        one else waits for it. ``hub`` says where a model the catalog lacks is fetched from;
+        ``dgd_api_version`` which DGD version to generate.
         """
-        cache_key = request_key(spec, dgdr_name=dgdr_name, namespace=namespace)
+        cache_key = request_key(
+            spec, dgdr_name=dgdr_name, namespace=namespace, hub=hub, dgd_api_version=dgd_api_version
+        )
         finished = self._cached(cache_key)
         if finished is not None:
             return self._deliver(finished, "cached")
@@ -202,6 +230,8 @@ class ProfileRunner:
                 "spec": copy.deepcopy(dict(spec)),  # the caller may change its dict meanwhile
                 "dgdr_name": dgdr_name,
                 "namespace": namespace,
+                "hub": hub,
+                "dgd_api_version": dgd_api_version,
             }
             flight.job = asyncio.create_task(self._compute(flight, payload), name=f"profile {key}")
             self._flights[cache_key] = flight
@@ -315,7 +345,9 @@ class ProfileRunner:
         seconds = time.monotonic() - started
         self._computed += 1
         finished = _Finished(self._clock() + self._config.cache_ttl, result, error, seconds)
-        if result is not None or isinstance(error, ProfilerError):
+        if result is not None or (
+            isinstance(error, ProfilerError) and not getattr(error, "transient", False)
+        ):
             self._remember(flight.key, finished)
         for subscriber in flight.subscribers:
             subscriber.queue.put_nowait(("done", finished, None))

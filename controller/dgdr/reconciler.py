@@ -9,6 +9,8 @@ controller's (dgdr-spec.md section 1.2), with profiling run in-process by the wo
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import json
 import logging
@@ -20,10 +22,12 @@ import yaml
 from controller.dgdr import api
 from controller.dgdr.conditions import get_condition, set_condition, set_phase
 from controller.dgdr.discovery import DiscoveryError, discover, enrich, needs_discovery
+from controller.dgdr.pods import PodWatch, pull_failures
 from controller.dgdr.prediction import (
     describe_layout,
     describe_misses,
     describe_prediction,
+    modelled,
     prediction_status,
 )
 from controller.dgdr.profile_tracker import ProfileTracker
@@ -34,7 +38,9 @@ from controller.machinery.events import EventRecorder
 from controller.machinery.workers import Result
 from metrics import dgdr as dgdr_metrics
 from profiler.errors import ProfilerError
-from profiler.request import DEFAULT_IMAGE
+from profiler.hub import DEFAULT_ENDPOINT, DEFAULT_TIMEOUT, HubSettings
+from profiler.plan import not_modelled_text
+from profiler.request import DEFAULT_IMAGE, DGD_V1ALPHA1
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
@@ -58,9 +64,21 @@ class ReadStore(Protocol):
     def list(self) -> list[JSON]: ...
 
 
+# ImagePullFailed events remembered per DGDR (pod, container, image), so each is said once.
+MAX_PULL_FAILURES_REMEMBERED = 256
+
+
 @dataclass
 class ReconcilerConfig:
     default_image: str = DEFAULT_IMAGE
+    # Where a model the catalog lacks is fetched from, and the Secret (in the DGDR's namespace)
+    # holding the token for it (key HF_TOKEN; "" reads none).
+    hf_token_secret: str = "hf-token-secret"
+    hf_endpoint: str = DEFAULT_ENDPOINT
+    hub_timeout: float = DEFAULT_TIMEOUT
+    hub_cache_dir: str | None = None
+    # The DGD version generated and created: what the cluster serves (API discovery at start).
+    dgd_api_version: str = DGD_V1ALPHA1
     # A look at every deploying/deployed DGDR this often, whatever the watches say: a safety net
     # for a DGD whose labels someone removed, which the DGD informer then no longer brings us.
     resync_period: float = 300.0
@@ -112,6 +130,7 @@ class DGDRReconciler:
         recorder: EventRecorder,
         profiles: ProfileTracker,
         config: ReconcilerConfig,
+        pods: PodWatch | None = None,
     ) -> None:
         self._client = client
         self._dgdrs = dgdrs
@@ -122,6 +141,9 @@ class DGDRReconciler:
         self._config = config
         self._write = StatusWriter(client, api.DGDR_RESOURCE)
         self._rejected: dict[str, int] = {}
+        self._pods = pods
+        self._dgd_resource = api.dgd_resource(config.dgd_api_version)
+        self._pull_failures: dict[str, set[tuple[str, str, str]]] = {}
 
     # ---- entry --------------------------------------------------------------------------------
 
@@ -152,6 +174,7 @@ class DGDRReconciler:
         self._profiles.forget(key)
         self._write.forget(key)
         self._rejected.pop(key, None)
+        self._pull_failures.pop(key, None)
         ns, name = key.split("/", 1)
         dgdr_metrics.forget(ns, name)
 
@@ -325,6 +348,34 @@ class DGDRReconciler:
                 raise
         return spec
 
+    async def _hub_settings(self, ctx: Ctx) -> HubSettings:
+        """Where the profiler fetches a model the catalog lacks, with the token of the DGDR's
+        namespace: key HF_TOKEN of the Secret --hf-token-secret names (upstream's convention,
+        hf-token-secret). No Secret, no key, or no permission to read it: no token."""
+        token: str | None = None
+        name = self._config.hf_token_secret
+        if name:
+            try:
+                secret = await self._client.get(api.SECRETS, name, ctx.namespace)
+            except ApiError as e:
+                if e.status not in (403, 404):
+                    raise
+                if e.status == 403:
+                    log.warning("cannot read Secret %s/%s: %s", ctx.namespace, name, e.message)
+                secret = {}
+            raw = (secret.get("data") or {}).get(api.HF_TOKEN_KEY)
+            if isinstance(raw, str) and raw:
+                try:
+                    token = base64.b64decode(raw, validate=True).decode().strip() or None
+                except (binascii.Error, UnicodeDecodeError):
+                    log.warning("Secret %s/%s: %s is not base64", ctx.namespace, name, "HF_TOKEN")
+        return HubSettings(
+            endpoint=self._config.hf_endpoint,
+            token=token,
+            timeout=self._config.hub_timeout,
+            cache_dir=self._config.hub_cache_dir,
+        )
+
     async def _start_profiling(self, ctx: Ctx) -> Result:
         spec = await self._profiling_spec(ctx)
         if isinstance(spec, str):
@@ -343,7 +394,17 @@ class DGDRReconciler:
         )
         if refused is not None:
             return refused
-        self._profiles.start(ctx.key, ctx.generation, spec, name=ctx.name, namespace=ctx.namespace)
+        self._profiles.start(
+            ctx.key,
+            ctx.generation,
+            spec,
+            name=ctx.name,
+            namespace=ctx.namespace,
+            options={
+                "hub": await self._hub_settings(ctx),
+                "dgd_api_version": self._config.dgd_api_version,
+            },
+        )
         ctx.status["profilingPhase"] = "Initializing"
         message = "Profiling started in the controller's worker pool" + ctx.note
         set_condition(ctx.status, "Profiling", "False", "Initializing", message, ctx.generation)
@@ -398,7 +459,14 @@ class DGDRReconciler:
             await self._commit_keep_subphase(ctx)
             self._profiles.applied(ctx.key, ctx.generation)
             dgdr_metrics.observe_profile(backend, strategy, outcome.seconds, "failed")
-            await self._event(ctx, "Warning", "ProfilingJobFailed", f"profiling failed: {message}")
+            # The profiler itself failed (upstream: ProfilingCheckFailed; ProfilingJobFailed is for
+            # failures to start profiling).
+            await self._event(
+                ctx,
+                "Warning",
+                api.EventReason.PROFILING_CHECK_FAILED.value,
+                f"profiling failed: {message}",
+            )
             return Result()
         result = await self._spec_generated(ctx, outcome.result)
         self._profiles.applied(ctx.key, ctx.generation)
@@ -502,7 +570,19 @@ class DGDRReconciler:
         # the miss first, where `kubectl describe` readers look.
         missed = describe_misses(prediction)
         reason, message = api.Reason.SPEC_GENERATED.value, spec_message
-        if missed is not None:
+        request = result.result.get("request") or {}
+        not_modelled = (
+            None
+            if modelled(prediction)
+            else not_modelled_text(
+                str(request.get("model") or ctx.spec.get("model")),
+                str(result.result.get("not_modelled") or "unknown architecture"),
+            )
+        )
+        if not_modelled is not None:
+            reason = api.Reason.NOT_PERFORMANCE_MODELLED.value
+            message = f"{not_modelled}: {describe_layout(prediction)}. {generated}"
+        elif missed is not None:
             reason = api.Reason.SLA_NOT_MET.value
             message = (
                 f"{missed}; generated the closest configuration, "
@@ -512,7 +592,14 @@ class DGDRReconciler:
         next_phase = "Deploying" if ctx.auto_apply else "Ready"
         await self._commit(ctx, next_phase)
         await self._event(ctx, "Normal", api.EventReason.SPEC_GENERATED.value, spec_message)
-        if missed is not None:
+        if not_modelled is not None:
+            await self._event(
+                ctx,
+                "Warning",
+                api.EventReason.NOT_PERFORMANCE_MODELLED.value,
+                f"{not_modelled}: {describe_layout(prediction)}",
+            )
+        elif missed is not None:
             await self._event(
                 ctx,
                 "Warning",
@@ -575,7 +662,7 @@ class DGDRReconciler:
             return found
         # An adopted DGD need not carry our labels, so it may be outside the informer's selection.
         try:
-            return await self._client.get(api.DGD_RESOURCE, name, ctx.namespace)
+            return await self._client.get(self._dgd_resource, name, ctx.namespace)
         except ApiError as e:
             if e.status == 404:
                 return None
@@ -609,7 +696,7 @@ class DGDRReconciler:
         it, so that the DGD informer (which selects on them) brings its health changes to us."""
         labels = {k: v for k, v in self._labels(ctx).items() if k != api.LABEL_MANAGED_BY}
         await self._client.patch(
-            api.DGD_RESOURCE, name, {"metadata": {"labels": labels}}, ctx.namespace
+            self._dgd_resource, name, {"metadata": {"labels": labels}}, ctx.namespace
         )
         message = f"DGD {name} already exists; adopted it, waiting for Ready"
         return await self._created(ctx, name, message)
@@ -645,7 +732,9 @@ class DGDRReconciler:
         body["metadata"]["namespace"] = ctx.namespace
         body["metadata"].setdefault("labels", {}).update(self._labels(ctx))
         try:
-            await self._client.create(api.DGD_RESOURCE, body, ctx.namespace)
+            # The version the DGD was generated in (the one discovery found served).
+            resource = api.dgd_resource(str(body.get("apiVersion") or api.DGD_API_VERSION))
+            await self._client.create(resource, body, ctx.namespace)
         except ApiError as e:
             if e.status in (400, 403, 422):
                 message = f"DGD {name} was rejected by the API server: {e.message}"
@@ -693,6 +782,7 @@ class DGDRReconciler:
         dgd_status = dgd.get("status") or {}
         state = str(dgd_status.get("state") or "initializing")
         ctx.status["deploymentInfo"] = deployment_info(dgd_status)
+        await self._report_pull_failures(ctx, name)
         if state == "successful":
             set_condition(
                 ctx.status,
@@ -731,6 +821,25 @@ class DGDRReconciler:
         )
         await self._commit(ctx, "Deploying")
         return Result(requeue_after=self._config.resync_period)
+
+    async def _report_pull_failures(self, ctx: Ctx, dgd_name: str) -> None:
+        """A Warning ImagePullFailed event for each pod, container and image of the DGD that
+        cannot pull (upstream's event); each once, not on every resync."""
+        if self._pods is None:
+            return
+        self._pods.ensure(ctx.namespace)
+        seen = self._pull_failures.setdefault(ctx.key, set())
+        for pod in self._pods.pods_of(ctx.namespace, dgd_name):
+            for failure in pull_failures(pod):
+                mark = (failure.uid or failure.pod, failure.container, failure.image)
+                if mark in seen:
+                    continue
+                if len(seen) >= MAX_PULL_FAILURES_REMEMBERED:
+                    seen.clear()
+                seen.add(mark)
+                await self._event(
+                    ctx, "Warning", api.EventReason.IMAGE_PULL_FAILED.value, failure.describe()
+                )
 
 
 def deployment_info(dgd_status: JSON) -> dict[str, int]:

@@ -36,6 +36,8 @@ NAMESPACED_GRANTS = {
     "dynamographdeployments.nvidia.com": {"get", "list", "watch", "create", "patch"},
     "configmaps": {"create", "patch"},
     "persistentvolumeclaims": {"get"},
+    "pods": {"list", "watch"},
+    "secrets[hf-token-secret]": {"get"},
     "events": {"create", "patch"},
     "events.events.k8s.io": {"create", "patch"},
     "nodes": {"list", "watch"},
@@ -235,8 +237,8 @@ def extra_grants(
     for (resource, urls, names), verbs in mine.items():
         more = verbs - base.get((resource, urls, names), set())
         if more:
-            assert not urls and not names, f"unexpected grant {resource} {urls} {names} {more}"
-            extra[resource] = more
+            assert not urls, f"unexpected grant {resource} {urls} {names} {more}"
+            extra[f"{resource}[{names}]" if names else resource] = more
     return extra
 
 
@@ -259,7 +261,13 @@ def test_service_account_can_do_exactly_what_it_needs(
         ("create", "dynamographdeployments.nvidia.com", "-n=default", "yes"),
         ("delete", "configmaps", "-n=default", "no"),
         ("get", "secrets", "-n=default", "no"),
-        ("list", "pods", "-n=default", "no"),
+        ("get", "secrets/hf-token-secret", "-n=default", "yes"),
+        ("get", "secrets/another-secret", "-n=default", "no"),
+        ("list", "secrets", "-n=default", "no"),
+        ("list", "pods", "-n=default", "yes"),
+        ("watch", "pods", "-n=default", "yes"),
+        ("get", "pods", "-n=default", "no"),
+        ("delete", "pods", "-n=default", "no"),
         ("update", "leases.coordination.k8s.io", f"-n={SYSTEM_NS}", "yes"),
         ("update", "leases.coordination.k8s.io", "-n=default", "no"),
         ("delete", "leases.coordination.k8s.io", f"-n={SYSTEM_NS}", "no"),

@@ -270,6 +270,29 @@ def test_helm_values_change_what_they_say() -> None:
         ]
 
 
+def test_helm_hugging_face_values_set_the_flags_and_the_one_readable_secret() -> None:
+    objs = by_key(
+        load_all(
+            render("huggingface.tokenSecret=team-hf", "huggingface.endpoint=http://hub.local:8080")
+        )
+    )
+    cfg = parse_controller_args(container(objs))
+    assert (cfg.hf_token_secret, cfg.hf_endpoint) == ("team-hf", "http://hub.local:8080")
+    rules = objs[("ClusterRole", "", "dgdr-controller")]["rules"]
+    secrets = [r for r in rules if "secrets" in r["resources"]]
+    assert secrets == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["team-hf"],
+            "verbs": ["get"],
+        }
+    ]
+    none = by_key(load_all(render("huggingface.tokenSecret=")))
+    rules = none[("ClusterRole", "", "dgdr-controller")]["rules"]
+    assert not [r for r in rules if "secrets" in r["resources"]]
+
+
 def test_helm_without_leader_election_drops_the_lease_role() -> None:
     objs = by_key(load_all(render("leaderElection.enabled=false", "replicaCount=1")))
     assert ("Role", "dgdr-system", "dgdr-controller-leader-election") not in objs

@@ -40,7 +40,12 @@ H100 = {"gpuSku": "h100_sxm", "numGpusPerNode": 8, "totalGpus": 8}
 DGDRS: dict[str, dict[str, Any]] = {
     "served": {"model": "Qwen/Qwen3-0.6B", "hardware": H100},
     "review": {"model": "Qwen/Qwen3-0.6B", "hardware": H100, "autoApply": False},
-    "broken": {"model": "acme/no-such-model-7b", "hardware": H100},
+    # refused by validation: the budget cannot hold the model (an unknown model would now be
+    # looked up on the Hub, and fail in profiling)
+    "broken": {
+        "model": "meta-llama/Llama-3.1-405B-Instruct",
+        "hardware": {"gpuSku": "l4", "numGpusPerNode": 1, "totalGpus": 1},
+    },
 }
 
 

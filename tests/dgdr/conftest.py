@@ -24,6 +24,7 @@ import pytest
 
 from controller.localplane import LocalControlPlane, free_port
 from tests.conftest import SESSION_PIDS, Kubectl
+from tests.hubserver import HubServer
 
 FAST = [
     "--lease-duration",
@@ -59,6 +60,7 @@ class ControllerProcess:
         *args: str,
         kubeconfig: str | None = None,
         name: str = "controller",
+        env: dict[str, str] | None = None,
     ) -> None:
         self.port = free_port()
         self.log_path = log_dir / f"{name}-{self.port}.log"
@@ -84,7 +86,13 @@ class ControllerProcess:
             cmd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={
+                **os.environ,
+                "PYTHONUNBUFFERED": "1",
+                # the Hub's files cached where the test can see them, never in the user's home
+                "DGDR_HUB_CACHE": str(log_dir / "hub-cache"),
+                **(env or {}),
+            },
         )
 
     def pids(self) -> set[int]:
@@ -146,15 +154,34 @@ class ControllerProcess:
 
 
 @pytest.fixture(scope="module")
+def hub() -> Iterator[HubServer]:
+    """A local Hugging Face Hub (its file API) for models the catalog lacks; it knows none
+    until a test adds one. The real Hub is unreachable from here."""
+    with HubServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
 def controller(
-    control_plane: LocalControlPlane, crds: list[str], tmp_path_factory: pytest.TempPathFactory
+    control_plane: LocalControlPlane,
+    crds: list[str],
+    tmp_path_factory: pytest.TempPathFactory,
+    hub: HubServer,
 ) -> Iterator[ControllerProcess]:
-    """One controller per test module, watching every namespace, leader-elected.
+    """One controller per test module, watching every namespace, leader-elected, asking the
+    module's local Hub for models the catalog lacks.
 
     Module scope, so that modules which run controllers of their own (failover, worker crashes)
     never share namespaces with this one."""
     c = ControllerProcess(
-        control_plane, tmp_path_factory.mktemp("controller"), "--lease-name", "dgdr-module"
+        control_plane,
+        tmp_path_factory.mktemp("controller"),
+        "--lease-name",
+        "dgdr-module",
+        "--hf-endpoint",
+        hub.url,
+        "--hub-timeout",
+        "5",
     )
     SESSION_PIDS.append(c.pids)
     try:

@@ -378,19 +378,22 @@ def test_spec_edit_admission_cannot_see_is_rejected_by_the_controller(
     assert degraded["status"]["observedGeneration"] == before["metadata"]["generation"]
 
 
-def test_unknown_model_fails_validation_naming_the_field(
+def test_unknown_model_fails_profiling_naming_the_field(
     controller: ControllerProcess, kubectl: Kubectl, namespace: str
 ) -> None:
+    """Not in the catalog: the profiler asks the Hub (the module's local one), which answers
+    404; the profiler's failure is upstream's ProfilingCheckFailed."""
     spec = {**SMALL, "model": "acme/no-such-model-13b"}
     apply_dgdr(kubectl, namespace, "bad", **spec)
     obj = wait_phase(kubectl, "bad", namespace, "Failed")
-    validation = condition(obj, "Validation")
-    assert (validation["status"], validation["reason"]) == ("False", "ValidationFailed")
-    assert "spec.model" in validation["message"]
+    assert condition(obj, "Validation")["status"] == "True"
+    profiling = condition(obj, "Profiling")
+    assert (profiling["status"], profiling["reason"]) == ("False", "InitializingFailed")
+    assert "spec.model" in profiling["message"] and "404" in profiling["message"]
     succeeded = condition(obj, "Succeeded")
-    assert succeeded["reason"] == "ValidationFailed"
-    assert succeeded["message"].startswith("Validation failed: ")
-    assert ("Warning", "ValidationFailed") in {
+    assert succeeded["reason"] == "InitializingFailed"
+    assert succeeded["message"].startswith("Profiling failed: spec.model: ")
+    assert ("Warning", "ProfilingCheckFailed") in {
         (t, r) for t, r, _ in events_for(kubectl, "bad", namespace)
     }
 
