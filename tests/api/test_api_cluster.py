@@ -241,13 +241,19 @@ def test_kubectl_get_shows_the_columns(crds: list[str], kubectl: Kubectl, namesp
     )  # fmt: skip
     lines = kubectl("get", "dgdr", namespace=namespace).stdout.splitlines()
     assert lines[0].split() == [
-        "NAME", "MODEL", "BACKEND", "PHASE", "PROFILING", "REASON", "MESSAGE", "DGD", "AGE",
+        "NAME", "MODEL", "BACKEND", "PHASE", "PROFILING", "REASON", "DGD", "AGE",
     ]  # fmt: skip
     row = lines[1].split()
-    assert row[:8] == [
+    assert row[:7] == [
         name, obj["spec"]["model"], "vllm", "Profiling", "SweepingPrefill", "Profiling",
-        "Profiling-in-progress", f"{name}-dgd",
+        f"{name}-dgd",
     ]  # fmt: skip
+    # The long message (priority 1) only with -o wide.
+    wide = kubectl("get", "dgdr", "-o", "wide", namespace=namespace).stdout.splitlines()
+    assert wide[0].split() == [
+        "NAME", "MODEL", "BACKEND", "PHASE", "PROFILING", "REASON", "MESSAGE", "DGD", "AGE",
+    ]  # fmt: skip
+    assert "Profiling-in-progress" in wide[1]
     # the short name, the full name and the category all find it
     for resource in ("dynamographdeploymentrequests", "dynamographdeploymentrequest", "dynamo"):
         out = kubectl("get", resource, "-o", "name", namespace=namespace).stdout

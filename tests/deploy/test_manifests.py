@@ -337,3 +337,17 @@ def test_helm_args_are_flags_the_controller_accepts() -> None:
     assert cfg.ports() == (8081, 8080) and cfg.warnings == []
     sized = parse_controller_args(container(by_key(load_all(render("profilingPoolSize=3")))))
     assert sized.pool_size == 3
+
+
+def test_kubectl_get_dgdr_is_narrow_and_both_crd_copies_agree() -> None:
+    """The long column (the Succeeded message, often 150+ characters) is for -o wide only."""
+    columns = []
+    for path in (DEPLOY / "crds", CHART / "crds"):
+        crd = yaml.safe_load((path / "nvidia.com_dynamographdeploymentrequests.yaml").read_text())
+        (version,) = crd["spec"]["versions"]
+        columns.append(version["additionalPrinterColumns"])
+    assert columns[0] == columns[1]
+    wide_only = [c["name"] for c in columns[0] if c.get("priority", 0) >= 1]
+    default = [c["name"] for c in columns[0] if c.get("priority", 0) == 0]
+    assert wide_only == ["Message"]
+    assert default == ["Model", "Backend", "Phase", "Profiling", "Reason", "DGD", "Age"]
