@@ -37,9 +37,9 @@ from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import aiohttp
-from kubernetes_asyncio import config as kube_config
-from kubernetes_asyncio.client import Configuration
 
+from controller.machinery.kube_config import Configuration
+from controller.machinery.kube_config import config as kube_config
 from metrics.rest import RATE_LIMITER_WAIT, REQUEST_DURATION, REQUESTS, RETRIES
 
 log = logging.getLogger(__name__)

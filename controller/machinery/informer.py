@@ -35,7 +35,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.machinery.client import ApiError, KubeClient, Resource, key_of
-from controller.machinery.store import Store, resource_version, strip_managed_fields
+from controller.machinery.store import (
+    Entry,
+    Store,
+    Transform,
+    chain,
+    resource_version,
+    strip_managed_fields,
+)
 from metrics.rest import LAST_EVENT, RELISTS, STORE_OBJECTS, WATCH_EVENTS, WATCH_RESTARTS
 
 log = logging.getLogger(__name__)
@@ -104,19 +111,23 @@ class Informer:
         namespace: str | None = None,
         label_selector: str | None = None,
         config: InformerConfig | None = None,
+        transform: Transform | None = None,
     ) -> None:
+        """``transform`` trims each object before it is cached and handed to handlers (after
+        the managedFields are stripped, unless the config keeps them)."""
         self._client = client
         self.resource = resource
         self.namespace = namespace
         self.label_selector = label_selector
         self.config = config or InformerConfig()
-        self._transform = strip_managed_fields if self.config.strip_managed_fields else None
-        self.store = Store(self._transform)
+        self.transform = transform
+        strip = strip_managed_fields if self.config.strip_managed_fields else None
+        self.store = Store(chain(strip, transform))
         self.synced = asyncio.Event()
         self._handlers: list[Handler] = []
         self._rv: str | None = None
         self._streaming = self.config.watch_list
-        self._initial: list[JSON] | None = None  # objects of a streaming list in progress
+        self._initial: list[Entry] | None = None  # objects of a streaming list in progress
         self._initial_misses = 0
         self._failures = 0
         self._last_failure = 0.0
@@ -259,25 +270,30 @@ class Informer:
         items, rv = await self._list_all()
         self._sync(items, rv)
 
-    def _sync(self, items: list[JSON], rv: str) -> None:
+    def _prepare(self, obj: JSON) -> Entry:
+        """A listed object, encoded for the store at once: a list of thousands is never held
+        parsed. List items omit apiVersion and kind; handlers and events want them."""
+        obj.setdefault("apiVersion", self.resource.api_version)
+        obj.setdefault("kind", self.resource.kind)
+        return self.store.prepare(obj)
+
+    def _sync(self, items: list[Entry], rv: str) -> None:
         """Make the store equal to ``items`` as of ``rv`` and tell handlers what changed."""
-        for obj in items:  # list items omit these; handlers and events want them
-            obj.setdefault("apiVersion", self.resource.api_version)
-            obj.setdefault("kind", self.resource.kind)
-        events = self.store.replace(items)
+        changes = self.store.replace_entries(items)
         self._rv = rv
         STORE_OBJECTS.labels(self.name).set(len(self.store))
         self._progress()
-        if events:
+        if changes:
             log.info(
-                "informer %s: listed %d objects, %d changes", self.name, len(items), len(events)
+                "informer %s: listed %d objects, %d changes", self.name, len(items), len(changes)
             )
-        for type_, obj, old in events:
-            self._notify(type_, obj, old)
+        for change in changes:
+            obj, old = change.objects()  # one at a time: decoded for the handlers, then dropped
+            self._notify(change.type, obj, old)
         self.synced.set()
 
-    async def _list_all(self) -> tuple[list[JSON], str]:
-        items: list[JSON] = []
+    async def _list_all(self) -> tuple[list[Entry], str]:
+        items: list[Entry] = []
         token: str | None = None
         while True:
             try:
@@ -298,7 +314,7 @@ class Informer:
                 )
                 items = []
                 token = None
-            items += page.get("items") or []
+            items += [self._prepare(obj) for obj in page.get("items") or []]
             meta = page.get("metadata") or {}
             token = meta.get("continue") or None
             if token is None:
@@ -322,10 +338,10 @@ class Informer:
         if type_ == "DELETED":
             old = self.store.remove(key_of(obj))
             if old is not None:  # never seen (created and deleted between lists): nothing to undo
-                self._notify("DELETED", self._transform(obj) if self._transform else obj, old)
+                self._notify("DELETED", self.store.transform(obj), old)
         elif type_ != "BOOKMARK":
-            cached = self.store.cached(key_of(obj))
-            if cached is None or resource_version(cached) != rv:
+            key = key_of(obj)
+            if key not in self.store or self.store.resource_version(key) != rv:
                 stored, old = self.store.upsert(obj)
                 self._notify("ADDED" if old is None else "MODIFIED", stored, old)
         if rv:
@@ -336,7 +352,8 @@ class Informer:
         """One event of a streaming list: objects until the end bookmark, then sync."""
         assert self._initial is not None
         if type_ == "ADDED":
-            self._initial.append(obj)  # not in resourceVersion order: the RV waits for the end
+            # Not in resourceVersion order: the RV waits for the end.
+            self._initial.append(self._prepare(obj))
             return
         annotations = (obj.get("metadata") or {}).get("annotations") or {}
         rv = resource_version(obj)

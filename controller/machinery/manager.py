@@ -34,6 +34,7 @@ from controller.machinery.health import HealthServer, MetricsServer
 from controller.machinery.informer import Informer, InformerConfig
 from controller.machinery.leader import LeaderElectionConfig, LeaderElectionLost, LeaderElector
 from controller.machinery.multi_namespace import MultiNamespaceInformer
+from controller.machinery.store import Transform
 from controller.machinery.workers import Controller, Reconciler
 from controller.machinery.workqueue import default_rate_limiter
 
@@ -148,12 +149,20 @@ class Manager:
     # ---- setup --------------------------------------------------------------------------------
 
     def informer(
-        self, resource: Resource, *, namespace: str | None = None, label_selector: str | None = None
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        transform: Transform | None = None,
     ) -> AnyInformer:
         """The shared informer for this resource, namespace and selector (made on first use).
 
         With no ``namespace``, a namespaced resource is watched in the configured namespaces
-        (one watch each) or cluster-wide when none are configured."""
+        (one watch each) or cluster-wide when none are configured. ``transform`` trims each
+        object before it is cached (controller-runtime's cache transform; managedFields are
+        stripped anyway); a shared informer has one transform, so asking again with another
+        is an error."""
         spaces: tuple[str, ...] | None = None
         if resource.namespaced and namespace is None and self.config.namespaces is not None:
             if len(self.config.namespaces) == 1:
@@ -165,6 +174,10 @@ class Manager:
         key = (resource, namespace if spaces is None else ",".join(spaces), label_selector)
         found = self._informers.get(key)
         if found is not None:
+            if transform is not None and found.transform is not transform:
+                raise ValueError(
+                    f"transform: the informer of {resource.plural} already has another transform"
+                )
             return found
         made: AnyInformer
         if spaces is not None:
@@ -176,6 +189,7 @@ class Manager:
                         namespace=ns,
                         label_selector=label_selector,
                         config=self.config.informer,
+                        transform=transform,
                     )
                     for ns in spaces
                 ]
@@ -187,6 +201,7 @@ class Manager:
                 namespace=namespace,
                 label_selector=label_selector,
                 config=self.config.informer,
+                transform=transform,
             )
         self._informers[key] = made
         if self._running:

@@ -36,6 +36,13 @@ class MultiStore:
     def keys(self) -> builtins.list[str]:
         return [k for store in self._by_namespace.values() for k in store]
 
+    def resource_version(self, key: str) -> str | None:
+        store = self._by_namespace.get(key.partition("/")[0])
+        return store.resource_version(key) if store is not None else None
+
+    def encoded_size(self) -> int:
+        return sum(store.encoded_size() for store in self._by_namespace.values())
+
     def __len__(self) -> int:
         return sum(len(store) for store in self._by_namespace.values())
 
@@ -51,6 +58,7 @@ class MultiNamespaceInformer:
             raise ValueError("MultiNamespaceInformer needs at least one informer")
         self.informers = list(informers)
         self.resource = informers[0].resource
+        self.transform = informers[0].transform
         self.name = f"{informers[0].name}[{','.join(str(i.namespace) for i in informers)}]"
         self.store = MultiStore(self.informers)
         self.synced = asyncio.Event()

@@ -380,3 +380,29 @@ async def test_client_side_rate_limit_engages(kubeconfig: str, namespace: str) -
         for _ in range(3):
             await slow.get(NAMESPACES, namespace)
     assert waited() > before  # the bucket held 1 token: later requests had to wait for refills
+
+
+def test_reading_a_kubeconfig_does_not_load_the_generated_client() -> None:
+    """kubernetes_asyncio's package imports ~840 generated modules (~60 MB per process); the
+    controller needs only its credential loaders. The full library still works on demand."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys\n"
+        "import controller.machinery.client\n"
+        "loaded = [m for m in sys.modules if m.startswith('kubernetes_asyncio.client.')]\n"
+        "assert not any('.models' in m or '.api.' in m for m in loaded), loaded\n"
+        "from kubernetes_asyncio import client\n"
+        "assert client.CoreV1Api.__name__ == 'CoreV1Api'\n"
+        "assert client.ApiClient.__module__ == 'kubernetes_asyncio.client.api_client'\n"
+        "import kubernetes_asyncio.watch\n"
+        "print(len(loaded))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, res.stderr
+    assert int(res.stdout) < 10

@@ -123,6 +123,31 @@ def test_store_hands_out_copies() -> None:
     assert store.by_label("app", "a")[0]["metadata"]["labels"]["app"] == "a"
 
 
+def test_store_keeps_objects_encoded_and_applies_its_transform() -> None:
+    """The cache holds compact JSON, not dicts (a parsed object costs several times its JSON),
+    after the transform; every read is a fresh, equal copy."""
+    from controller.machinery.store import chain, strip_managed_fields
+
+    def drop_data(obj: dict[str, Any]) -> dict[str, Any]:
+        obj.pop("data", None)
+        return obj
+
+    store = Store(chain(strip_managed_fields, drop_data))
+    obj = meta("x", "1", app="a")
+    obj["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:data": {}}}]
+    obj["data"] = {"big": "y" * 10_000}
+    stored, old = store.upsert(obj)
+    assert old is None and "data" not in stored and "managedFields" not in stored["metadata"]
+    assert store.get("ns/x") == stored and store.get("ns/x") is not store.get("ns/x")
+    assert store.resource_version("ns/x") == "1"
+    assert store.encoded_size() < 200  # the 10 KB value never reached the cache
+    entry = store._objects["ns/x"]
+    assert isinstance(entry.blob, bytes)
+    _, old = store.upsert(meta("x", "2", app="b"))
+    assert old == stored  # the previous state, decoded for the handlers
+    assert store.by_label("app", "a") == [] and len(store.by_label("app", "b")) == 1
+
+
 def test_config_rejects_bad_timings() -> None:
     with pytest.raises(ValueError, match="watchdog_timeout"):
         InformerConfig(watchdog_timeout=0)

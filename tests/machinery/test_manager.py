@@ -343,6 +343,48 @@ async def test_manager_serves_probes_and_metrics_and_stops_gracefully(
 
 @pytest.mark.cluster
 @pytest.mark.asyncio
+async def test_informer_transform_trims_what_is_cached_and_handed_to_handlers(
+    kubeconfig: str, client: KubeClient, namespace: str
+) -> None:
+    """controller-runtime's cache transform: the owner drops what it never reads; managedFields
+    are gone in any case."""
+    await client.create(
+        CONFIGMAPS, {**cm("big", "1"), "binaryData": {"b": "QUJD" * 100}}, namespace
+    )
+
+    def drop_binary(obj: dict[str, Any]) -> dict[str, Any]:
+        obj.pop("binaryData", None)
+        return obj
+
+    manager = Manager(
+        await KubeClient.connect(kubeconfig),
+        ManagerConfig(
+            namespaces=(namespace,),
+            leader_election=False,
+            health_port=None,
+            handle_signals=False,
+        ),
+    )
+    informer = manager.informer(CONFIGMAPS, label_selector="stamp=yes", transform=drop_binary)
+    assert manager.informer(CONFIGMAPS, label_selector="stamp=yes") is informer
+    with pytest.raises(ValueError, match="transform"):
+        manager.informer(CONFIGMAPS, label_selector="stamp=yes", transform=lambda o: o)
+    handed: list[dict[str, Any]] = []
+    informer.add_handler(lambda _type, obj, _old: handed.append(obj))
+    run = asyncio.create_task(manager.run())
+    try:
+        await wait_for(lambda: handed, START_BOUND, "the object reached the handler")
+        cached = informer.store.get(f"{namespace}/big")
+        assert cached is not None and cached["data"] == {"v": "1"}
+        for obj in (cached, handed[0]):
+            assert "binaryData" not in obj and "managedFields" not in obj["metadata"]
+    finally:
+        manager.stop()
+        assert await asyncio.wait_for(run, 30) == EXIT_OK
+
+
+@pytest.mark.cluster
+@pytest.mark.asyncio
 async def test_a_lease_namespace_that_does_not_exist_makes_the_replica_unready(
     kubeconfig: str, namespace: str, caplog: pytest.LogCaptureFixture
 ) -> None:
