@@ -1,10 +1,12 @@
 """Roofline physics of one serving step: nominal seconds of each part, per candidate layout.
 
-Nominal times assume 0.8 of peak memory bandwidth, the prefill GEMM and attention efficiencies
-measured per SKU in collected kernel tables (``data/efficiency.json``, 0.6 of peak FLOPs where a
-SKU has none) and the link figures of the hardware table; the calibration weights the parts
-afterwards. Kept apart from the fitted constants so the physics can be read, and tested, on its
-own.
+Nominal times assume 0.8 of peak memory bandwidth for dense weight and KV reads, the prefill
+GEMM efficiency measured per SKU (``data/efficiency.json``, 0.6 of peak FLOPs where a SKU has
+none), and, from AIConfigurator's per-operation kernel database (``data/kernels.json`` via
+``profiler.kernels``), the measured efficiency of grouped MoE expert GEMMs and causal prefill
+attention and the engines' own all-reduce latency; links elsewhere use the hardware table. The
+calibration weights the parts afterwards. Kept apart from the fitted constants so the physics
+can be read, and tested, on its own.
 """
 
 from __future__ import annotations
