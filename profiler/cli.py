@@ -158,12 +158,17 @@ def _write_manifests(result: PlanResult, path: str) -> None:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     try:
+        hub = HubSettings.from_env()
+    except ValueError as exc:
+        print(f"error: DGDR_HUB_TIMEOUT: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    try:
         spec, name, ns = load_spec(_read(args.file))
         request = PlanRequest.from_spec(
             spec,
             dgdr_name=name,
             namespace=ns,
-            hub=HubSettings.from_env(),
+            hub=hub,
             dgd_api_version=f"nvidia.com/{args.dgd_version}",
         )
         result = plan(request)

@@ -48,6 +48,9 @@ def _wait_served(kubectl: Kubectl, served: bool) -> None:
             for r in json.loads(res.stdout).get("resources", [])
         )
         if listed == served:
+            # kubectl caches discovery on disk (shared by every test's kubectl): refresh it, or
+            # later modules would still address DGDs as v1beta1
+            kubectl("api-resources", "--api-group=nvidia.com", "--cached=false")
             return
         time.sleep(0.2)
     raise AssertionError(f"v1beta1 DGDs served={served} not reached in 60 s")
