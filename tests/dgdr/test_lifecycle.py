@@ -275,7 +275,9 @@ def test_unmeetable_sla_is_generated_with_a_warning(
     assert succeeded["message"].startswith("Deployment is healthy; SLA not met: ")
 
     row = kubectl("get", "dgdr", "tight", namespace=namespace).stdout.splitlines()[1]
-    assert "Deployed" in row and "SLANotMet" in row and miss_words in row
+    assert "Deployed" in row and "SLANotMet" in row
+    wide = kubectl("get", "dgdr", "tight", "-o", "wide", namespace=namespace).stdout
+    assert miss_words in wide.splitlines()[1]
     described = kubectl("describe", "dgdr", "tight", namespace=namespace).stdout
     assert "SLANotMet" in described and miss_words in described
     assert re.search(r"Warning\s+SLANotMet\s+.*\s+SLA not met: TTFT ", described), described
