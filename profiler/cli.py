@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
@@ -48,16 +50,74 @@ DGDR_HUB_CACHE (default ~/.cache/dgdr-profiler/hub).
 """
 
 
+# What a DGDR manifest may hold at its top level, and its spec (the CRD's spec.properties; a test
+# keeps them equal). kubectl's strict field validation makes the API server refuse anything else.
+MANIFEST_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
+SPEC_FIELDS = (
+    "model",
+    "backend",
+    "image",
+    "runtimeVersionOverride",
+    "modelCache",
+    "hardware",
+    "workload",
+    "sla",
+    "overrides",
+    "features",
+    "searchStrategy",
+    "autoApply",
+)
+
+
 class InputError(Exception):
     """The file could not be read as a DGDR manifest or spec."""
 
 
-def load_spec(text: str) -> tuple[dict[str, Any], str, str | None]:
-    """(spec, DGDR name, namespace) from a DGDR manifest or a bare spec, YAML or JSON."""
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, with YAML 1.2's floats: ``1e300`` and ``1E-9`` are numbers (as for
+    kubectl and the API server), not strings as in YAML 1.1."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _parse_documents(text: str) -> list[Any]:
+    """JSON through a JSON parser (NaN and Infinity refused), anything else as YAML."""
+    if text.lstrip().startswith(("{", "[")):
+        try:
+            return [json.loads(text, parse_constant=_refuse_constant)]
+        except ValueError as exc:
+            json_error = exc
+        try:  # flow-style YAML also starts with a brace
+            return [d for d in yaml.load_all(text, Loader=_YamlLoader) if d is not None]
+        except yaml.YAMLError:
+            raise InputError(f"not valid JSON: {json_error}") from json_error
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        return [d for d in yaml.load_all(text, Loader=_YamlLoader) if d is not None]
     except yaml.YAMLError as exc:
         raise InputError(f"not valid YAML or JSON: {exc}") from exc
+
+
+def _refuse_unknown(doc: Mapping[str, Any], known: Sequence[str], where: str) -> None:
+    unknown = sorted(str(k) for k in doc if k not in known)
+    if unknown:
+        raise InputError(
+            f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} {where} (the "
+            f"API server refuses it; known: {', '.join(known)})"
+        )
+
+
+def load_spec(text: str) -> tuple[dict[str, Any], str, str | None]:
+    """(spec, DGDR name, namespace) from a DGDR manifest or a bare spec, YAML or JSON."""
+    docs = _parse_documents(text)
     if not docs:
         raise InputError("the input is empty")
     doc = next(
@@ -74,14 +134,17 @@ def load_spec(text: str) -> tuple[dict[str, Any], str, str | None]:
         kind = doc.get("kind")
         if kind != "DynamoGraphDeploymentRequest":
             raise InputError(f"kind: expected DynamoGraphDeploymentRequest, got {kind!r}")
+        _refuse_unknown(doc, MANIFEST_FIELDS, "at the top of the manifest")
         spec = doc.get("spec")
         if not isinstance(spec, Mapping):
             raise InputError("spec: required, and must be an object")
+        _refuse_unknown(spec, SPEC_FIELDS, "in spec")
         meta = doc.get("metadata") if isinstance(doc.get("metadata"), Mapping) else {}
         assert isinstance(meta, Mapping)
         name = meta.get("name") if isinstance(meta.get("name"), str) else None
         ns = meta.get("namespace") if isinstance(meta.get("namespace"), str) else None
         return dict(spec), name or "plan", ns
+    _refuse_unknown(doc, SPEC_FIELDS, "in the spec")
     return dict(doc), "plan", None
 
 
@@ -150,8 +213,12 @@ def _table(result: PlanResult, out: TextIO) -> None:
 
 
 def _write_manifests(result: PlanResult, path: str) -> None:
-    """ConfigMaps first, the DGD last: the layout of upstream's final_config.yaml."""
+    """ConfigMaps first, the DGD last: the layout of upstream's final_config.yaml; ``-`` is
+    stdout."""
     docs = [*result.configmaps, result.dgd]
+    if path == "-":
+        yaml.safe_dump_all(docs, sys.stdout, sort_keys=False, default_flow_style=False)
+        return
     with open(path, "w", encoding="utf-8") as fh:
         yaml.safe_dump_all(docs, fh, sort_keys=False, default_flow_style=False)
 
@@ -207,6 +274,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         # stdout is one JSON object; the warnings are in it, and said on stderr for people.
         for w in result.warnings:
             print(f"warning: {w}", file=sys.stderr)
+    elif args.output == "-":
+        _table(result, sys.stderr)  # stdout holds the manifests alone, ready for kubectl
     else:
         _table(result, sys.stdout)
         if args.output:
@@ -250,7 +319,10 @@ def parser() -> argparse.ArgumentParser:
         "(default: plan the closest one, warn and exit 0)",
     )
     pl.add_argument(
-        "-o", "--output", help="write the manifests as YAML (planner ConfigMaps, then the DGD)"
+        "-o",
+        "--output",
+        help="write the manifests as YAML (planner ConfigMaps, then the DGD); - for stdout "
+        "(the table then goes to stderr)",
     )
     pl.add_argument(
         "--dgd-version",
@@ -268,7 +340,20 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+EXIT_BROKEN_PIPE = 128 + 13  # as a process killed by SIGPIPE, what `cat file | head` gives
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    code: int = args.func(args)
+    ap = parser()
+    args = ap.parse_args(argv)
+    if getattr(args, "json", False) and getattr(args, "output", None) == "-":
+        ap.error("--json and -o - both write to stdout: write the manifests to a file")
+    try:
+        code: int = args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): not a failure to report with a traceback. Point
+        # stdout at /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     return code

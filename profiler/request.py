@@ -7,6 +7,7 @@ controller puts in its ``Failed`` condition and what the command line prints.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -42,6 +43,11 @@ DEFAULT_ITL_MS = 30.0
 DEFAULT_MOUNT_PATH = "/opt/model-cache"
 # Grove builds pod names from "<dgd>-<service>"; upstream rejects anything longer than this.
 MAX_DGD_SERVICE_NAME = 45
+# The CRD's bound on its integer fields (format int32), applied to every whole number here.
+INT32_MAX = 2**31 - 1
+# Loads beyond any deployment (requests per second, or concurrent requests): 1e300 overflowed the
+# estimator's arithmetic and silently changed the plan.
+MAX_LOAD = 1e9
 RUNTIME_VERSION_RE = re.compile(r"^(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})$")
 DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
@@ -277,21 +283,45 @@ class _Reader:
         return bool(self._typed(parent, key, path, bool, "true or false"))
 
     def positive(
-        self, parent: Mapping[str, Any], key: str, path: str, *, integer: bool = False
+        self,
+        parent: Mapping[str, Any],
+        key: str,
+        path: str,
+        *,
+        integer: bool = False,
+        minimum: float | None = None,
+        maximum: float | None = None,
     ) -> float | None:
+        """A number > 0 (and >= ``minimum``, <= ``maximum``); a whole one, at most the CRD's
+        int32 bound, with ``integer``. Infinite, NaN and absurdly large values are refused
+        here, naming the field, instead of overflowing the estimator's arithmetic."""
         value = parent.get(key)
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.add(path, f"must be a number, got {value!r}")
             return None
-        if integer and float(value) != int(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            self.add(path, f"must be a finite number, got {value!r}")
+            return None
+        limit = maximum if maximum is not None else (INT32_MAX if integer else None)
+        if limit is not None and value > limit:
+            self.add(path, f"must be at most {limit:g}, got {value!r}")
+            return None
+        if integer and isinstance(value, float) and not value.is_integer():
             self.add(path, f"must be a whole number, got {value!r}")
             return None
         if not value > 0:
             self.add(path, f"must be greater than 0, got {value!r}")
             return None
-        return float(value)
+        if minimum is not None and value < minimum:
+            self.add(path, f"must be at least {minimum:g}, got {value!r}")
+            return None
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond any float
+            self.add(path, f"must be a finite number, got {value!r}")
+            return None
 
     def choice(
         self, parent: Mapping[str, Any], key: str, path: str, allowed: tuple[str, ...]
@@ -358,7 +388,8 @@ def _parse(
     # --- hardware ------------------------------------------------------------------------------
     hw = r.obj(spec, "hardware", "spec.hardware")
     sku = r.string(hw, "gpuSku", "spec.hardware.gpuSku")
-    vram = r.positive(hw, "vramMb", "spec.hardware.vramMb")
+    # At least one whole MiB (the hardware table counts whole MiB; 1e-9 would be 0).
+    vram = r.positive(hw, "vramMb", "spec.hardware.vramMb", minimum=1, maximum=INT32_MAX)
     per_node = r.positive(hw, "numGpusPerNode", "spec.hardware.numGpusPerNode", integer=True)
     total = r.positive(hw, "totalGpus", "spec.hardware.totalGpus", integer=True)
     gpu: GpuSpec | None = None
@@ -388,8 +419,8 @@ def _parse(
     wl = r.obj(spec, "workload", "spec.workload")
     isl = r.positive(wl, "isl", "spec.workload.isl", integer=True) or DEFAULT_ISL
     osl = r.positive(wl, "osl", "spec.workload.osl", integer=True) or DEFAULT_OSL
-    concurrency = r.positive(wl, "concurrency", "spec.workload.concurrency")
-    rate = r.positive(wl, "requestRate", "spec.workload.requestRate")
+    concurrency = r.positive(wl, "concurrency", "spec.workload.concurrency", maximum=MAX_LOAD)
+    rate = r.positive(wl, "requestRate", "spec.workload.requestRate", maximum=MAX_LOAD)
     if wl.get("concurrency") is not None and wl.get("requestRate") is not None:
         r.add(
             "spec.workload.concurrency",

@@ -214,3 +214,108 @@ def test_estimate_adds_predictions(tmp_path: Path) -> None:
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 1
     assert float(rows[0]["pred_ttft_ms"]) > 0 and float(rows[0]["pred_tpot_ms"]) > 0
+
+
+# ---- at the edges -------------------------------------------------------------------------------
+
+
+def _spec(**over: Any) -> dict[str, Any]:
+    spec = json.loads(json.dumps(MANIFEST["spec"]))
+    for section, values in over.items():
+        spec[section] = {**spec.get(section, {}), **values}
+    return spec
+
+
+def test_json_input_is_read_as_json_so_exponents_are_numbers(tmp_path: Path) -> None:
+    """A YAML 1.1 loader read `1e300` as the string '1e300'; JSON (and YAML 1.2, as kubectl)
+    says it is a number, and an absurd one is refused naming its field."""
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps(_spec(workload={"requestRate": 1e300})))
+    assert "1e+300" in path.read_text()
+    p = cli("plan", str(path))
+    assert p.returncode == 2, p.stderr
+    assert "spec.workload.requestRate: must be at most 1e+09, got 1e+300" in p.stderr
+    # The same exponent in YAML is a number too.
+    yml = tmp_path / "in.yaml"
+    yml.write_text("model: Qwen/Qwen3-0.6B\nhardware: {gpuSku: h100_sxm, totalGpus: 8}\n"
+                   "workload: {concurrency: 1E12}\n")  # fmt: skip
+    p = cli("plan", str(yml))
+    assert p.returncode == 2 and "spec.workload.concurrency: must be at most 1e+09" in p.stderr
+    nan = tmp_path / "nan.json"
+    nan.write_text('{"model": "Qwen/Qwen3-0.6B", "hardware": {"gpuSku": "h100_sxm", '
+                   '"totalGpus": 8, "vramMb": NaN}}')  # fmt: skip
+    p = cli("plan", str(nan))
+    assert p.returncode == 2 and "spec.hardware.vramMb" in p.stderr
+
+
+def test_a_vram_below_one_mib_names_vram_mb(tmp_path: Path) -> None:
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps(_spec(hardware={"vramMb": 1e-9})))
+    p = cli("plan", str(path))
+    assert p.returncode == 2
+    assert "spec.hardware.vramMb: must be at least 1, got 1e-09" in p.stderr
+    assert "spec.hardware.gpuSku" not in p.stderr  # not blamed on another field
+
+
+def test_a_large_but_finite_load_still_plans(tmp_path: Path) -> None:
+    p = cli("plan", write(tmp_path, _spec(workload={"requestRate": 1e6})), "--json")
+    assert p.returncode == 0, p.stderr
+    assert "totalGpus budget" in p.stderr  # capped at the budget, and said so
+
+
+def test_output_dash_writes_the_manifests_to_stdout(tmp_path: Path) -> None:
+    doc = json.loads(json.dumps(MANIFEST))
+    doc["spec"]["features"] = {"planner": {}}
+    src = write(tmp_path, doc)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run(
+        [sys.executable, "-m", "profiler", "plan", src, "-o", "-"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    kinds = [d["kind"] for d in yaml.safe_load_all(p.stdout)]
+    assert kinds == ["ConfigMap", "ConfigMap", "DynamoGraphDeployment"]
+    assert "\nchosen (" in p.stderr  # the table, out of the way of the manifests
+    assert not (tmp_path / "-").exists()
+    both = cli("plan", src, "-o", "-", "--json")
+    assert both.returncode == 2 and "both write to stdout" in both.stderr
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
+    """`plan --json | head`: the reader goes away mid-output."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "profiler", "plan", write(tmp_path, MANIFEST), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before a byte is written: every write fails with EPIPE
+    err = proc.stderr.read().decode()
+    code = proc.wait(timeout=120)
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert code == 141  # as a process killed by SIGPIPE (`cat big | head`)
+
+
+def test_unknown_fields_the_api_server_refuses_are_refused_by_name(tmp_path: Path) -> None:
+    doc = json.loads(json.dumps(MANIFEST))
+    doc["specs"] = {}
+    p = cli("plan", write(tmp_path, doc))
+    assert p.returncode == 2 and "unknown field specs at the top of the manifest" in p.stderr
+    doc = json.loads(json.dumps(MANIFEST))
+    doc["spec"]["hardwre"] = {"gpuSku": "h100_sxm"}
+    p = cli("plan", write(tmp_path, doc))
+    assert p.returncode == 2 and "unknown field hardwre in spec" in p.stderr
+    bare = cli("plan", "-", stdin=json.dumps({**MANIFEST["spec"], "slas": {}, "moddel": "x"}))
+    assert bare.returncode == 2 and "unknown fields moddel, slas in the spec" in bare.stderr
+
+
+def test_the_known_spec_fields_are_the_crds() -> None:
+    from profiler.cli import MANIFEST_FIELDS, SPEC_FIELDS
+
+    crd = yaml.safe_load(
+        (ROOT / "deploy" / "crds" / "nvidia.com_dynamographdeploymentrequests.yaml").read_text()
+    )
+    (version,) = crd["spec"]["versions"]
+    schema = version["schema"]["openAPIV3Schema"]["properties"]
+    assert set(SPEC_FIELDS) == set(schema["spec"]["properties"])
+    assert set(MANIFEST_FIELDS) == set(schema)
