@@ -8,8 +8,8 @@ that names the flag or the variable.
 Every variable carries the prefix ``DGDR_`` (``DGDR_WORKERS``, ``DGDR_QPS``...), so a generic
 name set in the pod for another program (``WORKERS``, ``QPS``) is never taken for ours. The
 unprefixed names of 0.1 are no longer read: one set in the environment is ignored with a
-warning naming its replacement. ``KUBECONFIG`` keeps its usual name, and ``POD_NAME``,
-``POD_UID`` and ``POD_NAMESPACE`` (the downward API) are read as they are.
+warning naming its replacement. ``KUBECONFIG`` and ``HF_ENDPOINT`` keep their usual names, and
+``POD_NAME``, ``POD_UID`` and ``POD_NAMESPACE`` (the downward API) are read as they are.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from profiler.hub import DEFAULT_ENDPOINT
 from profiler.request import DEFAULT_IMAGE
 
 ENV_PREFIX = "DGDR_"
+# Variables with a meaning of their own in the ecosystem, read under their usual names.
+STANDARD_VARIABLES = frozenset({"KUBECONFIG", "HF_ENDPOINT"})
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
@@ -122,13 +124,13 @@ def _namespaces(text: str) -> list[str]:
 @dataclass(frozen=True)
 class _Option:
     dest: str
-    env: str  # without the prefix; KUBECONFIG is read as is
+    env: str  # without the prefix; the STANDARD_VARIABLES are read as they are
     help: str
     parse: Callable[[str], Any] = str
 
     @property
     def variable(self) -> str:
-        return self.env if self.env == "KUBECONFIG" else ENV_PREFIX + self.env
+        return self.env if self.env in STANDARD_VARIABLES else ENV_PREFIX + self.env
 
 
 # One row per setting: the flag is --<dest with dashes>; the variable DGDR_<env> is read when no

@@ -59,8 +59,11 @@ def demo(sample: str, *, keep: bool = False, timeout: float = 180.0) -> int:
             kubectl("apply", "--server-side", "-f", str(crd))
         kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         kubectl("create", "namespace", NAMESPACE)
-        port = free_port()
-        _say(f"controller: python -m controller run (health and metrics on 127.0.0.1:{port})")
+        port, probes = free_port(), free_port()
+        _say(
+            f"controller: python -m controller run (metrics on 127.0.0.1:{port}, probes on "
+            f"127.0.0.1:{probes})"
+        )
         procs.append(
             subprocess.Popen(
                 [
@@ -70,8 +73,10 @@ def demo(sample: str, *, keep: bool = False, timeout: float = 180.0) -> int:
                     "run",
                     "--kubeconfig",
                     plane.kubeconfig,
-                    "--health-port",
+                    "--metrics-port",
                     str(port),
+                    "--probe-port",
+                    str(probes),
                     "--bind-address",
                     "127.0.0.1",
                     "--lease-namespace",
@@ -95,7 +100,7 @@ def demo(sample: str, *, keep: bool = False, timeout: float = 180.0) -> int:
                 ]
             )
         )
-        _wait_ready(port)
+        _wait_ready(probes)
         _say(f"kubectl apply -n {NAMESPACE} -f {sample_path.relative_to(REPO)}")
         print(sample_path.read_text())
         name = json.loads(

@@ -87,7 +87,7 @@ def test_malformed_values_are_usage_errors_that_name_them(
 
 def test_every_variable_has_the_prefix_and_old_names_are_ignored_with_a_warning() -> None:
     for opt in config._OPTIONS:
-        assert opt.variable == "KUBECONFIG" or opt.variable.startswith("DGDR_"), opt
+        assert opt.variable in config.STANDARD_VARIABLES or opt.variable.startswith("DGDR_"), opt
     # A generic variable meant for another program does not configure the controller ...
     cfg = parse([], {"WORKERS": "64", "QPS": "1", "DGDR_BURST": "7"})
     assert cfg.workers == config.ControllerConfig().workers and cfg.qps == 50.0
@@ -101,6 +101,9 @@ def test_every_variable_has_the_prefix_and_old_names_are_ignored_with_a_warning(
     ]
     assert parse([], {"KUBECONFIG": "/k"}).kubeconfig == "/k"
     assert parse([], {"KUBECONFIG": "/k"}).warnings == []
+    # The Hugging Face mirror keeps the name every HF tool reads.
+    mirrored = parse([], {"HF_ENDPOINT": "https://hf-mirror.example"})
+    assert mirrored.hf_endpoint == "https://hf-mirror.example" and mirrored.warnings == []
 
 
 def test_the_help_names_the_prefixed_variables() -> None:
