@@ -195,19 +195,17 @@ class PlanRequest:
 
 
 def validate_spec(spec: Mapping[str, Any], *, require_hardware: bool = True) -> list[FieldError]:
-    """Semantic checks of a DGDR spec (never raises): SKU, budget, CRD rules; the model when it
-    is in the catalog (a model only the Hub knows is checked when it is profiled: validating
-    makes no network call).
+    """Semantic checks of a DGDR spec: SKU, budget, CRD rules; the model when it is in the
+    catalog (a model only the Hub knows is checked when it is profiled: validating makes no
+    network call). Bad input is returned as field errors; an exception is a bug and propagates,
+    so the controller logs, counts and retries it instead of failing the user's DGDR for good.
 
     ``require_hardware=False`` is for a controller that validates before it discovers the
     cluster's GPUs: a missing ``gpuSku`` is then not an error (checks that need it are skipped).
     """
-    try:
-        return _parse(
-            spec, dgdr_name=None, require_hardware=require_hardware, defer_unknown_model=True
-        ).errors
-    except Exception as exc:  # a bug here must not take a reconcile down with it
-        return [FieldError("spec", f"could not be checked: {exc}")]
+    return _parse(
+        spec, dgdr_name=None, require_hardware=require_hardware, defer_unknown_model=True
+    ).errors
 
 
 def dgd_name_for(dgdr_name: str, overrides_dgd: Mapping[str, Any] | None) -> str:

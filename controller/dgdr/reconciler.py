@@ -33,6 +33,7 @@ from controller.dgdr.prediction import (
 from controller.dgdr.profile_tracker import ProfileTracker
 from controller.dgdr.status_writer import StatusWriter
 from controller.dgdr.validation import validate_dgdr
+from controller.dgdr.worker_pool import TaskTimeoutError, WorkerCrashedError
 from controller.machinery.client import CONFIGMAPS, PVCS, ApiError, KubeClient
 from controller.machinery.events import EventRecorder
 from controller.machinery.workers import Result
@@ -54,6 +55,17 @@ SPEC_CHANGE_REJECTED = (
     "Cannot modify spec in phase '{phase}'. DynamoGraphDeploymentRequest is immutable once "
     "profiling starts. Create a new resource with a different name instead."
 )
+
+
+class ProfilingBugError(RuntimeError):
+    """Profiling raised something that is not a verdict on the spec: a bug, or the pool going
+    away. It is logged, counted and retried with backoff, never written as the user's Failed."""
+
+
+def is_verdict(error: BaseException) -> bool:
+    """Whether a profiling failure is a verdict on the DGDR (bad input, infeasible, a profile
+    that ran out of time or killed its worker every try) rather than a bug to retry."""
+    return isinstance(error, ProfilerError | TaskTimeoutError | WorkerCrashedError)
 
 
 class ReadStore(Protocol):
@@ -445,6 +457,12 @@ class DGDRReconciler:
             return Result()
         strategy = str(ctx.spec.get("searchStrategy") or "rapid")
         backend = str(ctx.spec.get("backend") or "auto")
+        if outcome.error is not None and not is_verdict(outcome.error):
+            err = outcome.error
+            self._profiles.cancel(ctx.key)  # drop the outcome: the retry profiles again
+            raise ProfilingBugError(
+                f"profiling raised {type(err).__name__}: {err}; retrying (not the spec's fault)"
+            ) from err
         if outcome.error is not None:
             # Where it died: the last progress the profiler reported, written or not yet.
             progress = self._profiles.progress.get(ctx.key)
