@@ -40,7 +40,7 @@ GENERIC = {
     "intermediate_size": 8192,
     "max_position_embeddings": 32768,
 }
-FORMAT = "dgdrunner-modeldir-1"  # bump when the files written here change
+FORMAT = "dgdrunner-modeldir-2"  # bump when the files written here change
 
 
 def tokenizer_json() -> dict[str, Any]:
@@ -66,9 +66,9 @@ def tokenizer_config() -> dict[str, Any]:
     return {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "model_max_length": 131072,
-        "bos_token": None,
-        "eos_token": "w1",
-        "unk_token": "w0",
+        # No special-token strings: "w1" as eos_token would be matched inside "w1744" by
+        # transformers (added tokens are split out of raw text first), so aiperf would count
+        # two tokens per word. The ids are in config.json / generation_config.json.
         "clean_up_tokenization_spaces": False,
         "chat_template": CHAT_TEMPLATE,
     }
@@ -130,7 +130,6 @@ def ensure_model_dir(
         "config.json": cfg,
         "tokenizer.json": tokenizer_json(),
         "tokenizer_config.json": tokenizer_config(),
-        "special_tokens_map.json": {"eos_token": "w1", "unk_token": "w0"},
         "generation_config.json": {"eos_token_id": 1},
     }
     digest = hashlib.sha256(json.dumps([FORMAT, model, cfg], sort_keys=True).encode()).hexdigest()[
