@@ -674,6 +674,9 @@ def override_api_version(dgd: Mapping[str, Any]) -> str:
 
 def _check_dgd_override(r: _Reader, dgd: Mapping[str, Any], target: str | None) -> None:
     base = "spec.overrides.dgd"
+    for key in ("apiVersion", "kind"):  # x-kubernetes-embedded-resource: both required
+        if not dgd.get(key):
+            r.add(f"{base}.{key}", "is required")
     written = override_api_version(dgd)
     if target == DGD_V1ALPHA1 and written == DGD_V1BETA1:
         r.add(

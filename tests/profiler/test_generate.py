@@ -539,6 +539,8 @@ def test_v1beta1_mocker_and_planner_dgds_are_accepted_by_upstreams_crd(
 
 def test_v1alpha1_override_applies_to_a_v1beta1_dgd() -> None:
     ov = {
+        "apiVersion": "nvidia.com/v1alpha1",
+        "kind": "DynamoGraphDeployment",
         "spec": {
             "services": {
                 "VllmDecodeWorker": {
@@ -607,7 +609,11 @@ def test_v1beta1_override_merges_components_and_containers_by_name() -> None:
 
 
 def test_v1beta1_override_is_refused_where_only_v1alpha1_is_served() -> None:
-    ov = {"apiVersion": "nvidia.com/v1beta1", "spec": {"components": [{"name": "Frontend"}]}}
+    ov = {
+        "apiVersion": "nvidia.com/v1beta1",
+        "kind": "DynamoGraphDeployment",
+        "spec": {"components": [{"name": "Frontend"}]},
+    }
     with pytest.raises(SpecError, match=r"spec.overrides.dgd.apiVersion"):
         request("vllm", overrides={"dgd": ov})
     assert build_dgd(beta("vllm", overrides={"dgd": ov}), candidate("vllm", "agg", AGG))[1] == []

@@ -19,6 +19,9 @@ from profiler.errors import NotAvailableError, SpecError
 IMAGE = "registry.example/ai-dynamo/dynamo-frontend:1.1.1"
 
 
+# overrides.dgd is an embedded resource: apiVersion and kind are required (the CRD's rule).
+DGD_KIND = {"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment"}
+
 def spec(**kw: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "model": "Qwen/Qwen3-0.6B",
@@ -261,7 +264,7 @@ def test_dgd_name_plus_service_name_is_limited_to_45_characters() -> None:
     assert [e.path for e in info.value.errors] == ["metadata.name"]
     assert "shorten" in str(info.value).lower()
     # an override name that fits is accepted, and becomes the DGD name
-    ov = {"dgd": {"metadata": {"name": "short"}}}
+    ov = {"dgd": {**DGD_KIND, "metadata": {"name": "short"}}}
     req = PlanRequest.from_spec(spec(overrides=ov), dgdr_name=long_name)
     assert req.dgd_name == "short"
     # a name only short enough for sglang/trtllm's short service names drops vllm from auto
@@ -284,7 +287,7 @@ def test_overrides_and_features_are_read() -> None:
             features={"kvRouter": {"enabled": True}, "mocker": {"enabled": True}},
             overrides={
                 "trustRemoteCode": True,
-                "dgd": {"spec": {"services": {"Frontend": {"replicas": 2}}}},
+                "dgd": {**DGD_KIND, "spec": {"services": {"Frontend": {"replicas": 2}}}},
                 "profilingJob": {"template": {"spec": {"containers": [], "tolerations": [tol]}}},
             },
         )
@@ -292,10 +295,10 @@ def test_overrides_and_features_are_read() -> None:
     assert req.kv_router and req.mocker and req.trust_remote_code
     assert req.runtime_version_override == "1.2.0"
     assert req.tolerations == (tol,)
-    assert req.overrides_dgd == {"spec": {"services": {"Frontend": {"replicas": 2}}}}
+    assert req.overrides_dgd == {**DGD_KIND, "spec": {"services": {"Frontend": {"replicas": 2}}}}
     assert "spec.overrides.trustRemoteCode" in paths(spec(overrides={"trustRemoteCode": "yes"}))
     assert "spec.overrides.dgd.metadata.name" in paths(
-        spec(overrides={"dgd": {"metadata": {"name": "Not_A_Name"}}})
+        spec(overrides={"dgd": {**DGD_KIND, "metadata": {"name": "Not_A_Name"}}})
     )
 
 
