@@ -548,7 +548,7 @@ def test_v1alpha1_override_applies_to_a_v1beta1_dgd() -> None:
                     "extraPodSpec": {"mainContainer": {"args": ["--enforce-eager"]}},
                 }
             }
-        }
+        },
     }
     base, _ = build_dgd(beta("vllm"), candidate("vllm", "disagg", PREFILL, DECODE))
     dgd, warnings = build_dgd(

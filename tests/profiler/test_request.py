@@ -22,6 +22,7 @@ IMAGE = "registry.example/ai-dynamo/dynamo-frontend:1.1.1"
 # overrides.dgd is an embedded resource: apiVersion and kind are required (the CRD's rule).
 DGD_KIND = {"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment"}
 
+
 def spec(**kw: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "model": "Qwen/Qwen3-0.6B",
