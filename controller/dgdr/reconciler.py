@@ -194,6 +194,11 @@ class DGDRReconciler:
         meta = obj["metadata"]
         if meta.get("deletionTimestamp"):
             return await self._finalize(obj)
+        if api.FINALIZER in (meta.get("finalizers") or []):
+            # Older versions put a finalizer on every DGDR; there is nothing it guards (see
+            # _finalize), and it blocked deletion while the controller was down: drop it.
+            obj = await self._write.metadata(obj, finalizers=_without_finalizer(obj))
+            meta = obj["metadata"]
         status = copy.deepcopy(obj.get("status") or {})
         generation = int(meta.get("generation") or 1)
         observed = int(status.get("observedGeneration") or 0)
@@ -246,11 +251,14 @@ class DGDRReconciler:
     # ---- deletion and spec changes ------------------------------------------------------------
 
     async def _finalize(self, obj: JSON) -> Result:
+        """A DGDR being deleted: stop its profile. No finalizer is added any more (the DGD has
+        no ownerReference and is left serving, the planner ConfigMaps are owned by the DGD, and
+        a running profile is cancelled as well when the informer reports the deletion), so
+        deletion never waits for the controller; one left by an older version is removed."""
         key = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
         self._profiles.cancel(key)
-        finalizers = [f for f in obj["metadata"].get("finalizers") or [] if f != api.FINALIZER]
-        await self._write.metadata(obj, finalizers=finalizers)
-        # The DGD and planner ConfigMaps are left alone: the DGD may be serving traffic.
+        if api.FINALIZER in (obj["metadata"].get("finalizers") or []):
+            await self._write.metadata(obj, finalizers=_without_finalizer(obj))
         return Result()
 
     async def _spec_changed(self, ctx: Ctx, observed: int) -> Result | None:
@@ -395,13 +403,9 @@ class DGDRReconciler:
                 ctx.status, "Profiling", "False", "JobCreationFailed", spec, ctx.generation
             )
             return await self._fail(ctx, ("ProfilingJobFailed", spec))
-        finalizers = list(ctx.obj["metadata"].get("finalizers") or [])
-        if api.FINALIZER not in finalizers:
-            finalizers.append(api.FINALIZER)
         refused = await self._record(
             ctx,
             ("Profiling", "JobCreationFailed", "ProfilingJobFailed"),
-            finalizers=finalizers,
             annotations={ACCEPTED_SPEC_ANNOTATION: _dump_json(ctx.spec)},
         )
         if refused is not None:
@@ -870,6 +874,10 @@ def deployment_info(dgd_status: JSON) -> dict[str, int]:
             replicas += int(s.get("replicas") or 0)
             available += int(s.get("availableReplicas") or 0)
     return {"replicas": replicas, "availableReplicas": available}
+
+
+def _without_finalizer(obj: JSON) -> list[str]:
+    return [f for f in obj["metadata"].get("finalizers") or [] if f != api.FINALIZER]
 
 
 def _dump_json(value: Any) -> str:
