@@ -14,13 +14,17 @@ keeps ``increase()`` over the counters honest when a new leader re-lists every o
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from metrics import REGISTRY
 
@@ -117,41 +121,31 @@ PHASE_BUCKETS: tuple[float, ...] = (
 
 OBJECT_LABELS = ("namespace", "name")
 
-STATUS_PHASE = Gauge(
+# The per-object families: (name, help). Their series are not prometheus_client children (some 35
+# objects per DGDR) but generated at scrape time from the compact state kept below.
+STATUS_PHASE = (
     "dgdr_status_phase",
     "The DGDR's current phase: 1 for the phase it is in, 0 for the others.",
-    [*OBJECT_LABELS, "phase"],
-    registry=REGISTRY,
 )
-STATUS_PROFILING_PHASE = Gauge(
+STATUS_PROFILING_PHASE = (
     "dgdr_status_profiling_phase",
     "The DGDR's profiling sub-phase: 1 for the current one, all 0 when not profiling.",
-    [*OBJECT_LABELS, "profiling_phase"],
-    registry=REGISTRY,
 )
-STATUS_CONDITION = Gauge(
+STATUS_CONDITION = (
     "dgdr_status_condition",
     "The DGDR's conditions: 1 for the condition's current status, 0 for the other two.",
-    [*OBJECT_LABELS, "type", "status"],
-    registry=REGISTRY,
 )
-STATUS_CONDITION_REASON = Gauge(
+STATUS_CONDITION_REASON = (
     "dgdr_status_condition_reason",
     "The current reason of each DGDR condition (always 1; one series per condition type).",
-    [*OBJECT_LABELS, "type", "reason"],
-    registry=REGISTRY,
 )
-STATUS_INFO = Gauge(
+STATUS_INFO = (
     "dgdr_status_info",
     "One series per DGDR (always 1) carrying phase, sub-phase and reason for tables.",
-    [*OBJECT_LABELS, "phase", "profiling_phase", "reason"],
-    registry=REGISTRY,
 )
-PHASE_START_TIME = Gauge(
+PHASE_START_TIME = (
     "dgdr_phase_start_time_seconds",
     "Unix time the DGDR entered its current phase (as first seen by this controller).",
-    [*OBJECT_LABELS, "phase"],
-    registry=REGISTRY,
 )
 PHASE_DURATION = Histogram(
     "dgdr_phase_duration_seconds",
@@ -223,9 +217,10 @@ for _backend in BACKENDS:
             PROFILING_DURATION.labels(_backend, _strategy, _outcome)
 
 
-@dataclass
+@dataclass(slots=True)
 class _ObjectState:
-    """What this process last exported for one DGDR, so that stale series can be removed."""
+    """What this process knows of one DGDR: every per-object series is generated from it at scrape
+    time (see ``_ObjectCollector``), so forgetting the state removes the series."""
 
     phase: str
     profiling_phase: str
@@ -235,7 +230,6 @@ class _ObjectState:
     failure_pending: bool = False
     condition_statuses: dict[str, str] = field(default_factory=dict)
     condition_reasons: dict[str, str] = field(default_factory=dict)
-    info_labels: tuple[str, str, str] | None = None
 
 
 _lock = threading.Lock()
@@ -253,7 +247,7 @@ def _normalise_phase(phase: str | None) -> str:
     value = phase or "Pending"
     if value not in PHASES:
         raise ValueError(f"phase must be one of {', '.join(PHASES)}, got {phase!r}")
-    return value
+    return sys.intern(value)
 
 
 def _normalise_profiling_phase(profiling_phase: str | None) -> str:
@@ -263,7 +257,12 @@ def _normalise_profiling_phase(profiling_phase: str | None) -> str:
             f"profiling_phase must be empty or one of {', '.join(PROFILING_PHASES)}, "
             f"got {profiling_phase!r}"
         )
-    return value
+    return sys.intern(value)
+
+
+def _key(namespace: object, name: object) -> tuple[str, str]:
+    # Namespaces repeat across objects: one shared string each.
+    return sys.intern(_require_name(namespace, "namespace")), _require_name(name, "name")
 
 
 def observe_phase(
@@ -280,7 +279,7 @@ def observe_phase(
     from a condition's lastTransitionTime); without it the time of the first call in that phase is
     used. An empty phase means Pending, as the API does.
     """
-    key = (_require_name(namespace, "namespace"), _require_name(name, "name"))
+    key = _key(namespace, name)
     new_phase = _normalise_phase(phase)
     new_sub = _normalise_profiling_phase(profiling_phase)
     if since is not None and (not math.isfinite(since) or since < 0):
@@ -302,7 +301,6 @@ def observe_phase(
             if state.entry_known:
                 PHASE_DURATION.labels(state.phase).observe(max(0.0, now - state.entered_at))
             PHASE_TRANSITIONS.labels(state.phase, new_phase).inc()
-            PHASE_START_TIME.remove(*key, state.phase)
             state.failure_pending = new_phase == "Failed"
             state.phase = new_phase
             state.entered_at = since if since is not None else now
@@ -311,13 +309,7 @@ def observe_phase(
             state.entered_at = since
             state.entry_known = True
         state.profiling_phase = new_sub
-        for value in PHASES:
-            STATUS_PHASE.labels(*key, value).set(1.0 if value == new_phase else 0.0)
-        for value in PROFILING_PHASES:
-            STATUS_PROFILING_PHASE.labels(*key, value).set(1.0 if value == new_sub else 0.0)
-        PHASE_START_TIME.labels(*key, new_phase).set(state.entered_at)
         _maybe_count_failure(state)
-        _export_info(key, state)
 
 
 def _condition_status(value: object) -> str:
@@ -327,7 +319,7 @@ def _condition_status(value: object) -> str:
 
 def observe_conditions(namespace: str, name: str, conditions: Sequence[Mapping[str, Any]]) -> None:
     """Export the DGDR's conditions (status and reason per type); drop types that disappeared."""
-    key = (_require_name(namespace, "namespace"), _require_name(name, "name"))
+    key = _key(namespace, name)
     statuses: dict[str, str] = {}
     reasons: dict[str, str] = {}
     for index, condition in enumerate(conditions):
@@ -336,8 +328,10 @@ def observe_conditions(namespace: str, name: str, conditions: Sequence[Mapping[s
         ctype = condition.get("type")
         if not isinstance(ctype, str) or not ctype:
             raise ValueError(f"conditions[{index}].type must be a non-empty string")
-        statuses[ctype] = _condition_status(condition.get("status"))
-        reasons[ctype] = str(condition.get("reason") or "")
+        # Types, statuses and reasons come from a small vocabulary: share one string each.
+        ctype = sys.intern(ctype)
+        statuses[ctype] = sys.intern(_condition_status(condition.get("status")))
+        reasons[ctype] = sys.intern(str(condition.get("reason") or ""))
     with _lock:
         state = _objects.get(key)
         if state is None:
@@ -346,25 +340,10 @@ def observe_conditions(namespace: str, name: str, conditions: Sequence[Mapping[s
                 phase="Pending", profiling_phase="", entered_at=_clock(), entry_known=False
             )
             _objects[key] = state
-            for value in PHASES:
-                STATUS_PHASE.labels(*key, value).set(1.0 if value == "Pending" else 0.0)
-            for value in PROFILING_PHASES:
-                STATUS_PROFILING_PHASE.labels(*key, value).set(0.0)
-            PHASE_START_TIME.labels(*key, "Pending").set(state.entered_at)
-        for ctype in state.condition_statuses.keys() - statuses.keys():
-            for value in CONDITION_STATUSES:
-                STATUS_CONDITION.remove(*key, ctype, value)
-        for ctype, reason in state.condition_reasons.items():
-            if reasons.get(ctype) != reason:
-                STATUS_CONDITION_REASON.remove(*key, ctype, reason)
-        for ctype, status in statuses.items():
-            for value in CONDITION_STATUSES:
-                STATUS_CONDITION.labels(*key, ctype, value).set(1.0 if value == status else 0.0)
-            STATUS_CONDITION_REASON.labels(*key, ctype, reasons[ctype]).set(1.0)
+        # Replaced whole, never mutated: a scrape reading the old dicts sees a consistent pair.
         state.condition_statuses = statuses
         state.condition_reasons = reasons
         _maybe_count_failure(state)
-        _export_info(key, state)
 
 
 def _failure_reason(state: _ObjectState) -> str | None:
@@ -403,16 +382,6 @@ def _display_reason(state: _ObjectState) -> str:
     return state.condition_reasons.get("Succeeded", "")
 
 
-def _export_info(key: tuple[str, str], state: _ObjectState) -> None:
-    labels = (state.phase, state.profiling_phase, _display_reason(state))
-    if state.info_labels == labels:
-        return
-    if state.info_labels is not None:
-        STATUS_INFO.remove(*key, *state.info_labels)
-    STATUS_INFO.labels(*key, *labels).set(1.0)
-    state.info_labels = labels
-
-
 def observe_profile(backend: str, strategy: str, seconds: float, outcome: str) -> None:
     """Record one profiling run's wall time by backend, search strategy and outcome."""
     _require_name(backend, "backend")
@@ -434,18 +403,13 @@ def set_pool(busy: int, queued: int) -> None:
 
 def forget(namespace: str, name: str) -> None:
     """Remove every series of a deleted DGDR (a no-op for an object never observed)."""
-    key = (namespace, name)
     with _lock:
-        state = _objects.pop(key, None)
-        if state is not None:
-            _remove_object_series(key)
+        _objects.pop((namespace, name), None)
 
 
 def clear() -> None:
     """Remove every per-object series: called when this replica stops being the leader."""
     with _lock:
-        for key in _objects:
-            _remove_object_series(key)
         _objects.clear()
 
 
@@ -455,20 +419,116 @@ def tracked() -> list[tuple[str, str]]:
         return sorted(_objects)
 
 
-_OBJECT_GAUGES: tuple[Gauge, ...] = (
-    STATUS_PHASE,
-    STATUS_PROFILING_PHASE,
-    STATUS_CONDITION,
-    STATUS_CONDITION_REASON,
-    STATUS_INFO,
-    PHASE_START_TIME,
+class _LazyGaugeFamily(Metric):
+    """A gauge family whose samples are produced while the exposition writes them, one at a time,
+    instead of a list of every sample of every DGDR built first."""
+
+    def __init__(self, name: str, documentation: str, samples: Iterable[Sample]) -> None:
+        super().__init__(name, documentation, "gauge")
+        # prometheus_client only iterates ``samples`` (once per collect()).
+        self.samples = samples  # type: ignore[assignment]
+
+
+def _snapshot() -> list[tuple[tuple[str, str], _ObjectState]]:
+    with _lock:
+        return list(_objects.items())
+
+
+def _phase_samples(
+    objects: list[tuple[tuple[str, str], _ObjectState]],
+) -> Iterator[Sample]:
+    metric = STATUS_PHASE[0]
+    for (namespace, name), state in objects:
+        current = state.phase
+        for value in PHASES:
+            labels = {"namespace": namespace, "name": name, "phase": value}
+            yield Sample(metric, labels, 1.0 if value == current else 0.0)
+
+
+def _profiling_phase_samples(
+    objects: list[tuple[tuple[str, str], _ObjectState]],
+) -> Iterator[Sample]:
+    metric = STATUS_PROFILING_PHASE[0]
+    for (namespace, name), state in objects:
+        current = state.profiling_phase
+        for value in PROFILING_PHASES:
+            labels = {"namespace": namespace, "name": name, "profiling_phase": value}
+            yield Sample(metric, labels, 1.0 if value == current else 0.0)
+
+
+def _condition_samples(
+    objects: list[tuple[tuple[str, str], _ObjectState]],
+) -> Iterator[Sample]:
+    metric = STATUS_CONDITION[0]
+    for (namespace, name), state in objects:
+        for ctype, status in state.condition_statuses.items():
+            for value in CONDITION_STATUSES:
+                labels = {"namespace": namespace, "name": name, "type": ctype, "status": value}
+                yield Sample(metric, labels, 1.0 if value == status else 0.0)
+
+
+def _condition_reason_samples(
+    objects: list[tuple[tuple[str, str], _ObjectState]],
+) -> Iterator[Sample]:
+    metric = STATUS_CONDITION_REASON[0]
+    for (namespace, name), state in objects:
+        for ctype, reason in state.condition_reasons.items():
+            labels = {"namespace": namespace, "name": name, "type": ctype, "reason": reason}
+            yield Sample(metric, labels, 1.0)
+
+
+def _info_samples(objects: list[tuple[tuple[str, str], _ObjectState]]) -> Iterator[Sample]:
+    metric = STATUS_INFO[0]
+    for (namespace, name), state in objects:
+        labels = {
+            "namespace": namespace,
+            "name": name,
+            "phase": state.phase,
+            "profiling_phase": state.profiling_phase,
+            "reason": _display_reason(state),
+        }
+        yield Sample(metric, labels, 1.0)
+
+
+def _start_time_samples(
+    objects: list[tuple[tuple[str, str], _ObjectState]],
+) -> Iterator[Sample]:
+    metric = PHASE_START_TIME[0]
+    for (namespace, name), state in objects:
+        labels = {"namespace": namespace, "name": name, "phase": state.phase}
+        yield Sample(metric, labels, float(state.entered_at))
+
+
+_FAMILIES: tuple[
+    tuple[
+        tuple[str, str],
+        Callable[[list[tuple[tuple[str, str], _ObjectState]]], Iterator[Sample]],
+    ],
+    ...,
+] = (
+    (STATUS_PHASE, _phase_samples),
+    (STATUS_PROFILING_PHASE, _profiling_phase_samples),
+    (STATUS_CONDITION, _condition_samples),
+    (STATUS_CONDITION_REASON, _condition_reason_samples),
+    (STATUS_INFO, _info_samples),
+    (PHASE_START_TIME, _start_time_samples),
 )
 
 
-def _remove_object_series(key: tuple[str, str]) -> None:
-    labels = dict(zip(OBJECT_LABELS, key, strict=True))
-    for gauge in _OBJECT_GAUGES:
-        gauge.remove_by_labels(labels)
+class _ObjectCollector(Collector):
+    """Yields the per-DGDR families from ``_objects`` on each scrape (kube-state-metrics style):
+    the series of a forgotten object are simply no longer generated."""
+
+    def describe(self) -> Iterable[Metric]:
+        return [_LazyGaugeFamily(name, doc, ()) for (name, doc), _ in _FAMILIES]
+
+    def collect(self) -> Iterable[Metric]:
+        objects = _snapshot()
+        for (name, doc), samples in _FAMILIES:
+            yield _LazyGaugeFamily(name, doc, samples(objects))
+
+
+REGISTRY.register(_ObjectCollector())
 
 
 __all__ = [
