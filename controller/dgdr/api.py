@@ -414,6 +414,16 @@ class DeploymentInfo(_Open):
     available_replicas: int | None = None
 
 
+class AcceptedSpec(_Open):
+    """``status.acceptedSpec``: the spec the controller accepted, as the spec-change rule needs
+    it (the fields that may change, a hash of the rest); kept where users cannot edit it."""
+
+    generation: int | None = None
+    hash: str | None = None
+    auto_apply: bool | None = None
+    runtime_version_override: str | None = None
+
+
 class DGDRStatus(_Open):
     phase: PhaseName | None = None
     profiling_phase: ProfilingPhaseName | None = None
@@ -423,6 +433,7 @@ class DGDRStatus(_Open):
     conditions: list[Condition] = Field(default_factory=list)
     profiling_results: ProfilingResults | None = None
     deployment_info: DeploymentInfo | None = None
+    accepted_spec: AcceptedSpec | None = None
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)

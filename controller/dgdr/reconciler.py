@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -46,8 +47,12 @@ from profiler.request import DEFAULT_IMAGE, DGD_V1ALPHA1
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 
-# The spec last accepted by the controller, to tell an allowed change (C rule) from a rejected one.
+# Where older versions kept the spec last accepted (user-writable, and a copy of the whole spec);
+# it now lives in status.acceptedSpec, and the annotation is migrated from and removed.
 ACCEPTED_SPEC_ANNOTATION = "dgdr.nvidia.com/accepted-spec"
+# The fields the C rule lets change after profiling started; status.acceptedSpec keeps their
+# accepted values and a hash of everything else.
+MUTABLE_FIELDS = ("autoApply", "runtimeVersionOverride")
 ANNOTATION_LIMIT = api.MAX_ANNOTATION_BYTES
 TOTAL_ANNOTATIONS_LIMIT = 256 * 1024
 IMMUTABLE_PHASES = ("Profiling", "Deploying", "Ready", "Deployed")
@@ -106,6 +111,9 @@ class Ctx:
     generation: int
     status: JSON = field(default_factory=dict)
     note: str = ""  # said alongside the next Event (e.g. what discovery found)
+    # A rejected spec change is in metadata.generation: ctx.spec is not the accepted spec (only
+    # its autoApply and runtimeVersionOverride are), so it must not be profiled again.
+    stale_spec: bool = False
 
     @property
     def key(self) -> str:
@@ -194,14 +202,26 @@ class DGDRReconciler:
         meta = obj["metadata"]
         if meta.get("deletionTimestamp"):
             return await self._finalize(obj)
-        if api.FINALIZER in (meta.get("finalizers") or []):
-            # Older versions put a finalizer on every DGDR; there is nothing it guards (see
-            # _finalize), and it blocked deletion while the controller was down: drop it.
-            obj = await self._write.metadata(obj, finalizers=_without_finalizer(obj))
-            meta = obj["metadata"]
         status = copy.deepcopy(obj.get("status") or {})
         generation = int(meta.get("generation") or 1)
         observed = int(status.get("observedGeneration") or 0)
+        old_accepted = (meta.get("annotations") or {}).get(ACCEPTED_SPEC_ANNOTATION)
+        if old_accepted is not None and "acceptedSpec" not in status:
+            # Migration: the next status write carries it (the Ready, Deployed, Deploying and
+            # Failed handlers write; Profiling does when its profile is done).
+            spec = _load_json(old_accepted)
+            if isinstance(spec, dict):
+                status["acceptedSpec"] = accepted_spec(spec, observed or generation)
+        if api.FINALIZER in (meta.get("finalizers") or []) or old_accepted is not None:
+            # Older versions put a finalizer on every DGDR; there is nothing it guards (see
+            # _finalize), and it blocked deletion while the controller was down: drop it. And
+            # the accepted spec moved from an annotation to status.acceptedSpec.
+            obj = await self._write.metadata(
+                obj,
+                finalizers=_without_finalizer(obj),
+                annotations={ACCEPTED_SPEC_ANNOTATION: None},
+            )
+            meta = obj["metadata"]
         ctx = Ctx(
             obj=obj, spec=copy.deepcopy(obj.get("spec") or {}), generation=generation, status=status
         )
@@ -267,27 +287,32 @@ class DGDRReconciler:
         A rejected change keeps the DGDR working on the spec it accepted: it still follows its
         DGD, and observedGeneration stays where it was so the rejection stays visible.
         """
-        accepted = _load_json(ctx.annotations.get(ACCEPTED_SPEC_ANNOTATION))
+        accepted = ctx.status.get("acceptedSpec")
         new = ctx.spec
         if isinstance(accepted, dict):
-            changed = {k for k in set(accepted) | set(new) if accepted.get(k) != new.get(k)}
-            flip = accepted.get("autoApply") is False and new.get("autoApply") is not False
+            changed = spec_changes(accepted, new)
+            accepted_auto = accepted.get("autoApply") is not False
+            flip = not accepted_auto and new.get("autoApply") is not False
             allowed = (
-                accepted.get("autoApply") is False
+                not accepted_auto
                 and ctx.phase in ("Profiling", "Ready")
-                and changed <= {"autoApply", "runtimeVersionOverride"}
+                and changed <= set(MUTABLE_FIELDS)
                 and not (flip and ctx.phase == "Profiling")
             )
             if allowed:
-                ctx.obj = await self._write.metadata(
-                    ctx.obj, annotations={ACCEPTED_SPEC_ANNOTATION: _dump_json(new)}
-                )
+                ctx.status["acceptedSpec"] = accepted_spec(new, ctx.generation)
                 if "runtimeVersionOverride" in changed:
                     # The generated DGD carries the runtime version: generate it again.
                     return await self._start_profiling(ctx)
                 await self._commit(ctx, "Deploying" if flip else ctx.phase)
                 return Result(requeue=flip)
-            ctx.spec = copy.deepcopy(accepted)
+            # Keep working on what was accepted: its autoApply and runtimeVersionOverride; the
+            # rest of the spec is known only by its hash.
+            ctx.spec = {k: v for k, v in new.items() if k not in MUTABLE_FIELDS}
+            ctx.spec["autoApply"] = accepted_auto
+            if accepted.get("runtimeVersionOverride") is not None:
+                ctx.spec["runtimeVersionOverride"] = accepted["runtimeVersionOverride"]
+            ctx.stale_spec = bool(changed - set(MUTABLE_FIELDS))
         if self._rejected.get(ctx.key) != ctx.generation:
             self._rejected[ctx.key] = ctx.generation
             await self._event(
@@ -403,13 +428,7 @@ class DGDRReconciler:
                 ctx.status, "Profiling", "False", "JobCreationFailed", spec, ctx.generation
             )
             return await self._fail(ctx, ("ProfilingJobFailed", spec))
-        refused = await self._record(
-            ctx,
-            ("Profiling", "JobCreationFailed", "ProfilingJobFailed"),
-            annotations={ACCEPTED_SPEC_ANNOTATION: _dump_json(ctx.spec)},
-        )
-        if refused is not None:
-            return refused
+        ctx.status["acceptedSpec"] = accepted_spec(ctx.spec, ctx.generation)
         self._profiles.start(
             ctx.key,
             ctx.generation,
@@ -435,6 +454,16 @@ class DGDRReconciler:
                 return Result()  # our own write moved it on; the cache has not caught up yet
             if not self._profiles.running(ctx.key, ctx.generation):
                 # A new leader, or a restart: nothing is running for this DGDR, so run it again.
+                if ctx.stale_spec:
+                    message = (
+                        "profiling was interrupted (controller restart) after a spec change was "
+                        "rejected; the accepted spec is known only by its hash, so it cannot be "
+                        "profiled again: delete and recreate the DGDR"
+                    )
+                    set_condition(
+                        ctx.status, "Profiling", "False", "ProfilingFailed", message, ctx.generation
+                    )
+                    return await self._fail(ctx, ("ProfilingJobFailed", message))
                 return await self._start_profiling(ctx)
             progress = self._profiles.progress.get(ctx.key)
             if progress is not None and progress.generation == ctx.generation:
@@ -874,6 +903,36 @@ def deployment_info(dgd_status: JSON) -> dict[str, int]:
             replicas += int(s.get("replicas") or 0)
             available += int(s.get("availableReplicas") or 0)
     return {"replicas": replicas, "availableReplicas": available}
+
+
+def _spec_hash(spec: JSON) -> str:
+    rest = {k: v for k, v in spec.items() if k not in MUTABLE_FIELDS}
+    return "sha256:" + hashlib.sha256(_dump_json(rest).encode()).hexdigest()
+
+
+def accepted_spec(spec: JSON, generation: int) -> JSON:
+    """``status.acceptedSpec``: what the spec-change rule needs of an accepted spec — the fields
+    it lets change, and a hash of the rest (a fixed size, whatever the spec's)."""
+    record: JSON = {
+        "generation": generation,
+        "hash": _spec_hash(spec),
+        "autoApply": spec.get("autoApply") is not False,
+    }
+    if spec.get("runtimeVersionOverride") is not None:
+        record["runtimeVersionOverride"] = spec["runtimeVersionOverride"]
+    return record
+
+
+def spec_changes(accepted: JSON, new: JSON) -> set[str]:
+    """The mutable fields that differ from the accepted ones, plus "spec" if anything else does."""
+    changed: set[str] = set()
+    if accepted.get("hash") != _spec_hash(new):
+        changed.add("spec")
+    if (accepted.get("autoApply") is not False) != (new.get("autoApply") is not False):
+        changed.add("autoApply")
+    if accepted.get("runtimeVersionOverride") != new.get("runtimeVersionOverride"):
+        changed.add("runtimeVersionOverride")
+    return changed
 
 
 def _without_finalizer(obj: JSON) -> list[str]:
