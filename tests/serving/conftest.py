@@ -56,7 +56,7 @@ def dynamo_python() -> str:
 class RunnerProcess:
     """``python -m devtools.dgdrunner``; stop() stops it and every process it runs."""
 
-    def __init__(self, kubeconfig: str, log_dir: Path, dynamo_python: str) -> None:
+    def __init__(self, kubeconfig: str, log_dir: Path, dynamo_python: str, namespace: str) -> None:
         self.log_path = log_dir / "dgdrunner.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
@@ -66,6 +66,8 @@ class RunnerProcess:
                 "devtools.dgdrunner",
                 "--kubeconfig",
                 kubeconfig,
+                "--namespace",
+                namespace,
                 "--workdir",
                 str(log_dir / "work"),
                 "--dynamo-python",
@@ -122,14 +124,19 @@ class RunnerProcess:
         return int(self.proc.returncode)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def runner(
     control_plane: LocalControlPlane,
     crds: list[str],
     dynamo_python: str,
+    namespace: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RunnerProcess]:
-    r = RunnerProcess(control_plane.kubeconfig, tmp_path_factory.mktemp("dgdrunner"), dynamo_python)
+    """A runner for this test's namespace only: the session's control plane holds DGDs that
+    other tests left in theirs, which must not be run here."""
+    r = RunnerProcess(
+        control_plane.kubeconfig, tmp_path_factory.mktemp("dgdrunner"), dynamo_python, namespace
+    )
 
     def pid() -> set[int]:
         return {r.proc.pid}
