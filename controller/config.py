@@ -75,6 +75,7 @@ class ControllerConfig:
     pool_size: int = field(default_factory=cpu_limit)
     profile_timeout: float = 120.0
     profile_retries: int = 2
+    profile_cache_mib: int = 16
     bind_address: str = "0.0.0.0"
     probe_port: int = 8081
     metrics_port: int = 8080
@@ -166,6 +167,12 @@ _OPTIONS: tuple[_Option, ...] = (
         "profile_retries",
         "PROFILE_RETRIES",
         "retries of a profile whose worker process crashed",
+        int,
+    ),
+    _Option(
+        "profile_cache_mib",
+        "PROFILE_CACHE_MIB",
+        "MiB of finished profiles (compressed) kept to answer a DGDR reconciled again",
         int,
     ),
     _Option("bind_address", "BIND_ADDRESS", "address of the probe and metrics servers"),
@@ -315,6 +322,8 @@ def from_args(
     for name in ("workers", "pool_size"):
         if getattr(cfg, name) < 1:
             fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.profile_cache_mib < 0:
+        fail(f"--profile-cache-mib must be >= 0, got {cfg.profile_cache_mib}")
     for name in ("probe_port", "metrics_port", "health_port"):
         port = getattr(cfg, name)
         if port is not None and not 0 <= port <= 65535:

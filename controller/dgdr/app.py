@@ -97,7 +97,8 @@ async def run(cfg: ControllerConfig) -> int:
                 size=cfg.pool_size,
                 task_timeout=cfg.profile_timeout,
                 max_retries=cfg.profile_retries,
-            )
+            ),
+            cache_bytes=cfg.profile_cache_mib * 2**20,
         )
     )
     tracker: ProfileTracker | None = None

@@ -8,6 +8,11 @@ skip that check. What the cache does share is what a controller repeats: a DGDR 
 while its profile runs (requeue, resync, a cancelled reconcile, a new leader in this process) joins
 the running profile, and one reconciled again soon after gets the finished result, failures that
 the spec causes included. Crashes, timeouts and cancellations are never cached.
+
+A finished result is kept as compressed JSON (about 3 KB for a rapid profile, where the result as
+Python objects, candidates and Pareto front included, takes some 70 KB), bounded both by count
+(``cache_size``) and by those bytes (``cache_bytes``, ``--profile-cache-mib``): thousands of DGDRs
+profiled in a burst cost the controller a few megabytes, not a gigabyte-sized heap.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import hashlib
 import json
 import logging
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -46,17 +52,21 @@ Source = Literal["computed", "joined", "cached"]
 
 @dataclass(frozen=True)
 class ProfilingConfig:
-    """The pool's sizes and bounds, and how long and how many finished results are kept."""
+    """The pool's sizes and bounds, and how long, how many and how many bytes of finished results
+    are kept (``cache_bytes`` counts the compressed JSON the cache holds)."""
 
     pool: PoolConfig = field(default_factory=lambda: PoolConfig(task_timeout=300.0))
     cache_ttl: float = 600.0
     cache_size: int = 1024
+    cache_bytes: int = 16 * 2**20
 
     def __post_init__(self) -> None:
         if self.cache_ttl < 0:
             raise ValueError(f"cache_ttl must be >= 0, got {self.cache_ttl}")
         if self.cache_size < 0:
             raise ValueError(f"cache_size must be >= 0, got {self.cache_size}")
+        if self.cache_bytes < 0:
+            raise ValueError(f"cache_bytes must be >= 0, got {self.cache_bytes}")
 
 
 @dataclass(frozen=True)
@@ -122,6 +132,24 @@ class _Finished:
     result: dict[str, Any] | None
     error: BaseException | None
     seconds: float
+    # The result as zlib-compressed JSON once it is cached (``result`` is then None).
+    packed: bytes | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.packed) if self.packed is not None else 0
+
+
+def _pack(result: dict[str, Any]) -> bytes:
+    # A plan result is plain JSON (it is written to the API server as such): the round trip gives
+    # back an equal document, floats included.
+    text = json.dumps(result, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+    return zlib.compress(text.encode(), 1)
+
+
+def _unpack(packed: bytes) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(zlib.decompress(packed))
+    return doc
 
 
 class _Subscriber:
@@ -160,11 +188,17 @@ class ProfileRunner:
         )
         self._flights: dict[str, _Flight] = {}
         self._finished: OrderedDict[str, _Finished] = OrderedDict()
+        self._cached_bytes = 0
         self._computed = 0
 
     @property
     def pool(self) -> WorkerPool[dict[str, Any], dict[str, Any]]:
         return self._pool
+
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes of compressed results the cache holds now."""
+        return self._cached_bytes
 
     @property
     def profiles_computed(self) -> int:
@@ -185,6 +219,7 @@ class ProfileRunner:
                 job.cancel()
             await asyncio.gather(*jobs, return_exceptions=True)
         self._finished.clear()
+        self._cached_bytes = 0
 
     async def __aenter__(self) -> ProfileRunner:
         await self.start()
@@ -273,28 +308,43 @@ class ProfileRunner:
         if finished is None:
             return None
         if finished.expires <= self._clock():
-            del self._finished[cache_key]
+            self._drop(cache_key)
             return None
         self._finished.move_to_end(cache_key)
         return finished
 
+    def _drop(self, cache_key: str) -> None:
+        finished = self._finished.pop(cache_key, None)
+        if finished is not None:
+            self._cached_bytes -= finished.size
+
     def _remember(self, cache_key: str, finished: _Finished) -> None:
-        if self._config.cache_size == 0 or self._config.cache_ttl == 0:
+        config = self._config
+        if config.cache_size == 0 or config.cache_ttl == 0 or config.cache_bytes == 0:
             return
-        self._finished[cache_key] = finished
-        self._finished.move_to_end(cache_key)
+        entry = _Finished(finished.expires, None, finished.error, finished.seconds)
+        if finished.result is not None:
+            entry.packed = _pack(finished.result)
+        if entry.size > config.cache_bytes:
+            return
+        self._drop(cache_key)
+        self._finished[cache_key] = entry
+        self._cached_bytes += entry.size
         now = self._clock()
         for stale in [k for k, f in self._finished.items() if f.expires <= now]:
-            del self._finished[stale]
-        while len(self._finished) > self._config.cache_size:
-            self._finished.popitem(last=False)
+            self._drop(stale)
+        while len(self._finished) > config.cache_size or self._cached_bytes > config.cache_bytes:
+            self._drop(next(iter(self._finished)))
 
     @staticmethod
     def _deliver(finished: _Finished, source: Source) -> PlanOutcome:
         if finished.error is not None:
             raise copy_exception(finished.error)
-        assert finished.result is not None
-        mine = copy.deepcopy(finished.result)
+        if finished.packed is not None:
+            mine = _unpack(finished.packed)
+        else:
+            assert finished.result is not None
+            mine = copy.deepcopy(finished.result)
         return PlanOutcome(
             result=mine,
             dgd=mine["dgd"],

@@ -158,6 +158,43 @@ async def test_cache_is_bounded(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
+async def test_cache_is_bounded_by_bytes_and_gives_back_the_same_result(tmp_path: Path) -> None:
+    """Results are kept compressed: a cached outcome equals the computed one, and the byte budget
+    evicts the oldest results first."""
+    runner = ProfileRunner(_config(tmp_path, cache_bytes=1), worker_fn=pool_tasks.counted_profile)
+    async with runner:
+        first = await runner.run("ns/a", SMALL, dgdr_name="a", namespace="ns")
+        assert runner.cached_bytes == 0  # one result is bigger than the budget: nothing kept
+        assert (await runner.run("ns/a", SMALL, dgdr_name="a", namespace="ns")).source == "computed"
+    assert len(_runs(tmp_path)) == 2
+    runner = ProfileRunner(_config(tmp_path), worker_fn=pool_tasks.counted_profile)
+    async with runner:
+        computed = await runner.run("ns/a", SMALL, dgdr_name="a", namespace="ns")
+        one = runner.cached_bytes
+        assert 0 < one < len(repr(computed.result))  # compressed, well below the dict's size
+        cached = await runner.run("ns/a", SMALL, dgdr_name="a", namespace="ns")
+        assert cached.source == "cached"
+        assert (cached.result, cached.dgd, cached.configmaps) == (
+            computed.result,
+            computed.dgd,
+            computed.configmaps,
+        )
+        assert computed.dgd == first.dgd  # the result is the same; elapsed_s is not
+        cached.result["dgd"]["metadata"]["name"] = "changed"  # each caller gets its own copy
+        again = await runner.run("ns/a", SMALL, dgdr_name="a", namespace="ns")
+        assert again.dgd["metadata"]["name"] == "a-dgd"
+    runner = ProfileRunner(
+        _config(tmp_path, cache_bytes=one + one // 2), worker_fn=pool_tasks.counted_profile
+    )
+    async with runner:
+        await runner.run("ns/a", SMALL, dgdr_name="a", namespace="ns")
+        await runner.run("ns/b", SMALL, dgdr_name="b", namespace="ns")  # evicts a
+        assert (await runner.run("ns/b", SMALL, dgdr_name="b", namespace="ns")).shared
+        assert (await runner.run("ns/a", SMALL, dgdr_name="a", namespace="ns")).source == "computed"
+        assert runner.cached_bytes <= one + one // 2
+
+
+@pytest.mark.asyncio
 async def test_spec_errors_come_back_typed_and_are_cached(
     counted: ProfileRunner, tmp_path: Path
 ) -> None:
