@@ -75,6 +75,7 @@ class ControllerConfig:
     pool_size: int = field(default_factory=cpu_limit)
     profile_timeout: float = 120.0
     profile_retries: int = 2
+    progress_after: float = 1.0
     profile_cache_mib: int = 16
     bind_address: str = "0.0.0.0"
     probe_port: int = 8081
@@ -161,6 +162,13 @@ _OPTIONS: tuple[_Option, ...] = (
         "profile_timeout",
         "PROFILE_TIMEOUT",
         "seconds one profile may run before its worker is killed",
+        float,
+    ),
+    _Option(
+        "progress_after",
+        "PROGRESS_AFTER",
+        "seconds a profile runs before phase Profiling and its sub-phases are written "
+        "(a quicker profile is written once, when done)",
         float,
     ),
     _Option(

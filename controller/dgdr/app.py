@@ -138,6 +138,7 @@ async def run(cfg: ControllerConfig) -> int:
                 hf_token_secret=cfg.hf_token_secret,
                 hf_endpoint=cfg.hf_endpoint,
                 hub_timeout=cfg.hub_timeout,
+                progress_after=cfg.progress_after,
                 dgd_api_version=dgd_version,
             ),
             pods,

@@ -15,6 +15,7 @@ import copy
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -100,6 +101,9 @@ class ReconcilerConfig:
     # for a DGD whose labels someone removed, which the DGD informer then no longer brings us.
     resync_period: float = 300.0
     conflict_attempts: int = 3
+    # A profile is written as phase Profiling (and its sub-phases as they come) only once it has
+    # run this long; a quicker one is written once, when done (fewer API writes per DGDR).
+    progress_after: float = 1.0
 
 
 @dataclass
@@ -164,6 +168,9 @@ class DGDRReconciler:
         self._pods = pods
         self._dgd_resource = api.dgd_resource(config.dgd_api_version)
         self._pull_failures: dict[str, set[tuple[str, str, str]]] = {}
+        # Per DGDR: (generation, monotonic start, ProfilingJobCreated message) of its profile.
+        self._started: dict[str, tuple[int, float, str]] = {}
+        self._counted: dict[str, int] = {}  # the generation whose profile the metrics counted
 
     # ---- entry --------------------------------------------------------------------------------
 
@@ -195,6 +202,8 @@ class DGDRReconciler:
         self._write.forget(key)
         self._rejected.pop(key, None)
         self._pull_failures.pop(key, None)
+        self._started.pop(key, None)
+        self._counted.pop(key, None)
         ns, name = key.split("/", 1)
         dgdr_metrics.forget(ns, name)
 
@@ -324,6 +333,16 @@ class DGDRReconciler:
     # ---- phases -------------------------------------------------------------------------------
 
     async def _pending(self, ctx: Ctx) -> Result:
+        if self._profiles.was_applied(ctx.key, ctx.generation):
+            return Result()  # our own write moved it on; the cache has not caught up yet
+        if self._profiles.running(ctx.key, ctx.generation) or self._profiles.outcome(
+            ctx.key, ctx.generation
+        ):
+            # Started by an earlier reconcile and not written yet (see progress_after): what
+            # that reconcile decided goes into the first write.
+            self._validated(ctx)
+            ctx.status["acceptedSpec"] = accepted_spec(ctx.spec, ctx.generation)
+            return await self._profiling(ctx)
         observed = int(ctx.status.get("observedGeneration") or 0)
         if observed != ctx.generation:
             _, errors = validate_dgdr(ctx.obj)
@@ -333,26 +352,21 @@ class DGDRReconciler:
                     ctx.status, "Validation", "False", "ValidationFailed", message, ctx.generation
                 )
                 return await self._fail(ctx, ("ValidationFailed", message))
-            set_condition(
-                ctx.status,
-                "Validation",
-                "True",
-                "ValidationPassed",
-                "DGDR spec validation passed",
-                ctx.generation,
-            )
-            set_condition(
-                ctx.status,
-                "Profiling",
-                "False",
-                "DiscoveringHardware",
-                "Discovering GPU hardware and preparing profiling",
-                ctx.generation,
-            )
-            await self._commit(ctx, "Pending")
-            await self._event(ctx, "Normal", "Initialized", "DGDR validated and initialized")
-            return Result(requeue=True)
+            self._validated(ctx)
+        # No Pending write of its own: validated, it goes straight on to profiling, and the
+        # first write says both (the Validation condition is in it).
         return await self._start_profiling(ctx)
+
+    @staticmethod
+    def _validated(ctx: Ctx) -> None:
+        set_condition(
+            ctx.status,
+            "Validation",
+            "True",
+            "ValidationPassed",
+            "DGDR spec validation passed",
+            ctx.generation,
+        )
 
     async def _profiling_spec(self, ctx: Ctx) -> JSON | str:
         """The spec the profiler gets (hardware discovered, image defaulted), or why it can't."""
@@ -440,15 +454,48 @@ class DGDRReconciler:
                 "dgd_api_version": self._config.dgd_api_version,
             },
         )
-        ctx.status["profilingPhase"] = "Initializing"
         message = "Profiling started in the controller's worker pool" + ctx.note
-        set_condition(ctx.status, "Profiling", "False", "Initializing", message, ctx.generation)
-        await self._commit(ctx, "Profiling")
-        await self._event(ctx, "Normal", "ProfilingJobCreated", message)
-        return Result()
+        self._started[ctx.key] = (ctx.generation, time.monotonic(), message)
+        if ctx.phase == "Profiling":
+            # A restart or a new leader: the phase is written already; the profile runs again.
+            ctx.status["profilingPhase"] = "Initializing"
+            set_condition(ctx.status, "Profiling", "False", "Initializing", message, ctx.generation)
+            await self._commit(ctx, "Profiling")
+            return Result()
+        # Nothing written yet: a profile done within progress_after is written once, when done;
+        # the tracker enqueues the DGDR on completion, this requeue covers a slow one.
+        return Result(requeue_after=self._config.progress_after)
+
+    def _announce(self, ctx: Ctx) -> tuple[str, float]:
+        """The ProfilingJobCreated message of this DGDR's profile and how long it has run."""
+        started = self._started.get(ctx.key)
+        if started is None or started[0] != ctx.generation:
+            return "Profiling started in the controller's worker pool", float("inf")
+        return started[2], time.monotonic() - started[1]
 
     async def _profiling(self, ctx: Ctx) -> Result:
+        written = ctx.phase == "Profiling"  # else: Pending, started and not written yet
         outcome = self._profiles.outcome(ctx.key, ctx.generation)
+        if outcome is None and not written:
+            if not self._profiles.running(ctx.key, ctx.generation):
+                return await self._start_profiling(ctx)
+            message, ran = self._announce(ctx)
+            if ran < self._config.progress_after:
+                return Result(requeue_after=self._config.progress_after - ran)
+            # A slow profile: say so now, and its sub-phases from here on.
+            progress = self._profiles.progress.get(ctx.key)
+            phase = (
+                progress.phase
+                if progress is not None and progress.generation == ctx.generation
+                else "Initializing"
+            )
+            ctx.status["profilingPhase"] = phase
+            reason = "Initializing" if phase == "Initializing" else phase
+            set_condition(ctx.status, "Profiling", "False", reason, message, ctx.generation)
+            await self._commit(ctx, "Profiling")
+            await self._event(ctx, "Normal", "Initialized", "DGDR validated and initialized")
+            await self._event(ctx, "Normal", "ProfilingJobCreated", message)
+            return Result()
         if outcome is None:
             if self._profiles.was_applied(ctx.key, ctx.generation):
                 return Result()  # our own write moved it on; the cache has not caught up yet
@@ -501,6 +548,8 @@ class DGDRReconciler:
             progress = self._profiles.progress.get(ctx.key)
             if progress is not None and progress.generation == ctx.generation:
                 ctx.status["profilingPhase"] = progress.phase
+            elif not written:
+                ctx.status["profilingPhase"] = "Initializing"
             phase = ctx.status.get("profilingPhase") or ""
             reason = f"{phase}Failed" if phase else "ProfilingFailed"
             err = outcome.error
@@ -519,9 +568,21 @@ class DGDRReconciler:
                 f"profiling failed: {message}",
             )
             return Result()
+        # Counted before the status write a user (or a test) may be waiting for, once.
+        if self._counted.get(ctx.key) != ctx.generation:
+            self._counted[ctx.key] = ctx.generation
+            dgdr_metrics.observe_profile(backend, strategy, outcome.seconds, "succeeded")
+        if not written:
+            # A quick profile: its start is told with its result. With autoApply, in the
+            # SpecGenerated event's message (create -> Deployed stays within 6 API writes).
+            message, _ = self._announce(ctx)
+            if ctx.auto_apply:
+                ctx.note = f" ({message})"
+            else:
+                await self._event(ctx, "Normal", "ProfilingJobCreated", message)
         result = await self._spec_generated(ctx, outcome.result)
         self._profiles.applied(ctx.key, ctx.generation)
-        dgdr_metrics.observe_profile(backend, strategy, outcome.seconds, "succeeded")
+        self._started.pop(ctx.key, None)
         return result
 
     async def _record(
@@ -597,16 +658,20 @@ class DGDRReconciler:
                 ctx.status, "SpecGenerated", "False", "GenerationFailed", message, ctx.generation
             )
             return await self._fail(ctx, ("GenerationFailed", message))
-        annotations: dict[str, str | None] = {api.ANNOTATION_GENERATED_DGD_SPEC: dgd_yaml}
-        if extra_yaml:
-            annotations[api.ANNOTATION_ADDITIONAL_RESOURCES] = extra_yaml
-        refused = await self._record(
-            ctx, ("SpecGenerated", "GenerationFailed", "GenerationFailed"), annotations=annotations
-        )
-        if refused is not None:
-            return refused
-        for cm in configmaps:
-            await self._ensure_configmap(ctx, cm)
+        if not ctx.auto_apply:
+            # Ready: the user applies it by hand (or flips autoApply), from the annotations.
+            annotations: dict[str, str | None] = {api.ANNOTATION_GENERATED_DGD_SPEC: dgd_yaml}
+            if extra_yaml:
+                annotations[api.ANNOTATION_ADDITIONAL_RESOURCES] = extra_yaml
+            refused = await self._record(
+                ctx,
+                ("SpecGenerated", "GenerationFailed", "GenerationFailed"),
+                annotations=annotations,
+            )
+            if refused is not None:
+                return refused
+            for cm in configmaps:
+                await self._ensure_configmap(ctx, cm)
         ctx.status["dgdName"] = dgd["metadata"]["name"]
         prediction = prediction_status(result.result)
         ctx.status["profilingResults"] = {"selectedConfig": dgd, "prediction": prediction}
@@ -640,9 +705,22 @@ class DGDRReconciler:
                 f"{describe_prediction(prediction)}. {generated}"
             )
         set_condition(ctx.status, "SpecGenerated", "True", reason, message, ctx.generation)
-        next_phase = "Deploying" if ctx.auto_apply else "Ready"
-        await self._commit(ctx, next_phase)
+        if ctx.auto_apply:
+            # Created at once, and written with it in one status write (Deploying): the
+            # generated DGD never needs to wait in an annotation.
+            await self._event(
+                ctx, "Normal", api.EventReason.SPEC_GENERATED.value, spec_message + ctx.note
+            )
+            await self._generation_warnings(ctx, prediction, not_modelled, missed)
+            return await self._create_dgd(ctx, dgd_yaml, configmaps)
+        await self._commit(ctx, "Ready")
         await self._event(ctx, "Normal", api.EventReason.SPEC_GENERATED.value, spec_message)
+        await self._generation_warnings(ctx, prediction, not_modelled, missed)
+        return Result()
+
+    async def _generation_warnings(
+        self, ctx: Ctx, prediction: Any, not_modelled: str | None, missed: str | None
+    ) -> None:
         if not_modelled is not None:
             await self._event(
                 ctx,
@@ -657,7 +735,6 @@ class DGDRReconciler:
                 api.EventReason.SLA_NOT_MET.value,
                 f"{missed}; generated the closest configuration: {describe_layout(prediction)}",
             )
-        return Result(requeue=next_phase == "Deploying")
 
     async def _ensure_configmap(self, ctx: Ctx, cm: JSON) -> None:
         try:
@@ -678,14 +755,7 @@ class DGDRReconciler:
         text = ctx.annotations.get(api.ANNOTATION_ADDITIONAL_RESOURCES)
         if not text:
             return
-        owner = {
-            "apiVersion": dgd["apiVersion"],
-            "kind": dgd["kind"],
-            "name": dgd["metadata"]["name"],
-            "uid": dgd["metadata"]["uid"],
-            "controller": True,
-            "blockOwnerDeletion": False,
-        }
+        owner = _owner(dgd)
         for doc in yaml.safe_load_all(text):
             if not isinstance(doc, dict) or doc.get("kind") != "ConfigMap":
                 continue
@@ -727,7 +797,7 @@ class DGDRReconciler:
         generated = ctx.annotations.get(api.ANNOTATION_GENERATED_DGD_SPEC)
         if dgd is None:
             if generated:
-                return await self._create_dgd(ctx, generated)
+                return await self._create_dgd(ctx, generated, None)
             return await self._dgd_deleted(ctx)
         if get_condition(ctx.status, "DeploymentReady") is None:
             # It was there before we created anything (the read was fresh: see StatusWriter).
@@ -761,7 +831,9 @@ class DGDRReconciler:
         await self._event(ctx, "Normal", "DeploymentCreated", message)
         return Result(requeue_after=self._config.resync_period)
 
-    async def _create_dgd(self, ctx: Ctx, generated: str) -> Result:
+    async def _create_dgd(self, ctx: Ctx, generated: str, configmaps: list[JSON] | None) -> Result:
+        """Create the DGD; ``configmaps`` (the planner's, when created together with the DGD)
+        are created after it, owned by it."""
         try:
             body = yaml.safe_load(generated)
             name = str(body["metadata"]["name"])
@@ -785,7 +857,7 @@ class DGDRReconciler:
         try:
             # The version the DGD was generated in (the one discovery found served).
             resource = api.dgd_resource(str(body.get("apiVersion") or api.DGD_API_VERSION))
-            await self._client.create(resource, body, ctx.namespace)
+            created = await self._client.create(resource, body, ctx.namespace)
         except ApiError as e:
             if e.status in (400, 403, 422):
                 message = f"DGD {name} was rejected by the API server: {e.message}"
@@ -800,8 +872,18 @@ class DGDRReconciler:
                 return await self._fail(ctx, ("DeploymentCreationFailed", message))
             if e.status != 409:
                 raise
+            if configmaps:
+                await self._owned_configmaps(ctx, configmaps, await self._get_dgd(ctx))
             return await self._adopt(ctx, name)
+        if configmaps:
+            await self._owned_configmaps(ctx, configmaps, created)
         return await self._created(ctx, name, f"DGD {name} created, waiting for Ready")
+
+    async def _owned_configmaps(self, ctx: Ctx, configmaps: list[JSON], dgd: JSON | None) -> None:
+        for cm in configmaps:
+            if dgd is not None:
+                cm["metadata"]["ownerReferences"] = [_owner(dgd)]
+            await self._ensure_configmap(ctx, cm)
 
     async def _dgd_deleted(self, ctx: Ctx) -> Result:
         name = ctx.status.pop("dgdName", None) or "(unknown)"
@@ -831,9 +913,13 @@ class DGDRReconciler:
                 ctx.obj, annotations={api.ANNOTATION_GENERATED_DGD_SPEC: ""}
             )
         dgd_status = dgd.get("status") or {}
+        current = (get_condition(ctx.status, "DeploymentReady") or {}).get("reason")
+        await self._report_pull_failures(ctx, name)
+        if not dgd_status and current == "DeploymentCreated" and not deployed:
+            # Just created, and its operator has said nothing yet: nothing new to write.
+            return Result(requeue_after=self._config.resync_period)
         state = str(dgd_status.get("state") or "initializing")
         ctx.status["deploymentInfo"] = deployment_info(dgd_status)
-        await self._report_pull_failures(ctx, name)
         if state == "successful":
             set_condition(
                 ctx.status,
@@ -847,7 +933,6 @@ class DGDRReconciler:
             if not deployed:
                 await self._event(ctx, "Normal", "DeploymentReady", f"DGD {name} is ready")
             return Result(requeue_after=self._config.resync_period)
-        current = (get_condition(ctx.status, "DeploymentReady") or {}).get("reason")
         if deployed or current == "DeploymentDegraded":
             message = f"DGD {name} is in {state} state (was ready)"
             set_condition(
@@ -933,6 +1018,17 @@ def spec_changes(accepted: JSON, new: JSON) -> set[str]:
     if accepted.get("runtimeVersionOverride") != new.get("runtimeVersionOverride"):
         changed.add("runtimeVersionOverride")
     return changed
+
+
+def _owner(dgd: JSON) -> JSON:
+    return {
+        "apiVersion": dgd["apiVersion"],
+        "kind": dgd["kind"],
+        "name": dgd["metadata"]["name"],
+        "uid": dgd["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": False,
+    }
 
 
 def _without_finalizer(obj: JSON) -> list[str]:

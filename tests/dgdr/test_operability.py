@@ -1,4 +1,5 @@
-"""Operability at the edges (issue 15): deletion that never waits for the controller.
+"""Operability at the edges (issue 15): deletion that never waits for the controller, the
+accepted spec in status, few API writes per DGDR.
 
 Each test runs its own controller watching only its namespace, with a lease of its own, so it can
 stop the controller without touching other modules.
@@ -21,11 +22,14 @@ from tests.dgdr.conftest import (
     SMALL,
     ControllerProcess,
     apply_dgdr,
+    condition,
     dgdr_manifest,
+    events_for,
     get_json,
     wait_for,
     wait_phase,
 )
+from tests.dgdr.test_lifecycle import set_dgd_state
 
 pytestmark = pytest.mark.cluster
 
@@ -135,3 +139,76 @@ def test_spec_changes_are_told_from_the_hash() -> None:
         "runtimeVersionOverride"
     }
     assert spec_changes(record, {**spec, "workload": {"isl": 1, "osl": 1}}) == {"spec"}
+
+
+def audit_writes(plane: LocalControlPlane, namespace: str, agent: str, dgdr: str) -> list[str]:
+    """The controller's writes about one DGDR (itself, its events, its DGD and ConfigMaps) from
+    the API server's audit log, as bench/lifecycle counts them: creates, updates, patches."""
+    found = []
+    for line in plane.audit_log.read_text().splitlines():
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        ref = e.get("objectRef") or {}
+        if (
+            e.get("stage") == "ResponseComplete"
+            and agent in e.get("userAgent", "")
+            and ref.get("namespace") == namespace
+            and e.get("verb") in ("create", "update", "patch")
+            and str(ref.get("name") or "").startswith(dgdr)
+        ):
+            found.append(f"{e['verb']} {ref.get('resource')}/{ref.get('subresource', '')}")
+    return found
+
+
+def test_few_api_writes_to_ready_and_to_deployed(
+    controllers: Start, control_plane: LocalControlPlane, kubectl: Kubectl, namespace: str
+) -> None:
+    """Issue 15: at most 4 writes, events included, for create -> Ready and 6 for create ->
+    Deployed (were 8 and ~14: a Pending write, sub-phases of a millisecond profile, separate
+    metadata patches, the generated DGD parked in an annotation before being created)."""
+    c = controllers()
+    apply_dgdr(kubectl, namespace, "quiet", **SMALL, autoApply=False)
+    wait_phase(kubectl, "quiet", namespace, "Ready")
+    apply_dgdr(kubectl, namespace, "quick", **SMALL)
+    wait_for(
+        "DGD created",
+        lambda: (
+            kubectl("get", "dgd", "quick-dgd", namespace=namespace, check=False).returncode == 0
+        ),
+    )
+    set_dgd_state(kubectl, "quick-dgd", namespace, "successful")
+    wait_phase(kubectl, "quick", namespace, "Deployed")
+    c.stop()  # every write it made is in the log
+    ready = audit_writes(control_plane, namespace, c.identity, "quiet")
+    assert len(ready) <= 4, ready
+    deployed = audit_writes(control_plane, namespace, c.identity, "quick")
+    assert len(deployed) <= 6, deployed
+    events = {r for _, r, _ in events_for(kubectl, "quiet", namespace)}
+    assert events == {"ProfilingJobCreated", "SpecGenerated"}, events
+    events = {r for _, r, _ in events_for(kubectl, "quick", namespace)}
+    assert events == {"SpecGenerated", "DeploymentCreated", "DeploymentReady"}, events
+
+
+def test_slow_profile_shows_its_sub_phases(
+    controllers: Start, kubectl: Kubectl, namespace: str
+) -> None:
+    """A profile that outlasts --progress-after is written as phase Profiling, with its
+    sub-phase, and told by Initialized and ProfilingJobCreated, as upstream's are."""
+    c = controllers("--progress-after", "0.5", "--pool-size", "1")
+    workers = wait_for("pool worker", c.workers, timeout=30)
+    for w in workers:
+        w.send_signal(signal.SIGSTOP)  # the profile cannot finish within 0.5 s
+    try:
+        apply_dgdr(kubectl, namespace, "slow", **SMALL, autoApply=False)
+        obj = wait_phase(kubectl, "slow", namespace, "Profiling")
+        assert obj["status"]["profilingPhase"] == "Initializing"
+        assert condition(obj, "Validation")["reason"] == "ValidationPassed"
+        reasons = [r for _, r, _ in events_for(kubectl, "slow", namespace)]
+        assert "Initialized" in reasons and "ProfilingJobCreated" in reasons
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGCONT)
+    obj = wait_phase(kubectl, "slow", namespace, "Ready")
+    assert condition(obj, "Profiling")["reason"] == "ProfilingCompleted"
