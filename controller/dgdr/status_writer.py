@@ -15,6 +15,7 @@ profile, create a DGD, record an Event) is ever taken on a state we have already
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any
 
 from controller.dgdr.conditions import same_status
@@ -22,6 +23,7 @@ from controller.machinery.client import ApiError, KubeClient, Resource
 from metrics import dgdr as dgdr_metrics
 
 JSON = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 class StatusWriter:
@@ -74,6 +76,7 @@ class StatusWriter:
             self._res, meta["name"], body, meta["namespace"], subresource="status"
         )
         self.observe(updated)
+        _log_transition(f"{meta['namespace']}/{meta['name']}", obj.get("status") or {}, new_status)
         return self._remember(updated)
 
     async def metadata(
@@ -113,3 +116,35 @@ class StatusWriter:
         dgdr_metrics.observe_conditions(
             meta["namespace"], meta["name"], copy.deepcopy(status.get("conditions") or [])
         )
+
+
+def _log_transition(key: str, old: JSON, new: JSON) -> None:
+    """One INFO line per phase (or profiling sub-phase) transition written, and per failure,
+    naming the key; the JSON formatter adds the reconcile id the worker set."""
+    before = (old.get("phase") or "Pending", old.get("profilingPhase"))
+    after = (new.get("phase") or "Pending", new.get("profilingPhase"))
+    if before == after:
+        return
+    succeeded: JSON = next(
+        (c for c in new.get("conditions") or [] if c.get("type") == "Succeeded"), {}
+    )
+    if after[0] == "Failed" and before[0] != "Failed":
+        log.info(
+            "dgdr %s failed (%s -> Failed): %s: %s",
+            key,
+            before[0],
+            succeeded.get("reason"),
+            succeeded.get("message"),
+            extra={"phase": "Failed", "fromPhase": before[0], "reason": succeeded.get("reason")},
+        )
+        return
+    log.info(
+        "dgdr %s: %s%s -> %s%s (%s)",
+        key,
+        before[0],
+        f"/{before[1]}" if before[1] else "",
+        after[0],
+        f"/{after[1]}" if after[1] else "",
+        succeeded.get("reason"),
+        extra={"phase": after[0], "fromPhase": before[0], "reason": succeeded.get("reason")},
+    )

@@ -212,3 +212,33 @@ def test_slow_profile_shows_its_sub_phases(
             w.send_signal(signal.SIGCONT)
     obj = wait_phase(kubectl, "slow", namespace, "Ready")
     assert condition(obj, "Profiling")["reason"] == "ProfilingCompleted"
+
+
+def test_transitions_and_failures_are_logged_at_info_with_key_and_reconcile_id(
+    controllers: Start, kubectl: Kubectl, namespace: str
+) -> None:
+    c = controllers("--log-level", "INFO")
+    apply_dgdr(kubectl, namespace, "told", **SMALL, autoApply=False)
+    wait_phase(kubectl, "told", namespace, "Ready")
+    apply_dgdr(kubectl, namespace, "refused", **SMALL, searchStrategy="thorough")
+    wait_phase(kubectl, "refused", namespace, "Failed")
+
+    def lines() -> list[dict[str, object]]:
+        out = []
+        for line in c.log_path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("level") == "info":
+                out.append(entry)
+        return out
+
+    def said(key: str, phase: str) -> list[dict[str, object]]:
+        return [e for e in lines() if e.get("key") == key and e.get("phase") == phase]
+
+    ready = wait_for("the Ready transition logged", lambda: said(f"{namespace}/told", "Ready"), 10)
+    assert f"{namespace}/told" in str(ready[0]["msg"]) and "-> Ready" in str(ready[0]["msg"])
+    assert ready[0].get("reconcileID")
+    failed = wait_for("the failure logged", lambda: said(f"{namespace}/refused", "Failed"), 10)
+    assert "thorough" in str(failed[0]["msg"]) and failed[0].get("reconcileID")
