@@ -32,10 +32,11 @@ DECODE_OSL = 500  # upstream sweeps decode at a fixed OSL of 500
 
 
 def configmap_name(prefix: str, req: PlanRequest) -> str:
-    """``<prefix>-xxxx``: upstream uses a random suffix; a stable one keeps re-profiling of the
-    same request from leaving orphans behind, while two DGDs in a namespace still differ."""
+    """``<prefix>-<16 hex>``: upstream uses a random suffix; a stable one keeps re-profiling of
+    the same request from leaving orphans behind; 64 bits of sha256(namespace/DGD/prefix) keep
+    two DGDs from sharing one (4 hex characters collided within a few hundred DGDs)."""
     key = f"{req.namespace or ''}/{req.dgd_name}/{prefix}".encode()
-    return f"{prefix}-{hashlib.sha256(key).hexdigest()[:4]}"
+    return f"{prefix}-{hashlib.sha256(key).hexdigest()[:16]}"
 
 
 def planner_config(req: PlanRequest, chosen: Candidate) -> dict[str, Any]:

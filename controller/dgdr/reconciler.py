@@ -649,6 +649,18 @@ class DGDRReconciler:
             "Profiling completed successfully",
             ctx.generation,
         )
+        for cm in configmaps:
+            foreign = await self._foreign_configmap(ctx, str(cm["metadata"]["name"]))
+            if foreign is not None:
+                set_condition(
+                    ctx.status,
+                    "SpecGenerated",
+                    "False",
+                    "GenerationFailed",
+                    foreign,
+                    ctx.generation,
+                )
+                return await self._fail(ctx, ("GenerationFailed", foreign))
         if too_big:
             message = (
                 f"{' and '.join(too_big)} larger than the API server accepts "
@@ -736,11 +748,37 @@ class DGDRReconciler:
                 f"{missed}; generated the closest configuration: {describe_layout(prediction)}",
             )
 
+    async def _foreign_configmap(self, ctx: Ctx, name: str) -> str | None:
+        """Why the planner ConfigMap ``name`` cannot be ours: it exists, not labelled for this
+        DGDR (a name clash must not make two DGDs share one). None: absent or ours."""
+        try:
+            existing = await self._client.get(CONFIGMAPS, name, ctx.namespace)
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+        labels = existing.get("metadata", {}).get("labels") or {}
+        if (
+            labels.get(api.LABEL_DGDR_NAME) == ctx.name
+            and labels.get(api.LABEL_DGDR_NAMESPACE) == ctx.namespace
+        ):
+            return None
+        return (
+            f"planner ConfigMap {name} already exists in namespace {ctx.namespace} and is not "
+            f"this DGDR's (labels {api.LABEL_DGDR_NAME}={labels.get(api.LABEL_DGDR_NAME)!r}); "
+            "delete or rename it, or recreate the DGDR under another name"
+        )
+
     async def _ensure_configmap(self, ctx: Ctx, cm: JSON) -> None:
         try:
             await self._client.create(CONFIGMAPS, cm, ctx.namespace)
         except ApiError as e:
             if e.status == 409:
+                # Ours (made by an earlier attempt) is success; a foreign one created since the
+                # check in _spec_generated is said, never shared silently.
+                foreign = await self._foreign_configmap(ctx, str(cm["metadata"].get("name")))
+                if foreign is not None:
+                    await self._event(ctx, "Warning", "ConfigMapCreationFailed", foreign)
                 return
             await self._event(
                 ctx,

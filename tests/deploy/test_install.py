@@ -34,7 +34,7 @@ NAMESPACED_GRANTS = {
     "dynamographdeploymentrequests.nvidia.com/status": {"update"},
     "dynamographdeploymentrequests.nvidia.com/finalizers": {"update"},
     "dynamographdeployments.nvidia.com": {"get", "list", "watch", "create", "patch"},
-    "configmaps": {"create", "patch"},
+    "configmaps": {"get", "create", "patch"},
     "persistentvolumeclaims": {"get"},
     "pods": {"list", "watch"},
     "secrets[hf-token-secret]": {"get"},

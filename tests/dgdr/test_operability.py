@@ -11,6 +11,8 @@ import json
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
@@ -242,3 +244,42 @@ def test_transitions_and_failures_are_logged_at_info_with_key_and_reconcile_id(
     assert ready[0].get("reconcileID")
     failed = wait_for("the failure logged", lambda: said(f"{namespace}/refused", "Failed"), 10)
     assert "thorough" in str(failed[0]["msg"]) and failed[0].get("reconcileID")
+
+
+def test_planner_configmap_names_cannot_collide() -> None:
+    from profiler.planner import configmap_name
+    from profiler.request import PlanRequest
+
+    names = set()
+    for ns in ("a", "b"):
+        for dgd in (f"d{i}" for i in range(500)):
+            req = SimpleNamespace(namespace=ns, dgd_name=dgd)  # all the name reads
+            names.add(configmap_name("planner-config", cast(PlanRequest, req)))
+    assert len(names) == 1000
+    suffix = next(iter(names)).rsplit("-", 1)[1]
+    assert len(suffix) == 16
+
+
+def test_a_foreign_configmap_with_the_planner_name_fails_the_dgdr(
+    controllers: Start, kubectl: Kubectl, namespace: str
+) -> None:
+    """A name clash (409) is no longer success: a ConfigMap not labelled for this DGDR fails it,
+    naming the ConfigMap, instead of being shared by two DGDs."""
+    controllers()
+    spec = {
+        **SMALL,
+        "autoApply": False,
+        "features": {"planner": {"optimization_target": "throughput"}},
+    }
+    apply_dgdr(kubectl, namespace, "plan", **spec)
+    wait_phase(kubectl, "plan", namespace, "Ready")
+    out = kubectl("get", "cm", "-l", "dgdr.nvidia.com/name=plan", "-o", "json", namespace=namespace)
+    names = [c["metadata"]["name"] for c in json.loads(out.stdout)["items"]]
+    assert names
+    kubectl("delete", "dgdr", "plan", "--timeout=30s", namespace=namespace)
+    for name in names:  # someone else's now
+        kubectl("label", "cm", name, "dgdr.nvidia.com/name-", namespace=namespace)
+    apply_dgdr(kubectl, namespace, "plan", **spec)
+    obj = wait_phase(kubectl, "plan", namespace, "Failed")
+    message = condition(obj, "SpecGenerated")["message"]
+    assert any(n in message for n in names) and "not this DGDR's" in message, message
