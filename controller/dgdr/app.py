@@ -148,6 +148,9 @@ async def run(cfg: ControllerConfig) -> int:
         )
         controller.watch(dgdrs)
         controller.watch(dgds, dgd_to_dgdr_keys)
+        if nodes is not None:
+            # GPU nodes appearing or labelled: the DGDRs waiting for them go on at once.
+            controller.watch(nodes, lambda _node: reconciler.waiting_for_gpu_nodes())
         return await manager.run()
     finally:
         if tracker is not None:

@@ -74,6 +74,19 @@ def is_verdict(error: BaseException) -> bool:
     return isinstance(error, ProfilerError | TaskTimeoutError | WorkerCrashedError)
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """Profiling cannot start yet for a reason that may go away (a PVC or GPU nodes to come):
+    the DGDR stays Pending with a Profiling condition of this reason, and is looked at again."""
+
+    reason: str
+    message: str
+
+
+WAITING_FOR_MODEL_CACHE = "WaitingForModelCache"
+WAITING_FOR_GPU_NODES = "WaitingForGPUNodes"
+
+
 class ReadStore(Protocol):
     """What the reconciler reads from an informer's cache (one namespace or several)."""
 
@@ -104,6 +117,11 @@ class ReconcilerConfig:
     # A profile is written as phase Profiling (and its sub-phases as they come) only once it has
     # run this long; a quicker one is written once, when done (fewer API writes per DGDR).
     progress_after: float = 1.0
+    # A DGDR waiting for something that may appear (its model-cache PVC, GPU-labelled nodes) is
+    # looked at again after this long, doubling up to wait_recheck_cap (node changes also
+    # bring it back at once).
+    wait_recheck: float = 2.0
+    wait_recheck_cap: float = 60.0
 
 
 @dataclass
@@ -171,6 +189,7 @@ class DGDRReconciler:
         # Per DGDR: (generation, monotonic start, ProfilingJobCreated message) of its profile.
         self._started: dict[str, tuple[int, float, str]] = {}
         self._counted: dict[str, int] = {}  # the generation whose profile the metrics counted
+        self._waits: dict[str, int] = {}  # rechecks so far of a DGDR waiting (backoff)
 
     # ---- entry --------------------------------------------------------------------------------
 
@@ -204,6 +223,7 @@ class DGDRReconciler:
         self._pull_failures.pop(key, None)
         self._started.pop(key, None)
         self._counted.pop(key, None)
+        self._waits.pop(key, None)
         ns, name = key.split("/", 1)
         dgdr_metrics.forget(ns, name)
 
@@ -368,7 +388,7 @@ class DGDRReconciler:
             ctx.generation,
         )
 
-    async def _profiling_spec(self, ctx: Ctx) -> JSON | str:
+    async def _profiling_spec(self, ctx: Ctx) -> JSON | str | Waiting:
         """The spec the profiler gets (hardware discovered, image defaulted), or why it can't."""
         spec = copy.deepcopy(ctx.spec)
         spec.setdefault("image", self._config.default_image)
@@ -393,16 +413,22 @@ class DGDRReconciler:
                     )
                 except DiscoveryError as e:
                     if not hardware.get("gpuSku"):
-                        return f"GPU hardware discovery failed: {e}"
+                        return Waiting(
+                            WAITING_FOR_GPU_NODES,
+                            f"GPU hardware discovery failed: {e}; waiting for nodes labelled "
+                            "by GPU feature discovery (or set spec.hardware.gpuSku, "
+                            "numGpusPerNode and totalGpus)",
+                        )
         cache = spec.get("modelCache") or {}
         if cache.get("pvcName"):
             try:
                 await self._client.get(PVCS, cache["pvcName"], ctx.namespace)
             except ApiError as e:
                 if e.status == 404:
-                    return (
+                    return Waiting(
+                        WAITING_FOR_MODEL_CACHE,
                         f"spec.modelCache.pvcName: PersistentVolumeClaim {cache['pvcName']!r} "
-                        f"not found in namespace {ctx.namespace!r}"
+                        f"not found in namespace {ctx.namespace!r}; waiting for it to be created",
                     )
                 raise
         return spec
@@ -437,6 +463,9 @@ class DGDRReconciler:
 
     async def _start_profiling(self, ctx: Ctx) -> Result:
         spec = await self._profiling_spec(ctx)
+        if isinstance(spec, Waiting):
+            return await self._wait(ctx, spec)
+        self._waits.pop(ctx.key, None)
         if isinstance(spec, str):
             set_condition(
                 ctx.status, "Profiling", "False", "JobCreationFailed", spec, ctx.generation
@@ -472,6 +501,31 @@ class DGDRReconciler:
         if started is None or started[0] != ctx.generation:
             return "Profiling started in the controller's worker pool", float("inf")
         return started[2], time.monotonic() - started[1]
+
+    async def _wait(self, ctx: Ctx, waiting: Waiting) -> Result:
+        """Pending, saying what is missing (a Warning event when that changes); looked at again
+        with backoff, and at once on node changes (see app.py)."""
+        before = get_condition(ctx.status, "Profiling") or {}
+        set_condition(
+            ctx.status, "Profiling", "False", waiting.reason, waiting.message, ctx.generation
+        )
+        await self._commit(ctx, "Pending")
+        if before.get("reason") != waiting.reason:
+            await self._event(ctx, "Warning", waiting.reason, waiting.message)
+        n = self._waits.get(ctx.key, 0)
+        self._waits[ctx.key] = n + 1
+        delay = min(self._config.wait_recheck_cap, self._config.wait_recheck * 2**n)
+        return Result(requeue_after=delay)
+
+    def waiting_for_gpu_nodes(self) -> list[str]:
+        """Keys of the DGDRs waiting for GPU-labelled nodes (a node change looks at them)."""
+        keys = []
+        for obj in self._dgdrs.list():
+            status = obj.get("status") or {}
+            if (get_condition(status, "Profiling") or {}).get("reason") == WAITING_FOR_GPU_NODES:
+                meta = obj["metadata"]
+                keys.append(f"{meta['namespace']}/{meta['name']}")
+        return keys
 
     async def _profiling(self, ctx: Ctx) -> Result:
         written = ctx.phase == "Profiling"  # else: Pending, started and not written yet

@@ -414,15 +414,34 @@ def test_thorough_is_refused_not_run_as_rapid(
     assert "profilingResults" not in obj["status"]
 
 
-def test_missing_pvc_fails_naming_the_field(
+def test_missing_pvc_waits_naming_the_field_then_proceeds_once_created(
     controller: ControllerProcess, kubectl: Kubectl, namespace: str
 ) -> None:
-    spec = {**SMALL, "modelCache": {"pvcName": "nope", "pvcModelPath": "hub/x"}}
+    """A missing model-cache PVC is not the spec's fault for good: Pending, saying so, until the
+    PVC is created (was Failed/JobCreationFailed, and creating the PVC changed nothing)."""
+    spec = {**SMALL, "autoApply": False, "modelCache": {"pvcName": "later", "pvcModelPath": "x"}}
     apply_dgdr(kubectl, namespace, "nocache", **spec)
-    obj = wait_phase(kubectl, "nocache", namespace, "Failed")
+    obj = wait_for(
+        "waiting for the model cache",
+        lambda: (
+            o := get_json(kubectl, "dgdr", "nocache", namespace),
+            reason_of(o, "Profiling") == "WaitingForModelCache" and o,
+        )[1],
+    )
+    assert obj["status"]["phase"] == "Pending"
     profiling = condition(obj, "Profiling")
-    assert profiling["reason"] == "JobCreationFailed"
-    assert "spec.modelCache.pvcName" in profiling["message"]
+    assert "spec.modelCache.pvcName" in profiling["message"] and "later" in profiling["message"]
+    assert ("Warning", "WaitingForModelCache") in [
+        (t, r) for t, r, _ in events_for(kubectl, "nocache", namespace)
+    ]
+    pvc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "later"},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    kubectl("apply", "-f", "-", input=json.dumps(pvc), namespace=namespace)
+    wait_phase(kubectl, "nocache", namespace, "Ready")
 
 
 def gpu_node(name: str, product: str, count: int, memory: int) -> str:
@@ -474,13 +493,28 @@ def test_gpu_discovery_from_node_labels(
             kubectl("delete", "node", n[0], check=False)
 
 
-def test_no_gpu_anywhere_fails_with_guidance(
+def test_no_gpu_nodes_waits_with_guidance_then_proceeds_once_labelled(
     controller: ControllerProcess, kubectl: Kubectl, namespace: str
 ) -> None:
-    apply_dgdr(kubectl, namespace, "nogpu", model="Qwen/Qwen3-0.6B")
-    obj = wait_phase(kubectl, "nogpu", namespace, "Failed")
-    message = condition(obj, "Succeeded")["message"]
-    assert "spec.hardware.gpuSku" in message
+    """No GPU-labelled node and no spec.hardware: Pending, saying what is missing, until GPU
+    feature discovery labels a node (the node watch brings the DGDR back)."""
+    apply_dgdr(kubectl, namespace, "nogpu", model="Qwen/Qwen3-0.6B", autoApply=False)
+    obj = wait_for(
+        "waiting for GPU nodes",
+        lambda: (
+            o := get_json(kubectl, "dgdr", "nogpu", namespace),
+            reason_of(o, "Profiling") == "WaitingForGPUNodes" and o,
+        )[1],
+    )
+    assert obj["status"]["phase"] == "Pending"
+    assert "spec.hardware.gpuSku" in condition(obj, "Profiling")["message"]
+    node = f"h100-late-{namespace}"
+    try:
+        kubectl("apply", "-f", "-", input=gpu_node(node, "NVIDIA-H100-80GB-HBM3", 8, 81559))
+        obj = wait_phase(kubectl, "nogpu", namespace, "Ready")
+        assert obj["spec"].get("hardware") is None  # discovered, not written into the spec
+    finally:
+        kubectl("delete", "node", node, check=False)
 
 
 def planner_configmaps(kubectl: Kubectl, namespace: str, dgdr: str) -> list[dict]:
