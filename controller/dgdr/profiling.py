@@ -71,7 +71,8 @@ class ProfilingConfig:
 
 @dataclass(frozen=True)
 class PlanOutcome:
-    """A finished profile: ``result`` is ``PlanResult.to_json()``; each caller gets its own copy."""
+    """A finished profile: ``result`` is ``PlanResult.to_json()`` without the candidates and the
+    Pareto front; each caller gets its own copy."""
 
     result: dict[str, Any]
     dgd: dict[str, Any]
@@ -86,10 +87,16 @@ class PlanOutcome:
         return self.source != "computed"
 
 
+# Parts of ``PlanResult.to_json()`` no reader in the controller uses (the status keeps the chosen
+# configuration and its prediction): left in the worker, they are some 80% of a result's size.
+UNUSED_RESULT_KEYS: tuple[str, ...] = ("candidates", "pareto")
+
+
 def profile_in_worker(payload: dict[str, Any], progress: ProgressFn) -> dict[str, Any]:
     """The worker side: parse the spec and plan, all in the worker process. Parsing may fetch a
     model's config.json from the Hub: that network call, bounded by the Hub settings' deadline,
-    happens here too, never on the controller's event loop."""
+    happens here too, never on the controller's event loop. The result comes back without the
+    ``UNUSED_RESULT_KEYS`` (every candidate evaluated and the Pareto front)."""
     request = PlanRequest.from_spec(
         payload["spec"],
         dgdr_name=payload["dgdr_name"],
@@ -97,7 +104,10 @@ def profile_in_worker(payload: dict[str, Any], progress: ProgressFn) -> dict[str
         hub=payload.get("hub"),
         dgd_api_version=payload.get("dgd_api_version", DGD_V1ALPHA1),
     )
-    return plan(request, progress).to_json()
+    result = plan(request, progress).to_json()
+    for key in UNUSED_RESULT_KEYS:
+        result.pop(key, None)
+    return result
 
 
 def request_key(

@@ -87,6 +87,8 @@ async def test_small_spec_profiles_through_the_pool_with_progress() -> None:
     assert outcome.result["dgd"] == outcome.dgd
     assert outcome.result["chosen"]["gpus"] <= 8
     assert outcome.configmaps == outcome.result["configmaps"]
+    # what no reader uses stays in the worker
+    assert not {"candidates", "pareto"} & outcome.result.keys()
     assert seen[0] == "Initializing" and seen[-1] == "Done"
     assert "SweepingPrefill" in seen and "GeneratingDGD" in seen
     assert seen.index("SweepingPrefill") < seen.index("GeneratingDGD")
