@@ -597,6 +597,10 @@ class DGDRReconciler:
             raise ProfilingBugError(
                 f"profiling raised {type(err).__name__}: {err}; retrying (not the spec's fault)"
             ) from err
+        if not written:
+            # Profiled in memory, never written as Profiling: the metrics (phase durations,
+            # transitions) still see the DGDR pass through that phase, as the user's story does.
+            dgdr_metrics.observe_phase(ctx.namespace, ctx.name, "Profiling", None)
         if outcome.error is not None:
             # Where it died: the last progress the profiler reported, written or not yet.
             progress = self._profiles.progress.get(ctx.key)
