@@ -361,6 +361,7 @@ def _parse(
             "spec.backend",
             "searchStrategy thorough needs a concrete backend (vllm, sglang or trtllm), not auto",
         )
+    r.boolean(spec, "autoApply", "spec.autoApply")  # the controller's; checked alike
     image = r.string(spec, "image", "spec.image")
     if image is None or not image.strip():
         # Upstream's mutating webhook defaults it; the controller passes its own --default-image.
@@ -374,9 +375,10 @@ def _parse(
     mc = r.obj(spec, "modelCache", "spec.modelCache")
     model_cache: ModelCache | None = None
     pvc = r.string(mc, "pvcName", "spec.modelCache.pvcName")
-    mount = r.string(mc, "pvcMountPath", "spec.modelCache.pvcMountPath") or DEFAULT_MOUNT_PATH
+    given_mount = r.string(mc, "pvcMountPath", "spec.modelCache.pvcMountPath")
+    mount = DEFAULT_MOUNT_PATH if given_mount is None else given_mount
     model_path = r.string(mc, "pvcModelPath", "spec.modelCache.pvcModelPath")
-    if mount and not mount.startswith("/"):
+    if not mount.startswith("/"):
         r.add("spec.modelCache.pvcMountPath", f"must be an absolute path, got {mount!r}")
     if pvc:
         model_cache = ModelCache(pvc_name=pvc, mount_path=mount, model_path=model_path)
@@ -386,6 +388,10 @@ def _parse(
     # --- hardware ------------------------------------------------------------------------------
     hw = r.obj(spec, "hardware", "spec.hardware")
     sku = r.string(hw, "gpuSku", "spec.hardware.gpuSku")
+    r.boolean(hw, "rdma", "spec.hardware.rdma")  # informational; checked as the CRD does
+    link = r.string(hw, "interconnect", "spec.hardware.interconnect")
+    if link is not None and len(link) > 64:
+        r.add("spec.hardware.interconnect", "must be at most 64 characters")
     # At least one whole MiB (the hardware table counts whole MiB; 1e-9 would be 0).
     vram = r.positive(hw, "vramMb", "spec.hardware.vramMb", minimum=1, maximum=INT32_MAX)
     per_node = r.positive(hw, "numGpusPerNode", "spec.hardware.numGpusPerNode", integer=True)
@@ -708,8 +714,8 @@ def _check_dgd_override(r: _Reader, dgd: Mapping[str, Any], target: str | None) 
 
 def _job_tolerations(r: _Reader, ov: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
     """Tolerations the user gave the profiling Job; upstream copies them onto every service."""
-    job = ov.get("profilingJob")
-    if not isinstance(job, Mapping):
+    job = r.obj(ov, "profilingJob", "spec.overrides.profilingJob")
+    if not job:
         return ()
     tmpl = job.get("template")
     pod = tmpl.get("spec") if isinstance(tmpl, Mapping) else None
