@@ -1,4 +1,5 @@
-"""``python -m controller run`` (the controller) and ``python -m controller demo`` (the tour)."""
+"""``python -m controller run``: the controller. (The demo is development tooling:
+``hack/demo.sh``, not part of the shipped package.)"""
 
 from __future__ import annotations
 
@@ -17,33 +18,20 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="command", required=True)
     run_p = sub.add_parser("run", help="run the DGDR controller")
     config.add_arguments(run_p)
-    demo_p = sub.add_parser("demo", help="local control plane + controller + a sample DGDR")
-    demo_p.add_argument(
-        "--sample", default="deploy/samples/sla-ttft-itl.yaml", help="the DGDR manifest to apply"
-    )
-    demo_p.add_argument(
-        "--keep",
-        action="store_true",
-        help="keep everything running until Ctrl-C after the sample is deployed",
-    )
     args = ap.parse_args(argv)
-    if args.command == "run":
-        from controller.dgdr.app import run
-        from controller.machinery.client import KubeconfigError
-        from controller.machinery.logging_setup import configure_logging
+    from controller.dgdr.app import run
+    from controller.machinery.client import KubeconfigError
+    from controller.machinery.logging_setup import configure_logging
 
-        cfg = config.from_args(args, run_p)
-        configure_logging(cfg.log_level)
-        for warning in cfg.warnings:
-            log.warning("%s", warning)
-        try:
-            return asyncio.run(run(cfg))
-        except KubeconfigError as err:
-            log.error("%s", err)  # one line: which file, which context, what is wrong
-            return 1
-    from controller.demo import demo
-
-    return demo(args.sample, keep=args.keep)
+    cfg = config.from_args(args, run_p)
+    configure_logging(cfg.log_level)
+    for warning in cfg.warnings:
+        log.warning("%s", warning)
+    try:
+        return asyncio.run(run(cfg))
+    except KubeconfigError as err:
+        log.error("%s", err)  # one line: which file, which context, what is wrong
+        return 1
 
 
 if __name__ == "__main__":
