@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     from controller.machinery.logging_setup import configure_logging
 
     cfg = config.from_args(args, run_p)
-    configure_logging(cfg.log_level)
+    configure_logging(cfg.log_level, log_format=cfg.log_format)
     for warning in cfg.warnings:
         log.warning("%s", warning)
     try:

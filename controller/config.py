@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from controller.machinery.logging_setup import LOG_FORMATS
 from controller.machinery.manager import default_identity, default_lease_namespace
 from profiler.hub import DEFAULT_ENDPOINT
 from profiler.request import DEFAULT_IMAGE
@@ -76,6 +77,7 @@ class ControllerConfig:
     profile_timeout: float = 120.0
     profile_retries: int = 2
     progress_after: float = 1.0
+    wait_deadline: float = 3600.0
     profile_cache_mib: int = 16
     bind_address: str = "0.0.0.0"
     probe_port: int = 8081
@@ -99,6 +101,7 @@ class ControllerConfig:
     burst: int = 100
     shutdown_grace: float = 30.0
     log_level: str = "INFO"
+    log_format: str = "json"
     # Not options: what reading the configuration found worth a warning, logged at start.
     warnings: list[str] = field(default_factory=list)
 
@@ -117,6 +120,12 @@ def _bool(text: str) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"not a boolean: {text!r}")
+
+
+def _log_format(text: str) -> str:
+    if text not in LOG_FORMATS:
+        raise ValueError(f"must be one of {', '.join(LOG_FORMATS)}, got {text!r}")
+    return text
 
 
 def _namespaces(text: str) -> list[str]:
@@ -169,6 +178,13 @@ _OPTIONS: tuple[_Option, ...] = (
         "PROGRESS_AFTER",
         "seconds a profile runs before phase Profiling and its sub-phases are written "
         "(a quicker profile is written once, when done)",
+        float,
+    ),
+    _Option(
+        "wait_deadline",
+        "WAIT_DEADLINE",
+        "seconds a DGDR may stay Pending for what may still appear (its model-cache PVC, "
+        "GPU-labelled nodes) before it fails (0: waits for ever)",
         float,
     ),
     _Option(
@@ -264,8 +280,13 @@ _OPTIONS: tuple[_Option, ...] = (
         "seconds in-flight reconciles get to finish on SIGTERM",
         float,
     ),
+    _Option("log_level", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
     _Option(
-        "log_level", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR; logs are JSON lines on stderr"
+        "log_format",
+        "LOG_FORMAT",
+        "json (one object per line on stderr, for log collectors) or console (one line for a "
+        "person at a terminal)",
+        _log_format,
     ),
 )
 
@@ -330,6 +351,8 @@ def from_args(
     for name in ("workers", "pool_size"):
         if getattr(cfg, name) < 1:
             fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    if not (math.isfinite(cfg.wait_deadline) and cfg.wait_deadline >= 0):
+        fail(f"--wait-deadline must be a number of seconds >= 0, got {cfg.wait_deadline}")
     if cfg.profile_cache_mib < 0:
         fail(f"--profile-cache-mib must be >= 0, got {cfg.profile_cache_mib}")
     for name in ("probe_port", "metrics_port", "health_port"):

@@ -74,6 +74,10 @@ def test_identity_from_the_downward_api() -> None:
         (["--workers", "0"], {}, "--workers"),
         (["--metrics-port", "8081"], {}, "--probe-port and --metrics-port must differ"),
         (["--probe-port", "70000"], {}, "--probe-port"),
+        (["--log-format", "xml"], {}, "--log-format"),
+        ([], {"DGDR_LOG_FORMAT": "text"}, "DGDR_LOG_FORMAT"),
+        (["--wait-deadline", "-1"], {}, "--wait-deadline"),
+        (["--wait-deadline", "nan"], {}, "--wait-deadline"),
     ],
 )
 def test_malformed_values_are_usage_errors_that_name_them(
@@ -219,3 +223,11 @@ def test_an_unknown_context_is_one_line_naming_it(tmp_path: Path) -> None:
     assert "Traceback" not in res.stderr, res.stderr
     (line,) = res.stderr.strip().splitlines()
     assert "elsewhere" in line and str(kubeconfig) in line
+
+
+def test_log_format_and_wait_deadline_from_flag_or_variable() -> None:
+    assert parse([], {}).log_format == "json"
+    assert parse(["--log-format", "console"], {}).log_format == "console"
+    assert parse([], {"DGDR_LOG_FORMAT": "console"}).log_format == "console"
+    assert parse([], {}).wait_deadline == 3600
+    assert parse([], {"DGDR_WAIT_DEADLINE": "0"}).wait_deadline == 0

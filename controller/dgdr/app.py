@@ -80,7 +80,7 @@ def manager_config(cfg: ControllerConfig) -> ManagerConfig:
 
 async def run(cfg: ControllerConfig) -> int:
     """Run until SIGTERM (exit 0) or a lost lease (exit 1)."""
-    configure_logging(cfg.log_level)
+    configure_logging(cfg.log_level, log_format=cfg.log_format)
     # controller-runtime exports no *_created series; match it, so its dashboards read ours.
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     # The identity in the User-Agent shows in the API server's audit log which replica wrote.
@@ -139,6 +139,7 @@ async def run(cfg: ControllerConfig) -> int:
                 hf_endpoint=cfg.hf_endpoint,
                 hub_timeout=cfg.hub_timeout,
                 progress_after=cfg.progress_after,
+                wait_deadline=cfg.wait_deadline,
                 dgd_api_version=dgd_version,
             ),
             pods,

@@ -74,6 +74,24 @@ def set_condition(
     status["conditions"] = conds
 
 
+def remove_condition(status: JSON, type_: str) -> None:
+    status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != type_]
+
+
+def seconds_since(timestamp: object) -> float:
+    """Seconds from an RFC 3339 time (a condition's lastTransitionTime) to now; 0 when absent
+    or malformed (a user-edited status must not fail a DGDR early)."""
+    if not isinstance(timestamp, str):
+        return 0.0
+    try:
+        then = datetime.fromisoformat(timestamp)
+    except ValueError:
+        return 0.0
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=UTC)
+    return max((datetime.now(UTC) - then).total_seconds(), 0.0)
+
+
 def _condition(
     type_: str,
     cond_status: str,

@@ -22,7 +22,13 @@ from typing import Any, Protocol
 import yaml
 
 from controller.dgdr import api
-from controller.dgdr.conditions import get_condition, set_condition, set_phase
+from controller.dgdr.conditions import (
+    get_condition,
+    remove_condition,
+    seconds_since,
+    set_condition,
+    set_phase,
+)
 from controller.dgdr.discovery import DiscoveryError, discover, enrich, needs_discovery
 from controller.dgdr.pods import PodWatch, pull_failures
 from controller.dgdr.prediction import (
@@ -85,6 +91,7 @@ class Waiting:
 
 WAITING_FOR_MODEL_CACHE = "WaitingForModelCache"
 WAITING_FOR_GPU_NODES = "WaitingForGPUNodes"
+WAITING_REASONS = frozenset({WAITING_FOR_MODEL_CACHE, WAITING_FOR_GPU_NODES})
 
 
 class ReadStore(Protocol):
@@ -122,6 +129,9 @@ class ReconcilerConfig:
     # bring it back at once).
     wait_recheck: float = 2.0
     wait_recheck_cap: float = 60.0
+    # ... and fails after waiting this long in all (0: waits for ever), counted from the
+    # Profiling condition's lastTransitionTime, so a restart or a new leader keeps the count.
+    wait_deadline: float = 3600.0
 
 
 @dataclass
@@ -506,15 +516,32 @@ class DGDRReconciler:
         """Pending, saying what is missing (a Warning event when that changes); looked at again
         with backoff, and at once on node changes (see app.py)."""
         before = get_condition(ctx.status, "Profiling") or {}
+        if before.get("reason") not in WAITING_REASONS:
+            # A fresh condition: its transition time is when the wait began.
+            remove_condition(ctx.status, "Profiling")
         set_condition(
             ctx.status, "Profiling", "False", waiting.reason, waiting.message, ctx.generation
         )
+        deadline = self._config.wait_deadline
+        waited = seconds_since(
+            (get_condition(ctx.status, "Profiling") or {}).get("lastTransitionTime")
+        )
+        if deadline > 0 and waited >= deadline:
+            message = (
+                f"{waiting.message}; gave up after waiting {waited:.0f}s "
+                f"(the controller's --wait-deadline is {deadline:g}s)"
+            )
+            set_condition(ctx.status, "Profiling", "False", waiting.reason, message, ctx.generation)
+            self._waits.pop(ctx.key, None)
+            return await self._fail(ctx, (waiting.reason, message))
         await self._commit(ctx, "Pending")
         if before.get("reason") != waiting.reason:
             await self._event(ctx, "Warning", waiting.reason, waiting.message)
         n = self._waits.get(ctx.key, 0)
         self._waits[ctx.key] = n + 1
         delay = min(self._config.wait_recheck_cap, self._config.wait_recheck * 2**n)
+        if deadline > 0:
+            delay = min(delay, max(deadline - waited, 0.0) + 0.01)
         return Result(requeue_after=delay)
 
     def waiting_for_gpu_nodes(self) -> list[str]:

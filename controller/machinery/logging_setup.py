@@ -1,4 +1,4 @@
-"""Structured JSON logs that carry the object being reconciled.
+"""Structured logs that carry the object being reconciled: JSON lines, or a console format.
 
 The worker sets :data:`object_key`, :data:`reconcile_id` and :data:`controller_name` (context
 variables, so every task keeps its own) and any ``logging`` call made while reconciling, however
@@ -50,20 +50,45 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class ConsoleFormatter(logging.Formatter):
+    """One human line: time, level, logger, the object key and reconcile id, message, extras as
+    ``name=value`` (what ``--log-format console`` prints for a person at a terminal, as zap's
+    development encoder does for controller-runtime)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S.%f")[:-3]
+        parts = [ts, f"{record.levelname:<7}", record.name]
+        key, rid = object_key.get(), reconcile_id.get()
+        if key is not None:
+            parts.append(f"[{key}{' ' + rid[:8] if rid else ''}]")
+        parts.append(record.getMessage())
+        extras = [
+            f"{attr}={value}"
+            for attr, value in vars(record).items()
+            if attr not in _STANDARD_ATTRS and not attr.startswith("_")
+        ]
+        line = " ".join(parts + extras)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+LOG_FORMATS = ("json", "console")
+
+
 def _is_json_scalar(value: object) -> bool:
     return value is None or isinstance(value, str | int | float | bool)
 
 
 def configure_logging(
-    level: str | int = "INFO", *, json_format: bool = True, stream: TextIO | None = None
+    level: str | int = "INFO", *, log_format: str = "json", stream: TextIO | None = None
 ) -> None:
-    """Route the root logger to ``stream`` (stderr) with the JSON formatter, replacing handlers
-    set before, so a process logs in one format only."""
+    """Route the root logger to ``stream`` (stderr) in ``log_format`` (one of
+    :data:`LOG_FORMATS`), replacing handlers set before, so a process logs in one format only."""
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    if json_format:
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else ConsoleFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -71,4 +96,12 @@ def configure_logging(
     root.setLevel(level.upper() if isinstance(level, str) else level)
 
 
-__all__ = ["JsonFormatter", "configure_logging", "controller_name", "object_key", "reconcile_id"]
+__all__ = [
+    "LOG_FORMATS",
+    "ConsoleFormatter",
+    "JsonFormatter",
+    "configure_logging",
+    "controller_name",
+    "object_key",
+    "reconcile_id",
+]

@@ -208,9 +208,18 @@ class Controller:
             try:
                 outcome = await self._call(key)
             finally:
-                self._time.observe(time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                self._time.observe(elapsed)
                 self._active.dec()
             self._apply(key, outcome)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "reconciled %s: %s in %.1f ms",
+                    key,
+                    _outcome(outcome),
+                    elapsed * 1000,
+                    extra={"outcome": _outcome(outcome), "duration_ms": round(elapsed * 1000, 3)},
+                )
         finally:
             ctx.reconcile_id.reset(tokens[2])
             ctx.object_key.reset(tokens[1])
@@ -274,6 +283,18 @@ class Controller:
         else:
             self._results["success"].inc()
             self.queue.forget(key)
+
+
+def _outcome(outcome: Result | BaseException) -> str:
+    """The per-reconcile outcome, in the words of ``controller_runtime_reconcile_total``'s
+    ``result`` label (the table in this module's docstring), plus the cause of an error."""
+    if isinstance(outcome, TerminalError):
+        return f"terminal error: {_cause(outcome)}"
+    if isinstance(outcome, BaseException):
+        return f"error: {_cause(outcome)}"
+    if outcome.requeue_after:
+        return f"requeue_after {outcome.requeue_after:g}s"
+    return "requeue" if outcome.requeue else "success"
 
 
 def _cause(err: BaseException) -> str:
