@@ -28,9 +28,14 @@ def load_crd() -> dict[str, Any]:
     return crd
 
 
+def crd_version(name: str = "v1beta1") -> dict[str, Any]:
+    """One version of the CRD: v1beta1 (this project's schema, stored) or v1alpha1 (upstream's)."""
+    version: dict[str, Any] = next(v for v in load_crd()["spec"]["versions"] if v["name"] == name)
+    return version
+
+
 def crd_schema() -> dict[str, Any]:
-    (version,) = load_crd()["spec"]["versions"]
-    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    schema: dict[str, Any] = crd_version()["schema"]["openAPIV3Schema"]
     return schema
 
 

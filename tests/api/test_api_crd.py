@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from controller.dgdr import api
-from tests.api.dgdr_cases import crd_schema, load_crd
+from tests.api.dgdr_cases import crd_schema, crd_version, load_crd
 
 SPEC = crd_schema()["properties"]["spec"]
 STATUS = crd_schema()["properties"]["status"]
@@ -29,14 +29,19 @@ def test_names_scope_and_version() -> None:
     assert names["singular"] == "dynamographdeploymentrequest"
     assert names["shortNames"] == ["dgdr"]
     assert "dynamo" in names["categories"]
-    (version,) = spec["versions"]  # v1beta1 only: no conversion webhook here
+    # v1beta1 stored; upstream's deprecated v1alpha1 served too (controller/dgdr/conversion.py)
+    assert [v["name"] for v in spec["versions"]] == ["v1beta1", "v1alpha1"]
+    version = crd_version()
     assert version["name"] == api.DGDR_RESOURCE.version == "v1beta1"
     assert version["served"] and version["storage"]
     assert version["subresources"] == {"status": {}}
+    alpha = crd_version("v1alpha1")
+    assert alpha["served"] and not alpha["storage"] and alpha["deprecated"]
+    assert alpha["subresources"] == {"status": {}}
 
 
 def test_printer_columns() -> None:
-    (version,) = load_crd()["spec"]["versions"]
+    version = crd_version()
     cols = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
     assert list(cols) == [
         "Model",

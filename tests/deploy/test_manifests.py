@@ -344,7 +344,7 @@ def test_kubectl_get_dgdr_is_narrow_and_both_crd_copies_agree() -> None:
     columns = []
     for path in (DEPLOY / "crds", CHART / "crds"):
         crd = yaml.safe_load((path / "nvidia.com_dynamographdeploymentrequests.yaml").read_text())
-        (version,) = crd["spec"]["versions"]
+        version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")
         columns.append(version["additionalPrinterColumns"])
     assert columns[0] == columns[1]
     wide_only = [c["name"] for c in columns[0] if c.get("priority", 0) >= 1]
