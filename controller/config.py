@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from controller.dgdr.coexistence import DEFAULT_LEASE as DEFAULT_DYNAMO_OPERATOR_LEASE
+from controller.dgdr.coexistence import parse_lease_ref
 from controller.machinery.logging_setup import LOG_FORMATS
 from controller.machinery.manager import default_identity, default_lease_namespace
 from profiler.hub import DEFAULT_ENDPOINT
@@ -87,6 +89,8 @@ class ControllerConfig:
     lease_name: str = "dgdr-controller"
     lease_namespace: str = field(default_factory=default_lease_namespace)
     identity: str = ""
+    dynamo_operator_lease: str = DEFAULT_DYNAMO_OPERATOR_LEASE
+    allow_dynamo_operator: bool = False
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
@@ -120,6 +124,11 @@ def _bool(text: str) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"not a boolean: {text!r}")
+
+
+def _lease_ref(text: str) -> str:
+    parse_lease_ref(text)
+    return text
 
 
 def _log_format(text: str) -> str:
@@ -211,6 +220,19 @@ _OPTIONS: tuple[_Option, ...] = (
     ),
     _Option("leader_elect", "LEADER_ELECT", "elect one acting replica through a Lease", _bool),
     _Option("lease_name", "LEASE_NAME", "the coordination.k8s.io/v1 Lease of leader election"),
+    _Option(
+        "dynamo_operator_lease",
+        "DYNAMO_OPERATOR_LEASE",
+        "namespace/name of the Dynamo operator's leader-election Lease: while it is held, that "
+        "operator reconciles DGDRs and this controller does not act",
+        _lease_ref,
+    ),
+    _Option(
+        "allow_dynamo_operator",
+        "ALLOW_DYNAMO_OPERATOR",
+        "act even while the Dynamo operator runs (only when its DGDR controller is turned off)",
+        _bool,
+    ),
     _Option(
         "lease_namespace",
         "LEASE_NAMESPACE",

@@ -16,6 +16,7 @@ import prometheus_client
 
 from controller.config import ControllerConfig
 from controller.dgdr import api
+from controller.dgdr.coexistence import DynamoOperatorGate
 from controller.dgdr.discovery import PRODUCT_LABEL
 from controller.dgdr.pods import PodWatch
 from controller.dgdr.profile_tracker import ProfileTracker
@@ -75,6 +76,8 @@ def manager_config(cfg: ControllerConfig) -> ManagerConfig:
         ),
         workers=cfg.workers,
         shutdown_timeout=cfg.shutdown_grace,
+        # The Dynamo operator's Lease is looked at again as often as ours would expire.
+        gate_interval=cfg.lease_duration,
     )
 
 
@@ -144,6 +147,10 @@ async def run(cfg: ControllerConfig) -> int:
             ),
             pods,
         )
+        if not cfg.allow_dynamo_operator:
+            manager.add_gate(
+                "dynamo-operator", DynamoOperatorGate(client, cfg.dynamo_operator_lease)
+            )
         controller = manager.add_controller(
             CONTROLLER_NAME, reconciler.reconcile, workers=cfg.workers
         )

@@ -44,6 +44,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 
 Runnable = Callable[[], Coroutine[Any, Any, None]]
+# A gate check: a reason why controllers must not start yet, or None (see Manager.add_gate).
+Gate = Callable[[], Awaitable[str | None]]
 
 
 def default_identity() -> str:
@@ -96,6 +98,8 @@ class ManagerConfig:
     retry_qps: float = 10.0
     retry_burst: int = 100
     handle_signals: bool = True
+    # How often a closed gate (see Manager.add_gate) is looked at again.
+    gate_interval: float = 10.0
 
     def __post_init__(self) -> None:
         if self.namespaces is not None:
@@ -145,6 +149,9 @@ class Manager:
         self.metrics: MetricsServer | None = None
         self._leading_without_election = False
         self._workers_started = False
+        self._gates: list[tuple[str, Gate]] = []
+        self._readyz: list[tuple[str, Callable[[], bool | str]]] = []
+        self.gate_reason: str | None = None  # why controllers wait, while a gate is closed
 
     # ---- setup --------------------------------------------------------------------------------
 
@@ -236,6 +243,20 @@ class Manager:
         flush buffered events); bounded by a few seconds, its errors only logged."""
         self._on_stop.append(fn)
 
+    def add_gate(self, name: str, check: Gate) -> None:
+        """A condition to meet before this replica's controllers start, even as leader (e.g. no
+        other controller reconciles the same objects): while ``check`` returns a reason, the
+        controllers wait; the reason is logged at ERROR when it appears or changes, and looked
+        at again every ``gate_interval`` seconds. Readiness is not affected (the replica keeps
+        serving what every replica serves, such as a conversion webhook)."""
+        self._gates.append((name, check))
+
+    def add_readyz(self, name: str, check: Callable[[], bool | str]) -> None:
+        """A readiness check of another part of the process (e.g. a webhook server)."""
+        self._readyz.append((name, check))
+        if self.health is not None:
+            self.health.add_readyz(name, check)
+
     def add_runnable(self, name: str, fn: Runnable) -> None:
         """A leader-only background task (e.g. a periodic sweep); cancelled when leading ends."""
         self._runnables.append((name, fn))
@@ -277,8 +298,15 @@ class Manager:
                 lost = await self._lead(election)
             elif not self._stop.is_set():
                 self._leading_without_election = True
-                self._start_leading()
-                await self._stop.wait()
+                gates = asyncio.create_task(self._open_gates(), name="manager-gates")
+                stop = asyncio.create_task(self._stop.wait())
+                await asyncio.wait({gates, stop}, return_when="FIRST_COMPLETED")
+                for task in (gates, stop):
+                    task.cancel()
+                await asyncio.gather(gates, stop, return_exceptions=True)
+                if not self._stop.is_set():
+                    self._start_leading()
+                    await self._stop.wait()
             code = EXIT_FAILED if lost else EXIT_OK
             return code
         finally:
@@ -294,8 +322,15 @@ class Manager:
         try:
             done, _ = await asyncio.wait({election, stop, leading}, return_when="FIRST_COMPLETED")
             if leading in done and election not in done and stop not in done:
-                self._start_leading()
-                done, _ = await asyncio.wait({election, stop}, return_when="FIRST_COMPLETED")
+                gates = asyncio.create_task(self._open_gates(), name="manager-gates")
+                done, _ = await asyncio.wait({election, stop, gates}, return_when="FIRST_COMPLETED")
+                if gates in done:
+                    gates.result()
+                    self._start_leading()
+                    done, _ = await asyncio.wait({election, stop}, return_when="FIRST_COMPLETED")
+                else:
+                    gates.cancel()
+                    await asyncio.gather(gates, return_exceptions=True)
             if election in done:
                 err = election.exception()
                 if isinstance(err, LeaderElectionLost):
@@ -330,6 +365,34 @@ class Manager:
             controller.start()
         for name, fn in self._runnables:
             self._runnable_tasks.append(asyncio.create_task(fn(), name=name))
+
+    async def _open_gates(self) -> None:
+        """Return once every gate is open; a gate whose check fails unexpectedly stays closed
+        (logged with its traceback) and is looked at again."""
+        said: str | None = None
+        while True:
+            reasons = []
+            for name, check in self._gates:
+                try:
+                    reason = await check()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as err:  # a bug or an API outage: wait, never act blind
+                    log.warning("gate %s could not be checked: %s", name, err, exc_info=err)
+                    reason = f"gate {name} could not be checked: {err}"
+                if reason:
+                    reasons.append(reason)
+            if not reasons:
+                if said is not None:
+                    log.info("controllers may start: %s no longer holds", said)
+                self.gate_reason = None
+                return
+            text = "; ".join(reasons)
+            self.gate_reason = text
+            if text != said:
+                log.error("controllers not started: %s", text)
+                said = text
+            await asyncio.sleep(self.config.gate_interval)
 
     async def _stop_leading(self) -> None:
         """Let keys in flight finish within the grace period, unless a second signal says
@@ -428,6 +491,8 @@ class Manager:
         self.health.add_readyz("informers-synced", self._informers_synced)
         if cfg.leader_election:
             self.health.add_readyz("leader-election", self._election_ready)
+        for name, check in self._readyz:
+            self.health.add_readyz(name, check)
         await self.health.start()
 
     def _informers_healthy(self) -> bool | str:
