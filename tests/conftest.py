@@ -7,9 +7,9 @@ behind fails, because in a controller a leaked task is a leaked watch or a leake
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -20,6 +20,7 @@ import pytest
 import pytest_asyncio
 
 from controller.localplane import LocalControlPlane
+from tests.eventually import async_eventually, eventually
 
 REPO = Path(__file__).resolve().parents[1]
 CRD_DIR = REPO / "deploy" / "crds"
@@ -121,7 +122,8 @@ async def _no_leftover_tasks() -> AsyncIterator[None]:
     current = asyncio.current_task()
     leftovers = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
     if leftovers:
-        await asyncio.sleep(0.2)  # give tasks that are mid-cancellation one turn to finish
+        with contextlib.suppress(AssertionError):  # tasks mid-cancellation: a moment to finish
+            await async_eventually(lambda: all(t.done() for t in leftovers), timeout=0.2)
         leftovers = [t for t in leftovers if not t.done()]
     for t in leftovers:
         t.cancel()
@@ -148,14 +150,14 @@ def _children() -> set[int]:
 def _no_leftover_processes() -> Iterator[None]:
     before = _children()
     yield
-    deadline = time.monotonic() + 5
-    while True:
+
+    def leftovers() -> set[int]:
         allowed = set().union(*(f() for f in SESSION_PIDS)) if SESSION_PIDS else set()
-        left = _children() - before - allowed
-        if not left or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    if left:
+        return _children() - before - allowed
+
+    with contextlib.suppress(AssertionError):  # the ones still there are named below
+        eventually(lambda: not leftovers(), timeout=5, interval=0.1, message="children exit")
+    if left := leftovers():
         names = []
         for pid in left:
             try:

@@ -59,7 +59,16 @@ class _Tries:
 
 
 def _what(message: str, fn: Callable[..., Any]) -> str:
-    return message or getattr(fn, "__qualname__", repr(fn))
+    """The message, else the predicate's name, else (a lambda) the line that defines it."""
+    if message:
+        return message
+    name = str(getattr(fn, "__qualname__", repr(fn)))
+    if name.endswith("<lambda>"):
+        try:
+            return inspect.getsource(fn).strip()
+        except (OSError, TypeError):
+            pass
+    return name
 
 
 def eventually(

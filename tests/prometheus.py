@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +24,7 @@ from typing import Any
 import yaml
 
 from controller.localplane import free_port
+from tests.eventually import eventually
 
 
 class PromQLError(AssertionError):
@@ -99,18 +99,18 @@ class Prometheus:
         return prom
 
     def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+        def ready() -> bool:
+            if self.proc.poll() is not None:  # an exited Prometheus will not become ready
                 raise AssertionError(f"prometheus exited {self.proc.returncode}:\n{self.tail()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        return
+                    return bool(r.status == 200)
             except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"prometheus not ready within {timeout}s:\n{self.tail()}")
+                return False
+
+        eventually(
+            ready, timeout=timeout, message="prometheus ready", on_timeout=self.tail, retry_on=()
+        )
 
     def _get(self, path: str, params: Mapping[str, str | Sequence[str]]) -> Any:
         query = urllib.parse.urlencode(params, doseq=True)
@@ -147,14 +147,14 @@ class Prometheus:
         timeout: float = 60,
     ) -> list[dict[str, Any]]:
         """Poll an expression until ``ok(result)``; a bound, not a timing assertion."""
-        deadline = time.monotonic() + timeout
-        result: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
+
+        def matched() -> tuple[list[dict[str, Any]]]:
             result = self.query(expr)
-            if ok(result):
-                return result
-            time.sleep(0.5)
-        raise AssertionError(f"timed out after {timeout}s waiting for {expr!r}; last={result}")
+            assert ok(result), f"result {result}"
+            return (result,)  # truthy even when ``ok`` accepts an empty result
+
+        (result,) = eventually(matched, timeout=timeout, interval=0.5, message=repr(expr))
+        return result
 
     def tail(self, lines: int = 40) -> str:
         try:

@@ -85,3 +85,8 @@ async def test_async_consistently_fails_when_the_condition_breaks() -> None:
     with pytest.raises(AssertionError, match="stopped holding"):
         await async_consistently(small, duration=5, interval=0)
     await async_consistently(lambda: True, duration=0.03, interval=0.01)
+
+
+def test_a_lambda_without_a_message_is_named_by_its_source() -> None:
+    with pytest.raises(AssertionError, match="1 > 2"):
+        eventually(lambda: 1 > 2, timeout=0.01, interval=0.01)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
@@ -22,6 +21,7 @@ from tests.api.dgdr_cases import (
     with_sla,
 )
 from tests.conftest import Kubectl
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.cluster
 SAMPLES = load_samples()
@@ -200,13 +200,12 @@ def test_explicit_null_target_is_kept_for_the_controller_to_refuse(
 
 def test_kubectl_explain_teaches_the_sla(crds: list[str], kubectl: Kubectl) -> None:
     # The OpenAPI document is published a moment after the CRD is Established.
-    deadline = time.monotonic() + 60
-    while True:
+    def explained() -> Any:
         res = kubectl("explain", "dgdr.spec.sla", check=False)
-        if res.returncode == 0 or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert res.returncode == 0, res.stderr
+        assert res.returncode == 0, res.stderr
+        return res
+
+    res = eventually(explained, timeout=60, interval=0.5, message="kubectl explain dgdr.spec.sla")
     text = " ".join(res.stdout.split())
     assert "KIND: DynamoGraphDeploymentRequest" in text
     assert "VERSION: nvidia.com/v1beta1" in text or "VERSION: v1beta1" in text

@@ -23,7 +23,7 @@ from profiler.generate import build_dgd
 from profiler.plan import plan
 from profiler.request import DGD_V1ALPHA1, DGD_V1BETA1, PlanRequest
 from tests.conftest import Kubectl, make_kubectl
-from tests.dgdr.conftest import wait_for
+from tests.eventually import eventually
 from tests.profiler.test_generate import (
     AGG,
     BACKENDS,
@@ -65,7 +65,7 @@ def upstream_plane() -> Iterator[tuple[LocalControlPlane, Kubectl, str]]:
             conditions = json.loads(res.stdout).get("status", {}).get("conditions") or []
             return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
-        wait_for("upstream's DGD CRD to be established", established, timeout=60)
+        eventually(established, message="upstream's DGD CRD to be established")
         kubectl("create", "namespace", "team-a")
         yield plane, kubectl, deprecation
     finally:

@@ -21,7 +21,8 @@ import yaml
 
 from controller.localplane import LocalControlPlane
 from tests.conftest import Kubectl
-from tests.dgdr.conftest import ControllerProcess, get_json, wait_for, wait_phase
+from tests.dgdr.conftest import ControllerProcess, get_json, wait_phase
+from tests.eventually import eventually
 from tests.prometheus import Prometheus
 
 from .tools import (
@@ -64,7 +65,7 @@ def controller(
     )
     try:
         proc.wait_ready()
-        wait_for("leadership", proc.is_leader, timeout=60, on_timeout=proc.tail)
+        eventually(proc.is_leader, message="leadership", on_timeout=proc.tail)
         yield proc
     finally:
         proc.stop()

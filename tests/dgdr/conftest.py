@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 
 from controller.localplane import LocalControlPlane, free_port
 from tests.conftest import SESSION_PIDS, Kubectl
+from tests.eventually import eventually
 from tests.hubserver import HubServer
 
 FAST = [
@@ -119,14 +119,14 @@ class ControllerProcess:
             return 0, str(e)
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+        def ready() -> bool:
+            if self.proc.poll() is not None:  # an exited controller will not become ready
                 raise AssertionError(f"controller exited {self.proc.returncode}:\n{self.tail()}")
-            if self.get("/readyz")[0] == 200:
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"controller not ready in {timeout}s:\n{self.tail()}")
+            return self.get("/readyz")[0] == 200
+
+        eventually(
+            ready, timeout=timeout, message="controller ready", on_timeout=self.tail, retry_on=()
+        )
 
     def is_leader(self) -> bool:
         status, body = self.get("/metrics")
@@ -203,16 +203,9 @@ def wait_for(
     interval: float = 0.2,
     on_timeout: Callable[[], str] | None = None,
 ) -> Any:
-    """Poll ``fn`` until it returns something truthy; a bound, never a timing assertion."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    extra = on_timeout() if on_timeout else ""
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}\n{extra}")
+    """The old name of :func:`tests.eventually.eventually` (``what`` first); new tests call
+    ``eventually`` itself."""
+    return eventually(fn, timeout=timeout, interval=interval, message=what, on_timeout=on_timeout)
 
 
 def phase_of(kubectl: Kubectl, name: str, namespace: str) -> str | None:
@@ -229,10 +222,10 @@ def wait_phase(
         obj = get_json(kubectl, "dgdr", name, namespace)
         return obj if (obj.get("status") or {}).get("phase") == phase else None
 
-    return wait_for(
-        f"dgdr {namespace}/{name} in phase {phase}",
+    return eventually(
         current,
-        timeout,
+        timeout=timeout,
+        message=f"dgdr {namespace}/{name} in phase {phase}",
         on_timeout=lambda: json.dumps(
             get_json(kubectl, "dgdr", name, namespace).get("status"), indent=1
         )[:3000],

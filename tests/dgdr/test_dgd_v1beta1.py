@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,8 @@ from controller.dgdr.app import served_dgd_version
 from controller.localplane import LocalControlPlane
 from controller.machinery.client import KubeClient
 from tests.conftest import CRD_DIR, SESSION_PIDS, Kubectl
-from tests.dgdr.conftest import SMALL, ControllerProcess, apply_dgdr, get_json, wait_for, wait_phase
+from tests.dgdr.conftest import SMALL, ControllerProcess, apply_dgdr, get_json, wait_phase
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.cluster
 
@@ -40,20 +40,17 @@ def discovered(kubeconfig: str) -> str:
 
 
 def _wait_served(kubectl: Kubectl, served: bool) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    def listed() -> bool:
         res = kubectl("get", "--raw", "/apis/nvidia.com/v1beta1", check=False)
-        listed = res.returncode == 0 and any(
+        return res.returncode == 0 and any(
             r.get("name") == "dynamographdeployments"
             for r in json.loads(res.stdout).get("resources", [])
         )
-        if listed == served:
-            # kubectl caches discovery on disk (shared by every test's kubectl): refresh it, or
-            # later modules would still address DGDs as v1beta1
-            kubectl("api-resources", "--api-group=nvidia.com", "--cached=false")
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"v1beta1 DGDs served={served} not reached in 60 s")
+
+    eventually(lambda: listed() == served, timeout=60, message=f"v1beta1 DGDs served={served}")
+    # kubectl caches discovery on disk (shared by every test's kubectl): refresh it, or later
+    # modules would still address DGDs as v1beta1
+    kubectl("api-resources", "--api-group=nvidia.com", "--cached=false")
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +137,7 @@ def test_the_controller_creates_and_follows_a_v1beta1_dgd(
     )  # fmt: skip
     deployed = wait_phase(kubectl, "beta", namespace, "Deployed")
     assert deployed["status"]["deploymentInfo"] == {"replicas": 2, "availableReplicas": 2}
-    wait_for(
-        "no generated-spec annotation once the DGD is seen (with autoApply it is created at once)",
+    eventually(
         lambda: (
             (get_json(kubectl, "dgdr", "beta", namespace)["metadata"].get("annotations") or {}).get(
                 "nvidia.com/generated-dgd-spec"
@@ -149,6 +145,8 @@ def test_the_controller_creates_and_follows_a_v1beta1_dgd(
             in ("", None)
         ),
         timeout=30,
+        message="no generated-spec annotation once the DGD is seen "
+        "(with autoApply it is created at once)",
     )
 
 

@@ -20,9 +20,9 @@ from tests.dgdr.conftest import (
     condition,
     dgdr_manifest,
     events_for,
-    wait_for,
     wait_phase,
 )
+from tests.eventually import eventually
 from tests.faultproxy import FaultProxy
 from tests.machinery.conftest import fault_proxy  # noqa: F401 - the fixture, shared
 
@@ -106,7 +106,9 @@ async def test_profile_finishes_with_every_watch_stalled(
     )
     try:
         await asyncio.to_thread(c.wait_ready)
-        workers = await asyncio.to_thread(wait_for, "pool workers", c.workers, 30)
+        workers = await asyncio.to_thread(
+            lambda: eventually(c.workers, timeout=30, message="pool workers")
+        )
         for w in workers:
             w.send_signal(signal.SIGSTOP)
         await asyncio.to_thread(

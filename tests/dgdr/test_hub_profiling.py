@@ -4,7 +4,6 @@ pod helpers behind ImagePullFailed."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from controller.dgdr.profiling import ProfileRunner, ProfilingConfig, request_ke
 from controller.dgdr.worker_pool import PoolConfig
 from profiler.errors import SpecError
 from profiler.hub import HubSettings, HubUnavailableError
+from tests.eventually import async_eventually
 from tests.hubserver import HubServer
 from tests.profiler.test_hub import PHI4
 
@@ -98,12 +98,14 @@ async def test_tracker_retries_a_transient_failure_with_backoff_and_says_so() ->
     tracker = ProfileTracker(runner, woken.append, retry_base=0.01, retry_cap=0.02)
     messages: list[str] = []
     tracker.start("ns/a", 1, {}, name="a", namespace="ns", options={"hub": None})
-    async with asyncio.timeout(10):
-        while tracker.outcome("ns/a", 1) is None:
-            progress = tracker.progress.get("ns/a")
-            if progress is not None and progress.message not in messages:
-                messages.append(progress.message)
-            await asyncio.sleep(0.001)
+
+    def finished() -> bool:  # noting every progress message on the way
+        progress = tracker.progress.get("ns/a")
+        if progress is not None and progress.message not in messages:
+            messages.append(progress.message)
+        return tracker.outcome("ns/a", 1) is not None
+
+    await async_eventually(finished, timeout=10, interval=0.001, message="the profile finishes")
     outcome = tracker.outcome("ns/a", 1)
     assert outcome is not None and outcome.error is None and outcome.result == {"ok": True}
     assert len(runner.calls) == 3 and runner.calls[0] == {"hub": None}

@@ -18,7 +18,8 @@ import re
 import pytest
 
 from tests.conftest import Kubectl
-from tests.dgdr.conftest import SMALL, ControllerProcess, condition, wait_for, wait_phase
+from tests.dgdr.conftest import SMALL, ControllerProcess, condition, wait_phase
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.cluster
 
@@ -184,7 +185,7 @@ def test_fifty_invalid_fail_naming_the_field_while_valid_ones_proceed(
         )
         return objs if done and len(objs) == len(docs) else None
 
-    objs = wait_for("every DGDR settled", settled, timeout=180, interval=1)
+    objs = eventually(settled, timeout=180, interval=1, message="every DGDR settled")
     for i, (spec, field) in enumerate(cases):
         obj = objs[f"bad-{i}"]
         assert obj["status"]["phase"] == "Failed", (i, obj["status"])

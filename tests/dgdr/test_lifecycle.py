@@ -21,9 +21,9 @@ from tests.dgdr.conftest import (
     events_for,
     get_json,
     reason_of,
-    wait_for,
     wait_phase,
 )
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.cluster
 
@@ -106,24 +106,24 @@ def test_deploys_follows_health_and_never_recreates(
 ) -> None:
     apply_dgdr(kubectl, namespace, "svc", **SMALL)
     obj = wait_phase(kubectl, "svc", namespace, "Deploying")
-    dgd = wait_for(
-        "DGD created",
+    dgd = eventually(
         lambda: (
             get_json(kubectl, "dgd", "svc-dgd", namespace)
             if kubectl("get", "dgd", "svc-dgd", namespace=namespace, check=False).returncode == 0
             else None
         ),
+        message="DGD created",
     )
     labels = dgd["metadata"]["labels"]
     assert labels["dgdr.nvidia.com/name"] == "svc"
     assert labels["dgdr.nvidia.com/namespace"] == namespace
     assert not dgd["metadata"].get("ownerReferences")
-    obj = wait_for(
-        "DeploymentReady reason",
+    obj = eventually(
         lambda: (
             o := get_json(kubectl, "dgdr", "svc", namespace),
             reason_of(o, "DeploymentReady") in ("DeploymentCreated", "DeploymentInProgress") and o,
         )[1],
+        message="DeploymentReady reason",
     )
     assert condition(obj, "Succeeded")["reason"] == "Deploying"
 
@@ -252,24 +252,24 @@ def test_unmeetable_sla_is_generated_with_a_warning(
     assert (succeeded["status"], succeeded["reason"]) == ("False", "Deploying")
     assert miss_words in succeeded["message"]
 
-    warnings = wait_for(
-        "Warning event SLANotMet",
+    warnings = eventually(
         lambda: [
             m
             for t, r, m in events_for(kubectl, "tight", namespace)
             if (t, r) == ("Warning", "SLANotMet")
         ],
+        message="Warning event SLANotMet",
     )
     assert miss_words in warnings[0] and "closest configuration" in warnings[0]
     reasons = [r for _, r, _ in events_for(kubectl, "tight", namespace)]
     assert "SpecGenerated" in reasons  # the spec was generated all the same
 
     # the DGD is created and, once healthy, the DGDR is Deployed and still says the miss
-    wait_for(
-        "DGD created",
+    eventually(
         lambda: (
             kubectl("get", "dgd", "tight-dgd", namespace=namespace, check=False).returncode == 0
         ),
+        message="DGD created",
     )
     set_dgd_state(kubectl, "tight-dgd", namespace, "successful")
     obj = wait_phase(kubectl, "tight", namespace, "Deployed")
@@ -297,7 +297,7 @@ def test_unmeetable_sla_is_generated_with_a_warning(
             if sample.name == "dgdr_status_condition_reason"
         )
 
-    wait_for("dgdr_status_condition_reason SLANotMet", metric, timeout=30)
+    eventually(metric, timeout=30, message="dgdr_status_condition_reason SLANotMet")
 
 
 def test_autoapply_flip_from_ready_deploys(
@@ -316,9 +316,9 @@ def test_autoapply_flip_from_ready_deploys(
     )
     obj = wait_phase(kubectl, "flip", namespace, "Deploying")
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
-    wait_for(
-        "DGD created after the flip",
+    eventually(
         lambda: kubectl("get", "dgd", "flip-dgd", namespace=namespace, check=False).returncode == 0,
+        message="DGD created after the flip",
     )
 
 
@@ -350,11 +350,11 @@ def test_spec_edit_admission_cannot_see_is_rejected_by_the_controller(
     controller rejects it, keeps observedGeneration, and still follows the DGD's health."""
     spec = {**SMALL, "features": {"planner": {"optimization_target": "throughput"}}}
     apply_dgdr(kubectl, namespace, "frozen2", **spec)
-    wait_for(
-        "DGD created",
+    eventually(
         lambda: (
             kubectl("get", "dgd", "frozen2-dgd", namespace=namespace, check=False).returncode == 0
         ),
+        message="DGD created",
     )
     set_dgd_state(kubectl, "frozen2-dgd", namespace, "successful")
     before = wait_phase(kubectl, "frozen2", namespace, "Deployed")
@@ -367,12 +367,12 @@ def test_spec_edit_admission_cannot_see_is_rejected_by_the_controller(
         '{"spec":{"features":{"planner":{"optimization_target":"latency"}}}}',
         namespace=namespace,
     )
-    wait_for(
-        "SpecChangeRejected event",
+    eventually(
         lambda: any(
             t == "Warning" and r == "SpecChangeRejected" and "Deployed" in m
             for t, r, m in events_for(kubectl, "frozen2", namespace)
         ),
+        message="SpecChangeRejected event",
     )
     after = get_json(kubectl, "dgdr", "frozen2", namespace)
     assert after["metadata"]["generation"] == before["metadata"]["generation"] + 1
@@ -421,12 +421,12 @@ def test_missing_pvc_waits_naming_the_field_then_proceeds_once_created(
     PVC is created (was Failed/JobCreationFailed, and creating the PVC changed nothing)."""
     spec = {**SMALL, "autoApply": False, "modelCache": {"pvcName": "later", "pvcModelPath": "x"}}
     apply_dgdr(kubectl, namespace, "nocache", **spec)
-    obj = wait_for(
-        "waiting for the model cache",
+    obj = eventually(
         lambda: (
             o := get_json(kubectl, "dgdr", "nocache", namespace),
             reason_of(o, "Profiling") == "WaitingForModelCache" and o,
         )[1],
+        message="waiting for the model cache",
     )
     assert obj["status"]["phase"] == "Pending"
     profiling = condition(obj, "Profiling")
@@ -499,12 +499,12 @@ def test_no_gpu_nodes_waits_with_guidance_then_proceeds_once_labelled(
     """No GPU-labelled node and no spec.hardware: Pending, saying what is missing, until GPU
     feature discovery labels a node (the node watch brings the DGDR back)."""
     apply_dgdr(kubectl, namespace, "nogpu", model="Qwen/Qwen3-0.6B", autoApply=False)
-    obj = wait_for(
-        "waiting for GPU nodes",
+    obj = eventually(
         lambda: (
             o := get_json(kubectl, "dgdr", "nogpu", namespace),
             reason_of(o, "Profiling") == "WaitingForGPUNodes" and o,
         )[1],
+        message="waiting for GPU nodes",
     )
     assert obj["status"]["phase"] == "Pending"
     assert "spec.hardware.gpuSku" in condition(obj, "Profiling")["message"]
@@ -530,17 +530,17 @@ def test_delete_leaves_dgd_and_configmaps(
     spec = {**SMALL, "features": {"planner": {"optimization_target": "throughput"}}}
     apply_dgdr(kubectl, namespace, "keep", **spec)
     wait_phase(kubectl, "keep", namespace, "Deploying")
-    wait_for(
-        "DGD created",
+    eventually(
         lambda: kubectl("get", "dgd", "keep-dgd", namespace=namespace, check=False).returncode == 0,
+        message="DGD created",
     )
     # The DGD created (its planner ConfigMaps created after it, owned by it) before the DGDR goes.
-    wait_for(
-        "DGD followed",
+    eventually(
         lambda: (
             reason_of(get_json(kubectl, "dgdr", "keep", namespace), "DeploymentReady")
             in ("DeploymentCreated", "DeploymentInProgress")
         ),
+        message="DGD followed",
     )
     cms_before = planner_configmaps(kubectl, namespace, "keep")
     kubectl("delete", "dgdr", "keep", "--timeout=30s", namespace=namespace)
@@ -569,14 +569,14 @@ def test_existing_dgd_is_adopted(
     }
     kubectl("apply", "-f", "-", input=json.dumps(existing), namespace=namespace)
     apply_dgdr(kubectl, namespace, "adopt", **SMALL)
-    obj = wait_for(
-        "adoption",
+    obj = eventually(
         lambda: (
             o := get_json(kubectl, "dgdr", "adopt", namespace),
             (o.get("status") or {}).get("phase") == "Deploying"
             and reason_of(o, "DeploymentReady") in ("DeploymentCreated", "DeploymentInProgress")
             and o,
         )[1],
+        message="adoption",
     )
     assert obj["status"]["dgdName"] == "adopt-dgd"
     assert any(

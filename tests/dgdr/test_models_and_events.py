@@ -20,9 +20,9 @@ from tests.dgdr.conftest import (
     events_for,
     get_json,
     reason_of,
-    wait_for,
     wait_phase,
 )
+from tests.eventually import eventually
 from tests.hubserver import HubServer
 from tests.profiler.test_hub import MAMBA, PHI4
 
@@ -107,7 +107,7 @@ def test_a_slow_hub_is_retried_with_backoff_not_failed(
         )
         return obj if "retrying in" in prof.get("message", "") else None
 
-    obj = wait_for("the Profiling condition to say it retries", retrying, timeout=60)
+    obj = eventually(retrying, message="the Profiling condition to say it retries")
     assert obj["status"]["phase"] == "Profiling"
     assert "acme/slow-14b" in condition(obj, "Profiling")["message"]
     repo.slow = 0.0
@@ -185,7 +185,7 @@ def test_image_pull_failures_of_the_dgds_pods_are_events_once_each(
     def pulls() -> list[tuple[str, str, str]]:
         return [e for e in events_for(kubectl, "pulls", namespace) if e[1] == "ImagePullFailed"]
 
-    (event,) = wait_for("an ImagePullFailed event", pulls, timeout=60)
+    (event,) = eventually(pulls, message="an ImagePullFailed event")
     assert event[0] == "Warning"
     assert "worker-0" in event[2] and "ErrImagePull" in event[2] and "main" in event[2]
     assert "ImagePullFailed" in describe(kubectl, "pulls", namespace)
@@ -199,15 +199,14 @@ def test_image_pull_failures_of_the_dgds_pods_are_events_once_each(
         "patch", "dgd", dgd, "--subresource=status", "--type=merge",
         "-p", json.dumps({"status": {"state": "pending"}}), namespace=namespace,
     )  # fmt: skip
-    wait_for(
-        "the controller to see the DGD pending",
+    eventually(
         lambda: (
             "pending state"
             in condition(get_json(kubectl, "dgdr", "pulls", namespace), "DeploymentReady")[
                 "message"
             ]
         ),
-        timeout=60,
+        message="the controller to see the DGD pending",
     )
     assert len(pulls()) == 1
     selector = "involvedObject.name=pulls,reason=ImagePullFailed"

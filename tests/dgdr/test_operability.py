@@ -28,10 +28,10 @@ from tests.dgdr.conftest import (
     dgdr_manifest,
     events_for,
     get_json,
-    wait_for,
     wait_phase,
 )
 from tests.dgdr.test_lifecycle import set_dgd_state
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.cluster
 
@@ -62,7 +62,7 @@ def controllers(
     yield start
     for c in started:
         c.stop(signal.SIGKILL if c.proc.poll() is None else signal.SIGTERM)
-    wait_for("pool workers gone", lambda: not any(c.pids() for c in started), timeout=15)
+    eventually(lambda: not any(c.pids() for c in started), timeout=15, message="pool workers gone")
 
 
 def test_no_finalizer_so_delete_completes_with_the_controller_stopped(
@@ -97,7 +97,7 @@ def test_finalizer_of_an_older_version_is_removed(
         meta = get_json(kubectl, "dgdr", "oldfin", namespace)["metadata"]
         return not meta.get("finalizers") and ACCEPTED not in (meta.get("annotations") or {})
 
-    wait_for("finalizer and accepted-spec annotation removed", migrated, timeout=60)
+    eventually(migrated, message="finalizer and accepted-spec annotation removed")
     obj = wait_phase(kubectl, "oldfin", namespace, "Ready")
     assert obj["status"]["acceptedSpec"]["hash"].startswith("sha256:")
 
@@ -174,11 +174,11 @@ def test_few_api_writes_to_ready_and_to_deployed(
     apply_dgdr(kubectl, namespace, "quiet", **SMALL, autoApply=False)
     wait_phase(kubectl, "quiet", namespace, "Ready")
     apply_dgdr(kubectl, namespace, "quick", **SMALL)
-    wait_for(
-        "DGD created",
+    eventually(
         lambda: (
             kubectl("get", "dgd", "quick-dgd", namespace=namespace, check=False).returncode == 0
         ),
+        message="DGD created",
     )
     set_dgd_state(kubectl, "quick-dgd", namespace, "successful")
     wait_phase(kubectl, "quick", namespace, "Deployed")
@@ -199,7 +199,7 @@ def test_slow_profile_shows_its_sub_phases(
     """A profile that outlasts --progress-after is written as phase Profiling, with its
     sub-phase, and told by Initialized and ProfilingJobCreated, as upstream's are."""
     c = controllers("--progress-after", "0.5", "--pool-size", "1")
-    workers = wait_for("pool worker", c.workers, timeout=30)
+    workers = eventually(c.workers, timeout=30, message="pool worker")
     for w in workers:
         w.send_signal(signal.SIGSTOP)  # the profile cannot finish within 0.5 s
     try:
@@ -239,10 +239,16 @@ def test_transitions_and_failures_are_logged_at_info_with_key_and_reconcile_id(
     def said(key: str, phase: str) -> list[dict[str, object]]:
         return [e for e in lines() if e.get("key") == key and e.get("phase") == phase]
 
-    ready = wait_for("the Ready transition logged", lambda: said(f"{namespace}/told", "Ready"), 10)
+    ready = eventually(
+        lambda: said(f"{namespace}/told", "Ready"),
+        timeout=10,
+        message="the Ready transition logged",
+    )
     assert f"{namespace}/told" in str(ready[0]["msg"]) and "-> Ready" in str(ready[0]["msg"])
     assert ready[0].get("reconcileID")
-    failed = wait_for("the failure logged", lambda: said(f"{namespace}/refused", "Failed"), 10)
+    failed = eventually(
+        lambda: said(f"{namespace}/refused", "Failed"), timeout=10, message="the failure logged"
+    )
     assert "thorough" in str(failed[0]["msg"]) and failed[0].get("reconcileID")
 
 

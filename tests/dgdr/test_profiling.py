@@ -17,6 +17,7 @@ from controller.dgdr.profiling import ProfileRunner, ProfilingConfig, request_ke
 from controller.dgdr.worker_pool import PoolClosedError, PoolConfig, TaskCancelledError
 from profiler.errors import NotAvailableError, SpecError
 from tests.dgdr import pool_tasks
+from tests.eventually import async_eventually
 
 SMALL: dict[str, Any] = {
     "model": "Qwen/Qwen3-0.6B",
@@ -46,11 +47,9 @@ def _runs(tmp_path: Path) -> list[int]:
 
 async def _running_pid(runner: ProfileRunner, spec: dict[str, Any], name: str) -> int:
     task_id = request_key(spec, dgdr_name=name, namespace="ns")
-    async with asyncio.timeout(30):
-        while runner.pool.running_pid(task_id) is None:  # noqa: ASYNC110 - no event to wait on
-            await asyncio.sleep(0.01)
-    pid = runner.pool.running_pid(task_id)
-    assert pid is not None
+    pid: int = await async_eventually(
+        lambda: runner.pool.running_pid(task_id), message=f"a worker runs {task_id}"
+    )
     return pid
 
 

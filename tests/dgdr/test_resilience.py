@@ -25,9 +25,9 @@ from tests.dgdr.conftest import (
     dgdr_manifest,
     get_json,
     phase_of,
-    wait_for,
     wait_phase,
 )
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.cluster
 
@@ -56,7 +56,7 @@ def controllers(
     for c in started:
         c.stop(signal.SIGKILL if c.proc.poll() is None else signal.SIGTERM)
     # Pool workers exit by themselves once their parent is gone.
-    wait_for("pool workers gone", lambda: not any(c.pids() for c in started), timeout=15)
+    eventually(lambda: not any(c.pids() for c in started), timeout=15, message="pool workers gone")
 
 
 def test_worker_killed_mid_profile_still_reaches_ready(
@@ -64,8 +64,8 @@ def test_worker_killed_mid_profile_still_reaches_ready(
 ) -> None:
     c = controllers("--pool-size", "1")
     c.wait_ready()
-    wait_for("leadership", c.is_leader, timeout=30)
-    workers = wait_for("pool worker", c.workers, timeout=30)
+    eventually(c.is_leader, timeout=30, message="leadership")
+    workers = eventually(c.workers, timeout=30, message="pool worker")
     # Freeze the only worker so the profile is certainly mid-flight when it is killed.
     for w in workers:
         w.send_signal(signal.SIGSTOP)
@@ -77,7 +77,7 @@ def test_worker_killed_mid_profile_still_reaches_ready(
     assert condition(obj, "Profiling")["reason"] == "ProfilingCompleted"
     assert all(not psutil.pid_exists(w.pid) or w.status() == psutil.STATUS_ZOMBIE for w in workers)
     # The pool replaced the worker: it still has one.
-    assert wait_for("replacement worker", c.workers, timeout=30)
+    assert eventually(c.workers, timeout=30, message="replacement worker")
 
 
 def _audit_writers(audit_log: Path, namespace: str) -> list[tuple[str, str]]:
@@ -108,23 +108,22 @@ def test_leader_killed_mid_run_follower_finishes_everything(
     b = controllers()
     a.wait_ready()
     b.wait_ready()
-    leader = wait_for(
-        "one leader", lambda: next((c for c in (a, b) if c.is_leader()), None), timeout=30
+    leader = eventually(
+        lambda: next((c for c in (a, b) if c.is_leader()), None), timeout=30, message="one leader"
     )
     follower = b if leader is a else a
     assert not follower.is_leader()
 
     # Freeze the leader's profiling workers: every DGDR is certainly unfinished at the kill.
-    frozen = wait_for("leader's pool workers", leader.workers, timeout=30)
+    frozen = eventually(leader.workers, timeout=30, message="leader's pool workers")
     for w in frozen:
         w.send_signal(signal.SIGSTOP)
     names = [f"d{i}" for i in range(20)]
     manifests = "\n---\n".join(dgdr_manifest(n, **SMALL, autoApply=False) for n in names)
     kubectl("apply", "-f", "-", input=manifests, namespace=namespace)
-    wait_for(
-        "every DGDR profiling on the leader",
+    eventually(
         lambda: all(phase_of(kubectl, n, namespace) == "Profiling" for n in names),
-        timeout=60,
+        message="every DGDR profiling on the leader",
     )
     leader.stop(signal.SIGKILL)
     for w in frozen:  # a stopped process cannot notice its parent died
@@ -153,7 +152,7 @@ def test_leader_killed_mid_run_follower_finishes_everything(
 def test_sigterm_hands_over_at_once(controllers, kubectl: Kubectl, namespace: str) -> None:
     a = controllers()
     a.wait_ready()
-    wait_for("a leads", a.is_leader, timeout=30)
+    eventually(a.is_leader, timeout=30, message="a leads")
     # b retries only every 30 s: it can take over sooner only by seeing the release.
     b = controllers("--lease-duration", "90", "--renew-deadline", "60", "--retry-period", "30")
     b.wait_ready()
@@ -165,7 +164,7 @@ def test_sigterm_hands_over_at_once(controllers, kubectl: Kubectl, namespace: st
         kubectl("get", "lease", f"dgdr-{namespace}", "-o", "json", namespace="kube-system").stdout
     )
     assert lease["spec"].get("holderIdentity") != a.identity
-    wait_for("b leads on the release", b.is_leader, timeout=20)
+    eventually(b.is_leader, timeout=20, message="b leads on the release")
     apply_dgdr(kubectl, namespace, "after", **SMALL, autoApply=False)
     wait_phase(kubectl, "after", namespace, "Ready")
 
@@ -173,22 +172,22 @@ def test_sigterm_hands_over_at_once(controllers, kubectl: Kubectl, namespace: st
 def test_deleting_a_dgdr_stops_its_profile(controllers, kubectl: Kubectl, namespace: str) -> None:
     c = controllers("--pool-size", "1")
     c.wait_ready()
-    wait_for("leadership", c.is_leader, timeout=30)
-    workers = wait_for("pool worker", c.workers, timeout=30)
+    eventually(c.is_leader, timeout=30, message="leadership")
+    workers = eventually(c.workers, timeout=30, message="pool worker")
     for w in workers:
         w.send_signal(signal.SIGSTOP)  # the profile cannot finish before the delete
     apply_dgdr(kubectl, namespace, "gone", **SMALL)
     wait_phase(kubectl, "gone", namespace, "Profiling")
     kubectl("delete", "dgdr", "gone", "--timeout=30s", namespace=namespace)
     # The worker running the profile was killed (cancellation) and replaced by a fresh one.
-    wait_for(
-        "profiling worker killed",
+    eventually(
         lambda: all(not w.is_running() or w.status() == psutil.STATUS_ZOMBIE for w in workers),
         timeout=30,
+        message="profiling worker killed",
     )
-    fresh = wait_for(
-        "replacement worker",
+    fresh = eventually(
         lambda: [w for w in c.workers() if w.pid not in {x.pid for x in workers}],
         timeout=30,
+        message="replacement worker",
     )
     assert all(w.status() != psutil.STATUS_STOPPED for w in fresh)

@@ -31,6 +31,7 @@ from controller.dgdr.worker_pool import (
 )
 from profiler.errors import FieldError, SpecError
 from tests.dgdr import pool_tasks
+from tests.eventually import async_eventually
 
 Pool = WorkerPool[dict[str, Any], Any]
 FAST = PoolConfig(size=2, task_timeout=60.0, max_retries=2, backoff_initial=0.01, backoff_max=0.05)
@@ -40,14 +41,8 @@ def _tid() -> str:
     return uuid.uuid4().hex[:8]
 
 
-async def _wait_for(predicate: Any, within: float = 10.0) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 - pool state has no event to wait on
-            await asyncio.sleep(0.01)
-
-
 async def _running_pid(pool: Pool, task_id: str) -> int:
-    await _wait_for(lambda: pool.running_pid(task_id) is not None)
+    await async_eventually(lambda: pool.running_pid(task_id) is not None)
     pid = pool.running_pid(task_id)
     assert pid is not None
     return pid
@@ -88,7 +83,7 @@ async def test_worker_killed_once_is_replaced_and_task_retried(pool: Pool, tmp_p
     assert await pool.submit(_tid(), {"action": "echo", "value": "still serving"}) == (
         "still serving"
     )
-    await _wait_for(lambda: len(pool.pids) == 2)
+    await async_eventually(lambda: len(pool.pids) == 2)
 
 
 @pytest.mark.asyncio
@@ -142,7 +137,7 @@ async def test_timeout_kills_worker_and_next_task_runs(pool: Pool, tmp_path: Pat
     assert pool_tasks.process_gone(pid)
     assert len(log.read_text().split()) == 1  # a timeout is not retried by default
     assert await pool.submit(_tid(), {"action": "echo", "value": "next"}) == "next"
-    await _wait_for(lambda: len(pool.pids) == 2 and pid not in pool.pids)
+    await async_eventually(lambda: len(pool.pids) == 2 and pid not in pool.pids)
 
 
 @pytest.mark.asyncio
@@ -197,7 +192,7 @@ async def test_cancel_queued_task_drops_it_and_counts_are_observable(tmp_path: P
         queued = asyncio.create_task(
             pool.submit(queued_id, {"action": "echo", "value": 1, "log": str(log)})
         )
-        await _wait_for(lambda: pool.queued == 1)
+        await async_eventually(lambda: pool.queued == 1)
         assert (pool.busy, pool.queued) == (1, 1)
         assert pool.cancel(queued_id)
         with pytest.raises(TaskCancelledError):
@@ -258,7 +253,7 @@ async def test_close_fails_pending_tasks_and_leaves_no_process() -> None:
         asyncio.create_task(pool.submit(_tid(), {"action": "sleep", "seconds": 60}))
         for _ in range(3)
     ]
-    await _wait_for(lambda: pool.busy == 2 and pool.queued == 1)
+    await async_eventually(lambda: pool.busy == 2 and pool.queued == 1)
     await pool.close()
     for task in tasks:
         with pytest.raises(PoolClosedError):
@@ -282,14 +277,14 @@ async def test_workers_that_cannot_load_the_function_break_the_start() -> None:
 _ORPHAN_SCRIPT = """
 import asyncio, json, sys
 from tests.dgdr import pool_tasks
+from tests.eventually import async_eventually
 from controller.dgdr.worker_pool import PoolConfig, WorkerPool
 
 async def main():
     pool = WorkerPool(pool_tasks.run, PoolConfig(size=2, parent_check_interval=0.1))
     await pool.start()
     task = asyncio.ensure_future(pool.submit("t", {"action": "sleep", "seconds": 600}))
-    while pool.running_pid("t") is None:
-        await asyncio.sleep(0.01)
+    await async_eventually(lambda: pool.running_pid("t"))
     print(json.dumps(pool.pids), flush=True)
     await task
 
@@ -367,4 +362,4 @@ async def test_mixed_load_with_cancels_and_kills_settles_cleanly(tmp_path: Path)
                 assert isinstance(outcome, int)
         assert (pool.busy, pool.queued) == (0, 0)
         assert await pool.submit("after", {"action": "echo", "value": "ok"}) == "ok"
-        await _wait_for(lambda: len(pool.pids) == 2)
+        await async_eventually(lambda: len(pool.pids) == 2)

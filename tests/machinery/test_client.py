@@ -22,6 +22,7 @@ from controller.machinery.client import (
     retry_on_conflict,
 )
 from metrics import REGISTRY
+from tests.eventually import async_eventually
 from tests.faultproxy import FaultProxy
 
 
@@ -334,12 +335,7 @@ async def test_cut_stream_and_silent_stream_end_as_transport_errors(
                 pass
 
         task = asyncio.create_task(drain())
-        for _ in range(200):
-            if fault_proxy.open_watches():
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the watch never opened")
+        await async_eventually(fault_proxy.open_watches, timeout=10, message="the watch opens")
         assert "allowWatchBookmarks=true" in fault_proxy.watch_requests()[-1].path
         fault_proxy.cut_all()
         with pytest.raises(TransportError):

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from controller.machinery.client import CONFIGMAPS, NAMESPACES, ClientOptions, K
 from controller.machinery.informer import Informer, InformerConfig
 from controller.machinery.store import Store
 from metrics import REGISTRY
+from tests.eventually import async_eventually
 from tests.faultproxy import WATCH, FaultProxy
 
 FAST = InformerConfig(
@@ -51,14 +51,6 @@ class Recorder:
 
     def of(self, name: str) -> list[str]:
         return [t for t, n in self.events if n == name]
-
-
-async def wait_until(pred: Callable[[], bool], what: str, bound: float = 30) -> None:
-    deadline = time.monotonic() + bound
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {bound}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager
@@ -183,7 +175,7 @@ async def test_sync_then_live_events(kubeconfig: str, namespace: str, watch_list
             await client.create(CONFIGMAPS, cm("live", {"tier": "x"}), namespace)
             await client.patch(CONFIGMAPS, "live", {"data": {"v": "2"}}, namespace)
             await client.delete(CONFIGMAPS, "live", namespace)
-            await wait_until(lambda: "DELETED" in rec.of("live"), "live deleted")
+            await async_eventually(lambda: "DELETED" in rec.of("live"), message="live deleted")
             assert rec.of("live") == ["ADDED", "MODIFIED", "DELETED"]
             assert rec.olds[("MODIFIED", "live")] is not None
             assert f"{namespace}/live" not in informer.store
@@ -198,8 +190,8 @@ async def test_sync_then_live_events(kubeconfig: str, namespace: str, watch_list
 
             informer.add_handler(broken)
             await client.create(CONFIGMAPS, cm("after-bug"), namespace)
-            await wait_until(
-                lambda: rec.of("after-bug") == ["ADDED"], "event past a broken handler"
+            await async_eventually(
+                lambda: rec.of("after-bug") == ["ADDED"], message="event past a broken handler"
             )
             assert informer.healthy()
 
@@ -216,7 +208,7 @@ async def test_stalled_watch_is_replaced_and_nothing_missed(
         informer.add_handler(rec)
         silent = metric("informer_watch_restarts_total", resource="configmaps", reason="silent")
         async with running(informer):
-            await wait_until(lambda: fault_proxy.open_watches() == 1, "watch open")
+            await async_eventually(lambda: fault_proxy.open_watches() == 1, message="watch open")
             fault_proxy.stall_watches()
             watches_before = len(fault_proxy.watch_requests())
             for i in range(3):
@@ -224,19 +216,23 @@ async def test_stalled_watch_is_replaced_and_nothing_missed(
             await direct.patch(CONFIGMAPS, "s0", {"data": {"k": "v"}}, namespace)
             await direct.delete(CONFIGMAPS, "s2", namespace)
             # The watchdog gives up on the silent stream and opens another one (stalled too).
-            await wait_until(
+            await async_eventually(
                 lambda: (
                     metric("informer_watch_restarts_total", resource="configmaps", reason="silent")
                     >= silent + 1
                     and len(fault_proxy.watch_requests()) > watches_before
                 ),
-                "watchdog restart",
+                message="watchdog restart",
             )
             assert rec.events == []  # nothing got through the stalled wire
             assert informer.healthy()
             fault_proxy.resume()
-            await wait_until(lambda: rec.of("s2") == ["ADDED", "DELETED"], "events after resume")
-            await wait_until(lambda: rec.of("s0") == ["ADDED", "MODIFIED"], "s0 modified")
+            await async_eventually(
+                lambda: rec.of("s2") == ["ADDED", "DELETED"], message="events after resume"
+            )
+            await async_eventually(
+                lambda: rec.of("s0") == ["ADDED", "MODIFIED"], message="s0 modified"
+            )
             assert rec.of("s1") == ["ADDED"]
             assert sorted(informer.store.keys()) == [f"{namespace}/s0", f"{namespace}/s1"]
 
@@ -255,7 +251,7 @@ async def test_gone_triggers_relist_that_emits_missed_changes(
         informer.add_handler(rec)
         relists = metric("informer_relists_total", resource="configmaps")
         async with running(informer):
-            await wait_until(lambda: fault_proxy.open_watches() == 1, "watch open")
+            await async_eventually(lambda: fault_proxy.open_watches() == 1, message="watch open")
             fault_proxy.stall_watches()
             await direct.create(CONFIGMAPS, cm("new"), namespace)
             await direct.delete(CONFIGMAPS, "gone", namespace)
@@ -264,7 +260,9 @@ async def test_gone_triggers_relist_that_emits_missed_changes(
             await direct.delete(CONFIGMAPS, "blink", namespace)
             fault_proxy.fail_next("GET", WATCH, 410, watch_event=as_event)
             assert fault_proxy.cut_all() >= 1
-            await wait_until(lambda: rec.of("new") == ["ADDED"], "relist shows the new object")
+            await async_eventually(
+                lambda: rec.of("new") == ["ADDED"], message="relist shows the new object"
+            )
             assert metric("informer_relists_total", resource="configmaps") == relists + 2
             assert rec.of("gone") == ["ADDED", "DELETED"]
             deleted_state = rec.olds[("DELETED", "gone")]
@@ -274,7 +272,9 @@ async def test_gone_triggers_relist_that_emits_missed_changes(
             assert any(s.fault and s.status == 410 for s in fault_proxy.watch_requests())
             fault_proxy.resume()
             await direct.create(CONFIGMAPS, cm("after"), namespace)
-            await wait_until(lambda: rec.of("after") == ["ADDED"], "watching again after relist")
+            await async_eventually(
+                lambda: rec.of("after") == ["ADDED"], message="watching again after relist"
+            )
 
 
 @pytest.mark.cluster
@@ -300,7 +300,9 @@ async def test_list_and_watch_errors_are_backed_off_and_retried(
         async with running(informer):
             assert rec.events == [("ADDED", "one")]
             await direct.create(CONFIGMAPS, cm("two"), namespace)
-            await wait_until(lambda: rec.of("two") == ["ADDED"], "event after watch errors")
+            await async_eventually(
+                lambda: rec.of("two") == ["ADDED"], message="event after watch errors"
+            )
             faults = [s.status for s in fault_proxy.seen if s.fault]
             assert sorted(faults) == [429, 429, 500, 500, 500, 500]
             restarts = metric(
@@ -324,12 +326,22 @@ async def test_recovers_from_apiserver_restart(
         errors = metric("informer_watch_restarts_total", resource="configmaps", reason="error")
         async with running(informer):
             await asyncio.to_thread(control_plane.stop_apiserver)
-            try:
-                await asyncio.sleep(1.5)  # the informer fails and backs off meanwhile
+            try:  # the informer fails and backs off meanwhile
+                await async_eventually(
+                    lambda: (
+                        metric(
+                            "informer_watch_restarts_total", resource="configmaps", reason="error"
+                        )
+                        > errors
+                    ),
+                    message="the informer sees the outage",
+                )
             finally:
                 await asyncio.to_thread(control_plane.start_apiserver)
             await client.create(CONFIGMAPS, cm("after"), namespace)
-            await wait_until(lambda: rec.of("after") == ["ADDED"], "event after restart", 60)
+            await async_eventually(
+                lambda: rec.of("after") == ["ADDED"], timeout=60, message="event after restart"
+            )
             assert rec.of("before") == ["ADDED"]
             assert informer.healthy()
             # the outage was seen (failed re-watches), and survived without a new informer
@@ -355,8 +367,8 @@ async def test_server_closed_watches_are_resumed_without_loss(
         async with running(informer):
             for i in range(12):
                 await direct.create(CONFIGMAPS, cm(f"t{i}"), namespace)
-                await asyncio.sleep(0.3)
-            await wait_until(lambda: rec.of("t11") == ["ADDED"], "last object")
+                await asyncio.sleep(0.3)  # pacing: the creates span several watch lifetimes
+            await async_eventually(lambda: rec.of("t11") == ["ADDED"], message="last object")
             assert rec.events == [("ADDED", f"t{i}") for i in range(12)]
             watches = fault_proxy.watch_requests()
             assert len(watches) >= 3  # the stream really was recycled meanwhile
@@ -380,17 +392,19 @@ async def test_streaming_list_syncs_without_list_and_resyncs_after_gone(
             assert sorted(rec.events) == [("ADDED", "gone"), ("ADDED", "keep")]
             assert [s for s in fault_proxy.seen if "watch=" not in s.path] == []  # no LIST
             assert "sendInitialEvents=true" in fault_proxy.watch_requests()[0].path
-            await wait_until(lambda: fault_proxy.open_watches() == 1, "watch open")
+            await async_eventually(lambda: fault_proxy.open_watches() == 1, message="watch open")
             fault_proxy.stall_watches()
             await direct.create(CONFIGMAPS, cm("new"), namespace)
             await direct.delete(CONFIGMAPS, "gone", namespace)
             fault_proxy.fail_next("GET", WATCH, 410, watch_event=True)
             fault_proxy.cut_all()
-            await wait_until(
-                lambda: any(s.fault for s in fault_proxy.watch_requests()), "410 delivered"
+            await async_eventually(
+                lambda: any(s.fault for s in fault_proxy.watch_requests()), message="410 delivered"
             )
             fault_proxy.resume()  # the resync is itself a watch: let it flow
-            await wait_until(lambda: rec.of("gone") == ["ADDED", "DELETED"], "missed delete")
+            await async_eventually(
+                lambda: rec.of("gone") == ["ADDED", "DELETED"], message="missed delete"
+            )
             assert rec.of("new") == ["ADDED"]
             assert rec.of("keep") == ["ADDED"]  # unchanged: no spurious MODIFIED
             streamed = [w for w in fault_proxy.watch_requests() if "sendInitialEvents" in w.path]
@@ -415,7 +429,9 @@ async def test_streaming_list_refused_falls_back_to_list(
             lists = [s for s in fault_proxy.seen if "watch=" not in s.path]
             assert len(lists) == 1 and lists[0].status == 200
             await direct.create(CONFIGMAPS, cm("b"), namespace)
-            await wait_until(lambda: rec.of("b") == ["ADDED"], "live event after fallback")
+            await async_eventually(
+                lambda: rec.of("b") == ["ADDED"], message="live event after fallback"
+            )
 
 
 @pytest.mark.cluster
@@ -432,7 +448,7 @@ async def test_cluster_scoped_kind_keys_by_name(kubeconfig: str, kubectl: Any) -
                 await client.create(
                     NAMESPACES, {"metadata": {"name": mark, "labels": {"m1-test": mark}}}
                 )
-                await wait_until(lambda: rec.of(mark) == ["ADDED"], "namespace added")
+                await async_eventually(lambda: rec.of(mark) == ["ADDED"], message="namespace added")
                 assert informer.store.keys() == [mark]
                 assert [
                     o["metadata"]["name"] for o in informer.store.by_label("m1-test", mark)
@@ -453,10 +469,14 @@ async def test_healthy_turns_false_while_data_stops_flowing(
         informer.add_handler(rec)
         assert informer.healthy()  # not started is not stuck
         async with running(informer):
-            await wait_until(lambda: fault_proxy.open_watches() == 1, "watch open")
+            await async_eventually(lambda: fault_proxy.open_watches() == 1, message="watch open")
             fault_proxy.stall_watches()
             await direct.create(CONFIGMAPS, cm("held"), namespace)
-            await wait_until(lambda: not informer.healthy(), "unhealthy while stalled")
+            await async_eventually(
+                lambda: not informer.healthy(), message="unhealthy while stalled"
+            )
             fault_proxy.resume()
-            await wait_until(lambda: rec.of("held") == ["ADDED"], "held event delivered")
+            await async_eventually(
+                lambda: rec.of("held") == ["ADDED"], message="held event delivered"
+            )
             assert informer.healthy()

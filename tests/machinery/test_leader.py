@@ -19,6 +19,7 @@ from controller.machinery.leader import (
     LeaderElector,
 )
 from metrics import REGISTRY
+from tests.eventually import async_consistently, async_eventually
 from tests.faultproxy import FaultProxy
 
 # Short timings so a test takes seconds; the ratios are client-go's (15 / 10 / 2).
@@ -37,12 +38,6 @@ def _config(namespace: str, lease: str, identity: str, **kw: Any) -> LeaderElect
         retry_period=kw.pop("retry_period", RETRY),
         **kw,
     )
-
-
-async def _until(predicate: Callable[[], bool], within: float) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 (polling a plain condition, bounded)
-            await asyncio.sleep(0.02)
 
 
 class Campaign:
@@ -100,13 +95,15 @@ async def test_one_leader_then_release_hands_over_at_once(
     lease = f"lease-{uuid.uuid4().hex[:6]}"
     for identity in ("a", "b", "c"):
         campaign.run(LeaderElector(client, _config(namespace, lease, identity)))
-    await _until(lambda: len(campaign.leaders()) == 1, TAKEOVER_BOUND)
+    await async_eventually(
+        lambda: len(campaign.leaders()) == 1, timeout=TAKEOVER_BOUND, interval=0.02
+    )
     first = campaign.leaders()[0]
 
     # Watch the three electors for a few renew periods: never two leaders, holder stays put.
-    for _ in range(int(3 * RETRY / 0.02)):
-        assert len(campaign.leaders()) <= 1
-        await asyncio.sleep(0.02)
+    await async_consistently(
+        lambda: len(campaign.leaders()) <= 1, duration=3 * RETRY, interval=0.02
+    )
     spec = await _lease(client, namespace, lease)
     assert spec["holderIdentity"] == first
     assert spec["leaseTransitions"] == 0
@@ -118,7 +115,9 @@ async def test_one_leader_then_release_hands_over_at_once(
     campaign.electors[first].stop()
     await asyncio.wait_for(campaign.tasks[first], RENEW + RETRY + 5)
     assert not campaign.electors[first].is_leader
-    await _until(lambda: len(campaign.leaders()) == 1, 2.2 * RETRY + 5)
+    await async_eventually(
+        lambda: len(campaign.leaders()) == 1, timeout=2.2 * RETRY + 5, interval=0.02
+    )
     second = campaign.leaders()[0]
     assert second != first
     spec = await _lease(client, namespace, lease)
@@ -152,9 +151,8 @@ async def test_expired_lease_of_a_dead_holder_is_taken_over(
     campaign.run(elector)
     # The old renewTime is ignored (no clock comparison): the heir waits a whole lease duration
     # from when it first saw the record, then takes over.
-    await asyncio.sleep(LEASE / 2)
-    assert not elector.is_leader
-    await _until(lambda: elector.is_leader, TAKEOVER_BOUND)
+    await async_consistently(lambda: not elector.is_leader, duration=LEASE / 2, interval=0.02)
+    await async_eventually(lambda: elector.is_leader, timeout=TAKEOVER_BOUND, interval=0.02)
     spec = await _lease(client, namespace, lease)
     assert spec["holderIdentity"] == "heir"
     assert spec["leaseTransitions"] == 5
@@ -169,7 +167,7 @@ async def test_lease_taken_by_another_writer_means_lost_at_once(
     elector = LeaderElector(client, _config(namespace, lease, "victim"))
     task = asyncio.create_task(elector.run())
     try:
-        await _until(lambda: elector.is_leader, TAKEOVER_BOUND)
+        await async_eventually(lambda: elector.is_leader, timeout=TAKEOVER_BOUND, interval=0.02)
         # Someone else overwrites the lease (what a partitioned leader finds when it comes back).
         patch = {"spec": {"holderIdentity": "usurper", "leaseDurationSeconds": 3600}}
         kubectl(
@@ -198,7 +196,7 @@ async def test_partitioned_leader_steps_down_before_anyone_takes_over(
     try:
         first = LeaderElector(cut_off, _config(namespace, lease, "behind-proxy"))
         campaign.run(first)
-        await _until(lambda: first.is_leader, TAKEOVER_BOUND)
+        await async_eventually(lambda: first.is_leader, timeout=TAKEOVER_BOUND, interval=0.02)
         second = LeaderElector(client, _config(namespace, lease, "direct"))
         campaign.run(second)
 
@@ -206,10 +204,13 @@ async def test_partitioned_leader_steps_down_before_anyone_takes_over(
         for method in ("GET", "PUT", "POST"):
             fault_proxy.fail_next(method, r"/leases", 503, times=10_000)
         both = 0
-        async with asyncio.timeout(RENEW + LEASE + TAKEOVER_BOUND):
-            while not second.is_leader:
-                both += first.is_leader and second.is_leader
-                await asyncio.sleep(0.005)
+
+        def second_leads() -> bool:
+            nonlocal both
+            both += first.is_leader and second.is_leader
+            return second.is_leader
+
+        await async_eventually(second_leads, timeout=RENEW + LEASE + TAKEOVER_BOUND, interval=0.005)
         assert both == 0  # never two leaders, at any sample
         with pytest.raises(LeaderElectionLost):
             await asyncio.wait_for(campaign.tasks["behind-proxy"], 5)

@@ -30,6 +30,7 @@ from controller.machinery.client import CONFIGMAPS, LEASES, ApiError, KubeClient
 from controller.machinery.informer import InformerConfig
 from controller.machinery.manager import EXIT_OK, Manager, ManagerConfig
 from controller.machinery.workers import Result
+from tests.eventually import async_consistently, async_eventually
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -52,22 +53,6 @@ def cm(name: str, value: str) -> dict[str, Any]:
         "metadata": {"name": name, "labels": {"stamp": "yes"}},
         "data": {"v": value},
     }
-
-
-async def wait_for(
-    predicate: Callable[[], Any], within: float, what: str, every: float = 0.1
-) -> Any:
-    """Poll an (async or sync) predicate until it returns something truthy, within a bound."""
-    deadline = time.monotonic() + within
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within:.0f}s: {what}")
-        await asyncio.sleep(every)
 
 
 class Proc:
@@ -122,13 +107,12 @@ class Proc:
         return None
 
     async def wait_exit(self, within: float) -> int:
-        deadline = time.monotonic() + within
-        while self.popen.poll() is None:
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{self.identity} did not exit within {within}s\n{self.tail()}"
-                )
-            await asyncio.sleep(0.05)
+        await async_eventually(
+            lambda: self.popen.poll() is not None,
+            timeout=within,
+            message=f"{self.identity} exits",
+            on_timeout=self.tail,
+        )
         return self.popen.returncode
 
     def tail(self) -> str:
@@ -291,10 +275,11 @@ async def test_manager_serves_probes_and_metrics_and_stops_gracefully(
         manager.add_controller(controller_name, reconcile)
     run = asyncio.create_task(manager.run())
     try:
-        await wait_for(
+        await async_eventually(
             lambda: reconciled == {f"{namespace}/{n}" for n in names},
-            START_BOUND,
-            "every object reconciled",
+            timeout=START_BOUND,
+            interval=0.1,
+            message="every object reconciled",
         )
         assert manager.is_leader and manager.health is not None and manager.metrics is not None
         base = f"http://127.0.0.1:{manager.health.port}"
@@ -373,7 +358,12 @@ async def test_informer_transform_trims_what_is_cached_and_handed_to_handlers(
     informer.add_handler(lambda _type, obj, _old: handed.append(obj))
     run = asyncio.create_task(manager.run())
     try:
-        await wait_for(lambda: handed, START_BOUND, "the object reached the handler")
+        await async_eventually(
+            lambda: handed,
+            timeout=START_BOUND,
+            interval=0.1,
+            message="the object reached the handler",
+        )
         cached = informer.store.get(f"{namespace}/big")
         assert cached is not None and cached["data"] == {"v": "1"}
         for obj in (cached, handed[0]):
@@ -421,9 +411,13 @@ async def test_a_lease_namespace_that_does_not_exist_makes_the_replica_unready(
         async def errored() -> bool:
             return any(r.levelname == "ERROR" and missing in r.getMessage() for r in caplog.records)
 
-        status, body = await wait_for(readyz, START_BOUND, "readyz fails on leader-election")
+        status, body = await async_eventually(
+            readyz, timeout=START_BOUND, interval=0.1, message="readyz fails on leader-election"
+        )
         assert status == 500 and "[+]informers-synced ok" in body
-        await wait_for(errored, START_BOUND, "an ERROR naming the namespace")
+        await async_eventually(
+            errored, timeout=START_BOUND, interval=0.1, message="an ERROR naming the namespace"
+        )
         message = next(r.getMessage() for r in caplog.records if r.levelname == "ERROR")
         assert "does not exist" in message and "--lease-namespace" in message
         # Once a minute at most: the campaign retries every retry period, the log does not.
@@ -448,16 +442,26 @@ async def test_one_writer_at_a_time_and_sigkill_failover(
         await client.create(CONFIGMAPS, cm(name, "1"), namespace)
     procs = {p.identity: p for p in (spawn("alpha"), spawn("beta"))}
 
-    spec = await wait_for(lambda: holder(client, namespace), START_BOUND, "a leader")
-    await wait_for(lambda: stamped(client, namespace, names, "1"), START_BOUND, "all stamped v=1")
+    spec = await async_eventually(
+        lambda: holder(client, namespace), timeout=START_BOUND, interval=0.1, message="a leader"
+    )
+    await async_eventually(
+        lambda: stamped(client, namespace, names, "1"),
+        timeout=START_BOUND,
+        interval=0.1,
+        message="all stamped v=1",
+    )
     spec = await holder(client, namespace)
     leader = procs[spec["holderIdentity"]]
     follower = next(p for p in procs.values() if p is not leader)
 
     # The follower is ready (warm caches), exports metrics, and is not acting.
     assert (
-        await wait_for(
-            lambda: follower.metric("leader_election_master_status"), 10, "follower metrics"
+        await async_eventually(
+            lambda: follower.metric("leader_election_master_status"),
+            timeout=10,
+            interval=0.1,
+            message="follower metrics",
         )
         == "0.0"
     )
@@ -479,11 +483,14 @@ async def test_one_writer_at_a_time_and_sigkill_failover(
     async def taken_over() -> bool:
         return (await holder(client, namespace)).get("holderIdentity") == follower.identity
 
-    await wait_for(taken_over, TAKEOVER_BOUND - (time.monotonic() - killed), "takeover", 0.05)
-    await wait_for(
+    await async_eventually(
+        taken_over, timeout=TAKEOVER_BOUND - (time.monotonic() - killed), message="takeover"
+    )
+    await async_eventually(
         lambda: stamped(client, namespace, names, "2"),
-        FAILOVER_BOUND,
-        "the follower finished every object after the leader died",
+        timeout=FAILOVER_BOUND,
+        interval=0.1,
+        message="the follower finished every object after the leader died",
     )
     spec = await holder(client, namespace)
     assert spec["holderIdentity"] == follower.identity
@@ -543,8 +550,8 @@ async def test_takeover_after_sigkill_within_lease_duration_plus_2s(
     start(1)
     samples: list[float] = []
     for i in range(TAKEOVER_SAMPLES):
-        spec = await wait_for(
-            lambda: holder(client, namespace), START_BOUND, "a leader", every=0.05
+        spec = await async_eventually(
+            lambda: holder(client, namespace), timeout=START_BOUND, message="a leader"
         )
         leader = alive.pop(spec["holderIdentity"])
         (follower,) = alive.values()
@@ -555,14 +562,21 @@ async def test_takeover_after_sigkill_within_lease_duration_plus_2s(
             except (aiohttp.ClientError, TimeoutError):
                 return False
 
-        await wait_for(following, START_BOUND, f"{follower.identity} follows the lease")
+        await async_eventually(
+            following,
+            timeout=START_BOUND,
+            interval=0.1,
+            message=f"{follower.identity} follows the lease",
+        )
 
         # Let the follower see the leader renew twice (the steady state a kill interrupts).
         async def renewed_twice(seen: set[str] = set()) -> bool:  # noqa: B006 (one per sample)
             seen.add((await holder(client, namespace)).get("renewTime", ""))
             return len(seen) >= 3
 
-        await wait_for(renewed_twice, START_BOUND, "two renewals", every=0.1)
+        await async_eventually(
+            renewed_twice, timeout=START_BOUND, interval=0.1, message="two renewals"
+        )
         leader.popen.send_signal(signal.SIGKILL)
         killed = time.time()
         await leader.wait_exit(10)
@@ -571,7 +585,9 @@ async def test_takeover_after_sigkill_within_lease_duration_plus_2s(
             got = await holder(client, namespace)
             return got if got.get("holderIdentity") == proc.identity else None
 
-        spec = await wait_for(taken, TK_LEASE + 3 * 2.2 * TK_RETRY + 10, "takeover", every=0.05)
+        spec = await async_eventually(
+            taken, timeout=TK_LEASE + 3 * 2.2 * TK_RETRY + 10, message="takeover"
+        )
         samples.append(_micro_time(spec["acquireTime"]) - killed)
         if i + 1 < TAKEOVER_SAMPLES:
             start(i + 2)
@@ -586,12 +602,17 @@ async def test_sigterm_releases_the_lease_and_hands_over(
     client: KubeClient, namespace: str, spawn: Callable[..., Proc]
 ) -> None:
     procs = {p.identity: p for p in (spawn("gamma"), spawn("delta"))}
-    spec = await wait_for(lambda: holder(client, namespace), START_BOUND, "a leader")
+    spec = await async_eventually(
+        lambda: holder(client, namespace), timeout=START_BOUND, interval=0.1, message="a leader"
+    )
     leader = procs[spec["holderIdentity"]]
     follower = next(p for p in procs.values() if p is not leader)
     transitions = spec.get("leaseTransitions", 0)
-    await wait_for(
-        lambda: follower.metric("leader_election_master_status"), START_BOUND, "follower up"
+    await async_eventually(
+        lambda: follower.metric("leader_election_master_status"),
+        timeout=START_BOUND,
+        interval=0.1,
+        message="follower up",
     )
 
     leader.popen.send_signal(signal.SIGTERM)
@@ -601,10 +622,11 @@ async def test_sigterm_releases_the_lease_and_hands_over(
     assert spec.get("holderIdentity") != leader.identity
 
     await client.create(CONFIGMAPS, cm("after-handover", "7"), namespace)
-    await wait_for(
+    await async_eventually(
         lambda: stamped(client, namespace, ["after-handover"], "7"),
-        FAILOVER_BOUND,
-        "the new leader works",
+        timeout=FAILOVER_BOUND,
+        interval=0.1,
+        message="the new leader works",
     )
     spec = await holder(client, namespace)
     assert spec["holderIdentity"] == follower.identity
@@ -619,7 +641,9 @@ async def test_lost_lease_stops_the_process_with_a_nonzero_exit(
     client: KubeClient, namespace: str, spawn: Callable[..., Proc], kubectl: Callable[..., Any]
 ) -> None:
     proc = spawn("epsilon")
-    await wait_for(lambda: holder(client, namespace), START_BOUND, "a leader")
+    await async_eventually(
+        lambda: holder(client, namespace), timeout=START_BOUND, interval=0.1, message="a leader"
+    )
     patch = {"spec": {"holderIdentity": "usurper", "leaseDurationSeconds": 3600}}
     kubectl(
         "patch",
@@ -644,8 +668,11 @@ async def test_no_key_reconciled_twice_at_once_under_50_parallel_updates(
     for name in ["hot", *others]:
         await client.create(CONFIGMAPS, cm(name, "0"), namespace)
     proc = spawn("zeta", "--workers=4", "--work-delay=0.02")
-    await wait_for(
-        lambda: stamped(client, namespace, ["hot", *others], "0"), START_BOUND, "initial stamps"
+    await async_eventually(
+        lambda: stamped(client, namespace, ["hot", *others], "0"),
+        timeout=START_BOUND,
+        interval=0.1,
+        message="initial stamps",
     )
 
     async def update(name: str, value: int) -> None:
@@ -655,8 +682,18 @@ async def test_no_key_reconciled_twice_at_once_under_50_parallel_updates(
         *(update("hot", i) for i in range(1, 51)), *(update(n, 99) for n in others)
     )
     final = (await client.get(CONFIGMAPS, "hot", namespace))["data"]["v"]
-    await wait_for(lambda: stamped(client, namespace, ["hot"], final), START_BOUND, "final stamp")
-    await wait_for(lambda: stamped(client, namespace, others, "99"), START_BOUND, "others stamped")
+    await async_eventually(
+        lambda: stamped(client, namespace, ["hot"], final),
+        timeout=START_BOUND,
+        interval=0.1,
+        message="final stamp",
+    )
+    await async_eventually(
+        lambda: stamped(client, namespace, others, "99"),
+        timeout=START_BOUND,
+        interval=0.1,
+        message="others stamped",
+    )
 
     records = proc.records()
     assert_no_overlap(records)
@@ -711,7 +748,11 @@ async def test_caches_that_never_sync_fail_the_run_and_a_stop_meanwhile_is_grace
         )
         run = asyncio.create_task(mgr.run())
         if case == "stopped":
-            await asyncio.sleep(0.5)
+            await async_consistently(
+                lambda: not run.done(),  # noqa: B023 (awaited in this iteration)
+                duration=0.5,
+                message="the run waits for caches that never sync",
+            )
             mgr.stop()
         codes[case] = await asyncio.wait_for(run, 30)
         assert not mgr.is_leader
@@ -843,7 +884,12 @@ async def test_several_namespaces_are_watched_as_one_informer(
                 f"{second}/same-name": second,
                 f"{second}/later": second,
             }
-            await wait_for(lambda: seen == expected, START_BOUND, "both namespaces reconciled")
+            await async_eventually(
+                lambda: seen == expected,
+                timeout=START_BOUND,
+                interval=0.1,
+                message="both namespaces reconciled",
+            )
             assert informer.synced.is_set() and informer.healthy()
             assert sorted(informer.store.keys()) == sorted(expected)
             assert len(informer.store.by_label("stamp", "yes")) == 3
@@ -864,12 +910,18 @@ async def test_sigterm_waits_for_the_reconcile_in_flight_and_a_second_one_cuts_i
 ) -> None:
     await client.create(CONFIGMAPS, cm("stuck", "1"), namespace)
     proc = spawn("eta", "--work-delay=3600", "--shutdown-timeout=3600")
-    await wait_for(
-        lambda: any(r["event"] == "start" for r in proc.records()), START_BOUND, "reconciling"
+    await async_eventually(
+        lambda: any(r["event"] == "start" for r in proc.records()),
+        timeout=START_BOUND,
+        interval=0.1,
+        message="reconciling",
     )
     proc.popen.send_signal(signal.SIGTERM)
-    await asyncio.sleep(1.0)
-    assert proc.popen.poll() is None  # draining: the grace period is an hour
+    await async_consistently(
+        lambda: proc.popen.poll() is None,
+        duration=1.0,
+        message="draining: the grace period is an hour",
+    )
     proc.popen.send_signal(signal.SIGTERM)
     assert await proc.wait_exit(30) == 0, proc.tail()
     assert "stopping without waiting for workers" in proc.log.read_text()

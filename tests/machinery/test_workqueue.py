@@ -21,6 +21,7 @@ from controller.machinery.workqueue import (
     default_rate_limiter,
 )
 from metrics import REGISTRY
+from tests.eventually import async_consistently, async_eventually
 
 
 def _name() -> str:
@@ -64,8 +65,7 @@ async def test_key_added_while_processing_is_held_back_until_done() -> None:
     queue.add("k")
     assert len(queue) == 0  # not handed to a second worker while the first holds it
     second = asyncio.create_task(queue.get())
-    await asyncio.sleep(0.01)
-    assert not second.done()
+    await async_consistently(lambda: not second.done(), duration=0.05, message="k held back")
     queue.done("k")
     assert await asyncio.wait_for(second, 2) == "k"  # redelivered once, after done
     queue.done("k")
@@ -188,7 +188,7 @@ async def test_controller_queues_the_initial_list_below_later_changes() -> None:
     source.synced.set()
     source.emit("changed")
     ctl.start()
-    await _until(lambda: len(order) == 4)
+    await async_eventually(lambda: len(order) == 4)
     await ctl.stop(5.0)
     assert order == ["ns/changed", "ns/listed-0", "ns/listed-1", "ns/listed-2"]
 
@@ -255,7 +255,10 @@ async def test_shutdown_stops_intake_and_hands_out_what_is_queued() -> None:
     queue.shutdown()
     queue.add("b")
     queue.add_after("c", 0.01)
-    await asyncio.sleep(0.05)
+    # past the delays: neither delayed add lands once shut down
+    await async_consistently(
+        lambda: len(queue) == 1 and queue.delayed == 0, duration=0.05, message="only a queued"
+    )
     assert await _get(queue) == "a"
     assert await _get(queue) is None  # "later" was cancelled, "b" and "c" refused
     queue.done("a")
@@ -265,7 +268,7 @@ async def test_shutdown_stops_intake_and_hands_out_what_is_queued() -> None:
 async def test_shutdown_wakes_idle_workers() -> None:
     queue = WorkQueue(_name())
     getters = [asyncio.create_task(queue.get()) for _ in range(3)]
-    await asyncio.sleep(0.01)
+    await async_eventually(lambda: len(queue._getters) == 3, message="three idle getters")
     queue.shutdown()
     assert await asyncio.wait_for(asyncio.gather(*getters), 2) == [None, None, None]
 
@@ -303,7 +306,7 @@ async def test_cancelled_getter_passes_its_wake_up_on() -> None:
     queue = WorkQueue(_name())
     first = asyncio.create_task(queue.get())
     second = asyncio.create_task(queue.get())
-    await asyncio.sleep(0.01)
+    await async_eventually(lambda: len(queue._getters) == 2, message="two idle getters")
     queue.add("k")  # wakes `first`...
     first.cancel()  # ...which is cancelled before it runs
     assert await asyncio.wait_for(second, 2) == "k"
@@ -318,8 +321,11 @@ async def test_unfinished_work_gauges_grow_while_a_key_is_held() -> None:
     queue = WorkQueue(name)
     queue.add("k")
     await _get(queue)
-    await asyncio.sleep(0.02)
     labels = {"name": name, "controller": name}
+    await async_eventually(
+        lambda: _sample("workqueue_longest_running_processor_seconds", **labels) > 0,
+        message="the held key's time shows",
+    )
     assert _sample("workqueue_unfinished_work_seconds", **labels) > 0
     assert _sample("workqueue_longest_running_processor_seconds", **labels) > 0
     queue.done("k")
@@ -328,12 +334,6 @@ async def test_unfinished_work_gauges_grow_while_a_key_is_held() -> None:
 
 
 # ---- controller loop ---------------------------------------------------------------------------
-
-
-async def _until(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 (polling a plain condition, bounded)
-            await asyncio.sleep(0.005)
 
 
 @pytest.mark.asyncio
@@ -360,8 +360,11 @@ async def test_controller_result_semantics_and_metrics() -> None:
     for key in outcomes:
         ctl.enqueue(key)
     ctl.start()
-    await _until(lambda: all(calls.get(k, 0) == len(v) for k, v in outcomes.items()))
-    await asyncio.sleep(0.05)  # nothing more may arrive: every key ended in success or terminal
+    await async_eventually(lambda: all(calls.get(k, 0) == len(v) for k, v in outcomes.items()))
+    # nothing more may arrive: every key ended in success or terminal
+    await async_consistently(
+        lambda: calls == {k: len(v) for k, v in outcomes.items()}, duration=0.05
+    )
     assert calls == {k: len(v) for k, v in outcomes.items()}
     assert await ctl.stop(5.0)
 
@@ -409,9 +412,9 @@ async def test_transient_api_failures_log_one_warning_line_and_retry_with_backof
     ctl.enqueue("ns/obj")
     ctl.start()
     try:
-        await _until(lambda: len(calls) == 3)
+        await async_eventually(lambda: len(calls) == 3)
         ctl.enqueue("ns/bug")
-        await _until(lambda: any(r.levelname == "ERROR" for r in caplog.records))
+        await async_eventually(lambda: any(r.levelname == "ERROR" for r in caplog.records))
     finally:
         await ctl.stop(5.0)
     assert calls[1] - calls[0] >= 0.05 and calls[2] - calls[1] >= 0.1  # backed off, doubling
@@ -450,7 +453,7 @@ async def test_controller_reconcile_timeout_is_an_error_and_retried() -> None:
     )
     ctl.enqueue("k")
     ctl.start()
-    await _until(lambda: calls == 3)
+    await async_eventually(lambda: calls == 3)
     assert await ctl.stop(5.0)
     assert _sample("controller_runtime_reconcile_timeouts_total", controller=name) == 1
     assert _sample("controller_runtime_reconcile_errors_total", controller=name) == 2
@@ -470,9 +473,9 @@ async def test_controller_stop_lets_the_key_in_flight_finish_and_abort_cancels()
     graceful.enqueue("a")
     graceful.enqueue("b")
     graceful.start()
-    await _until(lambda: graceful.queue.processing == {"a"})
+    await async_eventually(lambda: graceful.queue.processing == {"a"})
     stopping = asyncio.create_task(graceful.stop(5.0))
-    await asyncio.sleep(0.01)
+    await async_eventually(lambda: graceful.queue.shutting_down, message="the stop began")
     release.set()
     assert await stopping
     assert finished == ["a"]  # "b" was queued, not started: left to the next leader
@@ -481,7 +484,7 @@ async def test_controller_stop_lets_the_key_in_flight_finish_and_abort_cancels()
     aborted = Controller(_name(), reconcile)
     aborted.enqueue("c")
     aborted.start()
-    await _until(lambda: aborted.queue.processing == {"c"})
+    await async_eventually(lambda: aborted.queue.processing == {"c"})
     await asyncio.wait_for(aborted.abort(), 2)
     assert not aborted.running
     assert finished == ["a"]

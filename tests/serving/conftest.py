@@ -23,7 +23,8 @@ import pytest
 
 from controller.localplane import LocalControlPlane
 from tests.conftest import REPO, SESSION_PIDS, Kubectl
-from tests.dgdr.conftest import ControllerProcess, get_json, wait_for
+from tests.dgdr.conftest import ControllerProcess, get_json
+from tests.eventually import eventually
 
 DYNAMO_PYTHON = Path(os.environ.get("DGDR_DYNAMO_VENV") or REPO / ".venv-dynamo", "bin", "python")
 ANNOTATION_ENDPOINT = "dgdrunner.local/endpoint"
@@ -174,10 +175,10 @@ def serving_namespace(namespace: str, kubectl: Kubectl, runner: RunnerProcess) -
     (no namespace controller runs here, so deleting the namespace would leave them running)."""
     yield namespace
     kubectl("delete", "dgd", "--all", "--wait=false", namespace=namespace, check=False)
-    wait_for(
-        "the runner's processes to stop",
+    eventually(
         lambda: not runner.children(),
         timeout=40,
+        message="the runner's processes to stop",
         on_timeout=runner.tail,
     )
 
@@ -221,11 +222,11 @@ def wait_dgd_state(
         return obj if (obj.get("status") or {}).get("state") == state else None
 
     return dict(
-        wait_for(
-            f"dgd {namespace}/{name} {state}",
+        eventually(
             current,
-            timeout,
+            timeout=timeout,
             interval=0.3,
+            message=f"dgd {namespace}/{name} {state}",
             on_timeout=lambda: (
                 json.dumps(get_json(kubectl, "dgd", name, namespace).get("status"), indent=1)
                 + "\n"

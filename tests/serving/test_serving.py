@@ -15,9 +15,9 @@ from tests.dgdr.conftest import (
     apply_dgdr,
     get_json,
     reason_of,
-    wait_for,
     wait_phase,
 )
+from tests.eventually import eventually
 from tests.serving.conftest import (
     RunnerProcess,
     chat,
@@ -128,12 +128,14 @@ def test_replicas_edit_scales_processes(
     before = len(runner.processes("mocker"))
     patch = json.dumps({"spec": {"services": {worker: {"replicas": before + 1}}}})
     kubectl("patch", "dgd", dgd, "--type=merge", "-p", patch, namespace=ns)
-    wait_for("one more mocker", lambda: len(runner.processes("mocker")) == before + 1, 30)
+    eventually(
+        lambda: len(runner.processes("mocker")) == before + 1, timeout=30, message="one more mocker"
+    )
     obj = wait_dgd_state(kubectl, runner, dgd, ns, "successful", timeout=60)
     assert obj["status"]["services"][worker]["availableReplicas"] == before + 1
     patch = json.dumps({"spec": {"services": {worker: {"replicas": 1}}}})
     kubectl("patch", "dgd", dgd, "--type=merge", "-p", patch, namespace=ns)
-    wait_for("one mocker", lambda: len(runner.processes("mocker")) == 1, 30)
+    eventually(lambda: len(runner.processes("mocker")) == 1, timeout=30, message="one mocker")
     obj = wait_dgd_state(kubectl, runner, dgd, ns, "successful", timeout=60)
     assert obj["status"]["services"][worker]["replicas"] == 1
     chat(endpoint(kubectl, dgd, ns), MODEL)
@@ -146,7 +148,7 @@ def test_deleted_dgd_stops_processes_and_fails_dgdr(
     dgd = deploy(kubectl, runner, ns, "gone", AGG)
     assert runner.children()
     kubectl("delete", "dgd", dgd, namespace=ns)
-    wait_for("the runner's processes to stop", lambda: not runner.children(), 30)
+    eventually(lambda: not runner.children(), timeout=30, message="the runner's processes to stop")
     failed = wait_phase(kubectl, "gone", ns, "Failed", timeout=30)
     assert reason_of(failed, "DeploymentReady") == "DeploymentDeleted"
 
