@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import itertools
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from metrics import REGISTRY, dgdr
 
+REPO = Path(__file__).resolve().parents[2]
 _names = itertools.count()
 
 
@@ -229,13 +234,40 @@ def test_bad_input_names_the_field(call: object, field: str) -> None:
 
 
 def test_known_label_values_exported_before_any_event() -> None:
-    """rate() and histogram_quantile() see the first event only if the series existed before."""
+    """rate() and histogram_quantile() see the first event only if the series existed before:
+    a fresh process (this one's counters have moved) exports each known series at exactly 0."""
+    fresh = subprocess.run(
+        [sys.executable, "-c", _EXPOSITION],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        timeout=60,
+    ).stdout
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(fresh)
+        for s in family.samples
+    }
+
+    def at_start(metric: str, **labels: str) -> float | None:
+        return samples.get((metric, tuple(sorted(labels.items()))))
+
     for phase in dgdr.PHASES:
-        assert value("dgdr_phase_duration_seconds_count", phase=phase) is not None
+        assert at_start("dgdr_phase_duration_seconds_count", phase=phase) == 0.0, phase
     for src, dst in dgdr.KNOWN_TRANSITIONS:
-        assert transitions(src, dst) >= 0 and (
-            value("dgdr_phase_transitions_total", **{"from": src, "to": dst}) is not None
-        )
+        got = at_start("dgdr_phase_transitions_total", **{"from": src, "to": dst})
+        assert got == 0.0, (src, dst)
     for backend in dgdr.BACKENDS:
         labels = {"backend": backend, "search_strategy": "rapid", "outcome": "succeeded"}
-        assert value("dgdr_profiling_duration_seconds_count", **labels) is not None
+        assert at_start("dgdr_profiling_duration_seconds_count", **labels) == 0.0, backend
+    # and this process exports them too, whatever they count by now
+    for src, dst in dgdr.KNOWN_TRANSITIONS:
+        assert value("dgdr_phase_transitions_total", **{"from": src, "to": dst}) is not None
+
+
+_EXPOSITION = (
+    "from prometheus_client import generate_latest\n"
+    "from metrics import REGISTRY, dgdr\n"
+    "print(generate_latest(REGISTRY).decode())\n"
+)
