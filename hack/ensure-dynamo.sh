@@ -3,9 +3,8 @@
 # from the controller's .venv, its wheel and its image:
 #   .venv-dynamo  ai-dynamo 1.6.1 (python -m dynamo.frontend / python -m dynamo.mocker)
 #   .venv-aiperf  aiperf 0.13.0 (the benchmark client)
-# The recipe is ../shared/reference/dynamo-runtime.md: the ai-dynamo wheel requires `aisimulate`,
-# a stub no reachable registry serves, so ai-dynamo goes in with --no-deps and its runtime
-# dependencies are listed here. Idempotent: a stamp per venv records the recipe it was built with,
+# The ai-dynamo wheel requires `aisimulate`, a stub no reachable registry serves, so ai-dynamo
+# goes in with --no-deps and its runtime dependencies are listed here. Idempotent: a stamp per venv records the recipe it was built with,
 # so a second run only checks (well under a second). Prints what it does and how long it took.
 # Usage: bash hack/ensure-dynamo.sh [dynamo|aiperf|all]   (default all)
 # DGDR_DYNAMO_VENV / DGDR_AIPERF_VENV move the venvs (CI caches can point them elsewhere).

@@ -40,7 +40,7 @@ PROFILING_PHASES: tuple[str, ...] = (
 )
 CONDITION_STATUSES: tuple[str, ...] = ("true", "false", "unknown")
 # Condition types whose False reason explains a failure, in the order the aggregate Succeeded
-# condition picks them (dgdr-spec.md section 3).
+# condition picks them (docs/dgdr-contract.md#conditions-and-reasons).
 FAILURE_CONDITION_TYPES: tuple[str, ...] = (
     "Validation",
     "Profiling",
@@ -190,7 +190,7 @@ FAILURES = Counter(
 BACKENDS: tuple[str, ...] = ("auto", "vllm", "sglang", "trtllm")
 SEARCH_STRATEGIES: tuple[str, ...] = ("rapid", "thorough")
 PROFILE_OUTCOMES: tuple[str, ...] = ("succeeded", "failed")
-# The transitions of the phase table (dgdr-spec.md section 1.2).
+# The transitions of the phase table (docs/dgdr-contract.md#phases).
 KNOWN_TRANSITIONS: tuple[tuple[str, str], ...] = (
     ("Pending", "Profiling"),
     ("Pending", "Failed"),

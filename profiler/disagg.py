@@ -1,7 +1,7 @@
 """Disaggregated pricing: the prefill queue at a given utilisation, the utilisation the TTFT
 target allows, and rate matching x prefill to y decode workers.
 
-As AIConfigurator (profiler.md §1.5): a prefill worker is priced at its own prefill batch and a
+As AIConfigurator does: a prefill worker is priced at its own prefill batch and a
 decode worker at the batch its ITL allows; x prefill and y decode workers are rate-matched with
 its derates (0.9 prefill, 0.92 decode). Unlike it, the TTFT is priced at the arrival rate the
 unit sustains: requests queue at a prefill worker by its utilisation, so the search caps each

@@ -1,6 +1,7 @@
 """The DynamoGraphDeployment for a chosen configuration, shaped as upstream's profiler emits it.
 
-Service names, worker arguments and feature layers follow dgdr-spec.md §6 so that a DGD from this
+Service names, worker arguments and feature layers follow upstream's (see
+docs/dgdr-contract.md#generated-dgd) so that a DGD from this
 profiler is interchangeable with one from upstream: the same names show up in the operator, the
 planner finds its workers, and a user's ``overrides.dgd`` written for upstream lands where they
 meant it to.
@@ -69,9 +70,9 @@ def derive_image(base: str, name: str) -> str:
 
 
 def parallel_args(backend: str, w: Worker) -> list[str]:
-    """TP/PP/EP/DP flags per backend (dgdr-spec.md §6.2 table), and the concurrency cap: the
-    batch the worker was planned at, across its attention-DP ranks (vLLM and TRT-LLM cap each
-    rank, SGLang's --max-running-requests is shared by its ranks)."""
+    """TP/PP/EP/DP flags per backend (docs/dgdr-contract.md#generated-dgd), and the concurrency
+    cap: the batch the worker was planned at, across its attention-DP ranks (vLLM and TRT-LLM cap
+    each rank, SGLang's --max-running-requests is shared by its ranks)."""
     dep = w.dp > 1 and w.ep > 1
     tep = w.ep > 1 and not dep
     per_rank = -(-w.batch // w.dp)
@@ -250,7 +251,7 @@ def build_dgd(
             svc.setdefault("volumeMounts", []).append(
                 {"name": cache.pvc_name, "mountPoint": cache.mount_path}
             )
-            # On the container, not the service's envs (dgdr-spec.md §6.2).
+            # On the container, not the service's envs (as upstream does).
             main = svc.setdefault("extraPodSpec", {}).setdefault("mainContainer", {})
             main.setdefault("env", []).append({"name": "HF_HOME", "value": cache.mount_path})
     # spec.runtimeVersionOverride is not copied into the DGD: a service of the v1alpha1 DGD CRD
@@ -517,7 +518,7 @@ def _mount_configmap(svc: dict[str, Any], name: str, path: str) -> None:
 def merge_overrides(
     dgd: Mapping[str, Any], overrides: Mapping[str, Any]
 ) -> tuple[dict[str, Any], list[str]]:
-    """Upstream's ``overrides.dgd`` semantics (dgdr-spec.md §6.2 step 5): dicts merge
+    """Upstream's ``overrides.dgd`` semantics (docs/dgdr-contract.md#generated-dgd): dicts merge
     recursively; services the profiler did not generate are skipped with a warning (an override
     cannot add topology); a worker's ``extraPodSpec.mainContainer.args`` is appended to, other
     lists are replaced; ``apiVersion``/``kind`` are ignored; from ``metadata`` only labels and

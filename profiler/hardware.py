@@ -50,7 +50,7 @@ def _load() -> dict[str, GpuSpec]:
 
 _TABLE: dict[str, GpuSpec] = _load()
 
-#: Every SKU of the DGDR ``gpuSku`` enum (dgdr-spec.md section 8, including C's ``gb10``).
+#: Every SKU of the DGDR ``gpuSku`` enum, ``gb10`` included (docs/dgdr-contract.md#gpu-skus).
 SKUS: tuple[str, ...] = (
     "gb200_sxm",
     "gb10",

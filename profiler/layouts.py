@@ -45,7 +45,8 @@ def worker_layouts(
     arch: ModelArch, gpu: GpuSpec, max_gpus: int, backend: str | None = None
 ) -> list[tuple[int, int, int, int]]:
     """(tp, pp, ep, dp) per worker: every layout ``backend`` runs, or with no backend every
-    layout some backend runs (dgdr-spec.md §5.4; AIConfigurator's parallel enumeration).
+    layout some backend runs (AIConfigurator's parallel enumeration; see
+    docs/dgdr-contract.md#search-strategies-and-picking-modes).
 
     Dense: TP within the NVLink domain (up to 8, 16 where the domain is larger), PP across nodes.
     MoE, up to four nodes per worker (or the NVLink domain where larger): attention TP x DP times

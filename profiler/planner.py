@@ -1,5 +1,6 @@
-"""Planner ConfigMaps (dgdr-spec.md §7): the planner's config and the performance curves it and
-the mocker read, computed from the same performance model that chose the engines.
+"""Planner ConfigMaps (docs/dgdr-contract.md#planner-configmaps): the planner's config and the
+performance curves it and the mocker read, computed from the same performance model that chose
+the engines.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from profiler.models import (
 from profiler.naive import naive_gpus
 from profiler.search import min_gpus_to_fit
 
-# The Dynamo release this project targets (dgdr-spec.md snapshot B: Dynamo 1.1.x).
+# The Dynamo release this project targets (Dynamo 1.1.x: docs/dgdr-contract.md#versions).
 DYNAMO_VERSION = "1.1.0"
 # The image worker, frontend and planner images are derived from when a spec names none:
 # upstream's default, the one its mutating webhook writes into spec.image on CREATE
@@ -68,9 +68,9 @@ SERVICE_NAMES: dict[str, dict[str, str]] = {
 FRONTEND_SERVICE = "Frontend"
 PLANNER_SERVICE = "Planner"
 
-# The two versions of upstream's DGD CRD: v1alpha1 (a ``services`` map; what snapshot B
-# generates) and v1beta1 (a ``components`` list with native pod templates; served by the current
-# CRD, which marks v1alpha1 deprecated). The controller generates what the cluster serves.
+# The two versions of upstream's DGD CRD: v1alpha1 (a ``services`` map; what the Dynamo 1.1
+# profiler generates) and v1beta1 (a ``components`` list with native pod templates; served by the
+# current CRD, which marks v1alpha1 deprecated). The controller generates what the cluster serves.
 DGD_V1ALPHA1 = "nvidia.com/v1alpha1"
 DGD_V1BETA1 = "nvidia.com/v1beta1"
 DGD_API_VERSIONS = (DGD_V1ALPHA1, DGD_V1BETA1)
@@ -157,7 +157,8 @@ class PlanRequest:
 
     @property
     def picking_mode(self) -> str:
-        """``autoscale`` | ``load_match`` | ``default``: dgdr-spec.md §5.5, chosen automatically."""
+        """``autoscale`` | ``load_match`` | ``default``, chosen automatically
+        (docs/dgdr-contract.md#search-strategies-and-picking-modes)."""
         if self.planner_enabled:
             return "autoscale"
         if self.concurrency is not None or self.request_rate is not None:
@@ -209,7 +210,8 @@ def validate_spec(spec: Mapping[str, Any], *, require_hardware: bool = True) -> 
 
 
 def dgd_name_for(dgdr_name: str, overrides_dgd: Mapping[str, Any] | None) -> str:
-    """``overrides.dgd.metadata.name`` when given, else ``<dgdr>-dgd`` (dgdr-spec.md §6.1)."""
+    """``overrides.dgd.metadata.name`` when given, else ``<dgdr>-dgd``
+    (docs/dgdr-contract.md#generated-dgd)."""
     if overrides_dgd:
         meta = overrides_dgd.get("metadata")
         if isinstance(meta, Mapping) and isinstance(meta.get("name"), str) and meta["name"]:
@@ -667,7 +669,7 @@ def _check_planner(r: _Reader, cfg: Mapping[str, Any]) -> None:
 
 def override_api_version(dgd: Mapping[str, Any]) -> str:
     """The DGD version an ``overrides.dgd`` is written in, by its shape first: ``spec.components``
-    is v1beta1, ``spec.services`` v1alpha1 (snapshot B ignored ``apiVersion``, so an override
+    is v1beta1, ``spec.services`` v1alpha1 (Dynamo 1.1 ignored ``apiVersion``, so an override
     written for it may carry any); otherwise its ``apiVersion``, v1alpha1 when it has none
     (upstream's legacy rule)."""
     spec = dgd.get("spec")

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 
-# AIConfigurator's default sweeps (profiler.md §1.4-1.5): concurrency per aggregated worker, and
+# AIConfigurator's default sweeps: concurrency per aggregated worker, and
 # batch per decode worker; batches are per attention-DP rank, so they scale with dp.
 AGG_BATCHES = np.array(
     [
@@ -149,7 +149,8 @@ def _backend_layouts(req: PlanRequest, backend: str) -> tuple[I64, F64]:
 
 
 def search(req: PlanRequest, progress: Callable[[str, str], None] | None = None) -> SearchResult:
-    """Score the whole grid for every backend and pick per the request's mode (§5.5)."""
+    """Score the whole grid for every backend and pick per the request's picking mode
+    (docs/dgdr-contract.md#search-strategies-and-picking-modes)."""
     quant = req.quant
     isl, osl, total = req.isl, req.osl, req.total_gpus
     grids = [_backend_layouts(req, b) for b in req.backends]
@@ -420,7 +421,8 @@ def _replicas(
 
 def _rank(req: PlanRequest, c: dict[str, NDArray[Any]], miss: F64, usable: NDArray[Any]) -> I64:
     """Row order, best first: SLA-meeting rows before misses (closest miss first), then the
-    mode's objective (§5.5) and ``sla.optimizationType``.
+    picking mode's objective (docs/dgdr-contract.md#search-strategies-and-picking-modes) and
+    ``sla.optimizationType``.
 
     Throughput is ranked as expected throughput (``profiler.risk``): a deployment predicted on
     the edge of the SLA is a coin toss on real hardware, so it yields to a slightly slower one

@@ -32,7 +32,7 @@ DGD_KIND = "DynamoGraphDeployment"
 DGD_API_VERSION = f"{GROUP}/v1alpha1"
 
 DGDR_RESOURCE = Resource(GROUP, "v1beta1", "dynamographdeploymentrequests", DGDR_KIND)
-# The generated DGD is v1alpha1 (snapshot B: a ``services`` map), like upstream's profiler emits,
+# The generated DGD is v1alpha1 (a ``services`` map), like upstream's Dynamo 1.1 profiler emits,
 # unless the cluster serves v1beta1 (a ``components`` list; the current upstream DGD CRD serves
 # both and marks v1alpha1 deprecated): the controller asks API discovery at start.
 DGD_RESOURCE = Resource(GROUP, "v1alpha1", "dynamographdeployments", DGD_KIND)
@@ -120,7 +120,7 @@ class Phase(StrEnum):
 
 
 PhaseName = Literal["Pending", "Profiling", "Ready", "Deploying", "Deployed", "Failed"]
-# Phases in which the spec is frozen (the controller's list; dgdr-spec.md §1.4).
+# Phases in which the spec is frozen (docs/dgdr-contract.md#spec-changes).
 IMMUTABLE_PHASES = frozenset({Phase.PROFILING, Phase.DEPLOYING, Phase.READY, Phase.DEPLOYED})
 
 
@@ -151,7 +151,8 @@ class ConditionType(StrEnum):
 
 
 class Reason(StrEnum):
-    """Condition reasons (dgdr-spec.md §3); profiling sub-phase reasons equal the phase names."""
+    """Condition reasons (docs/dgdr-contract.md#conditions-and-reasons); profiling sub-phase
+    reasons equal the phase names."""
 
     # Validation
     VALIDATION_PASSED = "ValidationPassed"
@@ -205,7 +206,8 @@ class Reason(StrEnum):
 
 
 def profiling_failed_reason(profiling_phase: str | None) -> str:
-    """``<phase>Failed`` for a known sub-phase, else ``ProfilingFailed`` (dgdr-spec.md §3)."""
+    """``<phase>Failed`` for a known sub-phase, else ``ProfilingFailed``
+    (docs/dgdr-contract.md#conditions-and-reasons)."""
     known = {p.value for p in ProfilingPhase} - {ProfilingPhase.DONE.value}
     return f"{profiling_phase}Failed" if profiling_phase in known else Reason.PROFILING_FAILED
 

@@ -20,7 +20,7 @@ CHART = DEPLOY / "helm" / "dgdr-controller"
 DATA = Path(__file__).resolve().parent / "data"
 ENSURE_HELM = Path(__file__).resolve().parent / "ensure-helm.sh"
 
-# controller-runtime compatible names (reference: controller.md 6.1) that metrics/runtime.py and
+# controller-runtime compatible names (its exact metric names) that metrics/runtime.py and
 # metrics/rest.py define; the dashboard and alerts may use these and this project's dgdr_* ones.
 RUNTIME_METRICS = frozenset(
     {

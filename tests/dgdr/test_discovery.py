@@ -1,4 +1,4 @@
-"""GPU discovery from GPU-feature-discovery node labels (dgdr-spec.md section 5.1)."""
+"""GPU discovery from GPU-feature-discovery node labels (docs/dgdr-contract.md#gpu-discovery)."""
 
 from __future__ import annotations
 

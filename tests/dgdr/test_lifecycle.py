@@ -1,4 +1,4 @@
-"""The DGDR lifecycle of dgdr-spec.md section 1.2, on the real control plane.
+"""The DGDR lifecycle (docs/dgdr-contract.md#phases), on the real control plane.
 
 The controller runs as a process; the test plays the Dynamo operator by writing the DGD's status.
 """

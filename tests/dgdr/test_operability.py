@@ -118,7 +118,8 @@ def test_accepted_spec_is_in_status_with_no_size_cliff(
     assert accepted["generation"] == obj["metadata"]["generation"]
     assert accepted["autoApply"] is False
     assert len(json.dumps(accepted)) < 200
-    # The C rule still reads it: autoApply flipped in Ready is accepted and deploys.
+    # The spec-change exception still reads it (docs/dgdr-contract.md#spec-changes): autoApply
+    # flipped in Ready is accepted and deploys.
     kubectl(
         "patch",
         "dgdr",

@@ -1,4 +1,5 @@
-"""Generated DGDs: the stand-in CRD's shape, and upstream's conventions (dgdr-spec.md §6-7)."""
+"""Generated DGDs: the stand-in CRD's shape, and upstream's conventions
+(docs/dgdr-contract.md#generated-dgd and #planner-configmaps)."""
 
 from __future__ import annotations
 
