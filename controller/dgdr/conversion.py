@@ -74,6 +74,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Final
 
 GROUP: Final = "nvidia.com"
@@ -151,24 +152,17 @@ def _full_version(api_version: str) -> str:
 # ---- the generic part: project, restore, save what the projection cannot carry -------------
 
 
+@dataclass(frozen=True)
 class _Direction:
     """One part (spec or status) in one direction: the projection and its way back."""
 
-    def __init__(
-        self,
-        annotation: str,
-        forward: Callable[[JSON], JSON],
-        back: Callable[[JSON], JSON],
-        source_context: dict[Path, tuple[Path, ...]],
-        target_context: dict[Path, tuple[Path, ...]],
-    ) -> None:
-        self.annotation = annotation
-        self.forward = forward
-        self.back = back
-        # Saved leaves under a prefix apply only while these paths are unchanged (upstream's
-        # dependent-field rules); keyed by the version the saved values belong to.
-        self.source_context = source_context
-        self.target_context = target_context
+    annotation: str
+    forward: Callable[[JSON], JSON]
+    back: Callable[[JSON], JSON]
+    # Saved leaves under a prefix apply only while these paths are unchanged (upstream's
+    # dependent-field rules); one table for the source version's fields, one for the target's.
+    source_context: dict[Path, tuple[Path, ...]]
+    target_context: dict[Path, tuple[Path, ...]]
 
 
 def _convert(obj: JSON, version: str, spec_dir: _Direction, status_dir: _Direction) -> JSON:
