@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from tests.dgdr.conftest import (
     phase_of,
     wait_phase,
 )
-from tests.eventually import eventually
+from tests.eventually import consistently, eventually
 
 pytestmark = pytest.mark.cluster
 
@@ -155,9 +154,9 @@ def test_sigterm_hands_over_at_once(controllers, kubectl: Kubectl, namespace: st
     eventually(a.is_leader, timeout=30, message="a leads")
     # b retries only every 30 s: it can take over sooner only by seeing the release.
     b = controllers("--lease-duration", "90", "--renew-deadline", "60", "--retry-period", "30")
-    b.wait_ready()
-    time.sleep(1)  # b's first attempt has failed and its watch is open
-    assert not b.is_leader()
+    b.wait_ready()  # ready = b's first attempt was answered: it follows a
+    # Its lease watch, started with the campaign, opens meanwhile; b must not lead all along.
+    consistently(lambda: not b.is_leader(), duration=1, message="b follows while a leads")
     assert a.stop(signal.SIGTERM) == 0
     # Released on the way out, not left to expire: a no longer holds the lease once it exited.
     lease = json.loads(
