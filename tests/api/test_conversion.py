@@ -21,8 +21,10 @@ from hypothesis_jsonschema import from_schema
 from controller.dgdr import api, conversion
 from tests.api.dgdr_cases import crd_version
 
-UPSTREAM_CRD = Path(
-    "/work/shared/reference/upstream-crds/nvidia.com_dynamographdeploymentrequests.yaml"
+# Reference data beside the repository (shared/), not part of it.
+UPSTREAM_CRD = (
+    Path(__file__).resolve().parents[3]
+    / "shared/reference/upstream-crds/nvidia.com_dynamographdeploymentrequests.yaml"
 )
 
 # ---- schema -> strategy --------------------------------------------------------------------
