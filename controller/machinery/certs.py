@@ -368,6 +368,11 @@ class CertManager:
     :meth:`ensure` does one pass (create or rotate as needed, then inject); :meth:`run` repeats
     it until cancelled. :meth:`current` is the serving pair for
     :class:`~controller.machinery.webhook.WebhookServer`; :meth:`ready` is a health check.
+
+    Run it in every replica, not only the leader: followers serve conversions too. Give every
+    replica the same names and addresses; a replica that wants a name the certificate lacks
+    reissues it. RBAC: ``get``, ``create``, ``update`` on the Secret's namespace's ``secrets``;
+    ``get``, ``patch`` on the named ``customresourcedefinitions``.
     """
 
     def __init__(
@@ -489,7 +494,8 @@ class CertManager:
         else:
             cert_reason = serving_problem(ca, served, self.dns_names, self.ip_addresses, at)
         if cert_reason is None:
-            return secret  # type: ignore[return-value]  # ca_reason None implies a Secret
+            assert secret is not None  # no Secret gives a CA reason
+            return secret
         served = generate_serving_cert(
             ca, self.dns_names, self.ip_addresses, validity=self.options.cert_validity, now=now
         )

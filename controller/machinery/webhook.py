@@ -24,6 +24,7 @@ import os
 import ssl
 import tempfile
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -135,6 +136,8 @@ class WebhookServer:
             if self._bad_pair is not None:
                 return f"webhook certificate unusable: {self._bad_reason}"
             return "no webhook certificate yet"
+        if self._pair is not None and self._pair.not_after <= datetime.now(UTC):
+            return f"webhook certificate expired at {self._pair.not_after.isoformat()}"
         return True
 
     @property

@@ -188,6 +188,11 @@ async def test_readyz_waits_for_a_certificate(pki: tuple[KeyPair, KeyPair]) -> N
             session.get(url, ssl=_client_context(ca.cert_pem)) as resp,
         ):
             assert (resp.status, await resp.text()) == (200, "ok")
+        # A certificate nobody renewed: not ready, saying so.
+        past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+        expired = generate_serving_cert(ca, ["localhost"], validity=dt.timedelta(hours=1), now=past)
+        source.set(expired)
+        assert server.ready() == f"webhook certificate expired at {expired.not_after.isoformat()}"
     finally:
         await server.stop()
     assert server.ready() == "webhook server not listening"
