@@ -9,7 +9,6 @@ duration, renew time); each controller of this module is the only one on its DGD
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,7 +17,8 @@ import pytest
 
 from controller.localplane import LocalControlPlane
 from tests.conftest import SESSION_PIDS, Kubectl
-from tests.dgdr.conftest import SMALL, ControllerProcess, apply_dgdr, wait_for, wait_phase
+from tests.dgdr.conftest import SMALL, ControllerProcess, apply_dgdr, wait_phase
+from tests.eventually import consistently, eventually
 
 pytestmark = pytest.mark.cluster
 
@@ -82,20 +82,22 @@ def test_waits_while_the_dynamo_operator_runs_then_acts(
     try:
         c.wait_ready()  # ready: it keeps serving what every replica serves
         apply_dgdr(kubectl, namespace, "held", **{**SMALL, "autoApply": False})
-        said = wait_for(
-            "the refusal in the log",
+        said = eventually(
             lambda: "controllers not started: the Dynamo operator" in c.tail(200),
+            message="the refusal in the log",
         )
         assert said
         assert f"Lease {LEASE_NAMESPACE}/{operator_lease}" in c.tail(200)
         assert "--allow-dynamo-operator" in c.tail(200)
         # Leading, but not acting: nothing written on the DGDR for a while.
-        wait_for("leadership", c.is_leader)
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:
+        eventually(c.is_leader, message="leadership")
+
+        def unwritten() -> bool:
             obj = json.loads(kubectl("get", "dgdr", "held", "-n", namespace, "-o", "json").stdout)
             assert not obj.get("status"), obj.get("status")
-            time.sleep(0.3)
+            return True
+
+        consistently(unwritten, duration=3, interval=0.3, message="no status on the DGDR")
         hold_lease(kubectl, operator_lease, None)  # the operator stopped: Lease released
         wait_phase(kubectl, "held", namespace, "Ready", timeout=60)
         assert "controllers may start" in c.tail(400)
