@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -194,18 +194,6 @@ def controller(
 
 def get_json(kubectl: Kubectl, kind: str, name: str, namespace: str) -> dict[str, Any]:
     return json.loads(kubectl("get", kind, name, "-o", "json", namespace=namespace).stdout)
-
-
-def wait_for(
-    what: str,
-    fn: Callable[[], Any],
-    timeout: float = 60,
-    interval: float = 0.2,
-    on_timeout: Callable[[], str] | None = None,
-) -> Any:
-    """The old name of :func:`tests.eventually.eventually` (``what`` first); new tests call
-    ``eventually`` itself."""
-    return eventually(fn, timeout=timeout, interval=interval, message=what, on_timeout=on_timeout)
 
 
 def phase_of(kubectl: Kubectl, name: str, namespace: str) -> str | None:
