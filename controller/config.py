@@ -85,6 +85,13 @@ class ControllerConfig:
     probe_port: int = 8081
     metrics_port: int = 8080
     health_port: int | None = None  # deprecated: probes and metrics on this one port
+    webhook_port: int | None = None  # None: no conversion webhook (the manifests serve 9443)
+    webhook_namespace: str = field(default_factory=default_lease_namespace)
+    webhook_service: str = "dgdr-controller-webhook"
+    webhook_secret: str = "dgdr-controller-webhook-cert"
+    webhook_cert_dir: str = ""
+    webhook_url: str = ""
+    webhook_inject_ca_from: str = ""
     leader_elect: bool = True
     lease_name: str = "dgdr-controller"
     lease_namespace: str = field(default_factory=default_lease_namespace)
@@ -218,6 +225,44 @@ _OPTIONS: tuple[_Option, ...] = (
         "--probe-port and --metrics-port)",
         int,
     ),
+    _Option(
+        "webhook_port",
+        "WEBHOOK_PORT",
+        "serve the CRD's v1alpha1/v1beta1 conversion webhook over HTTPS on this port, in every "
+        "replica (not given: no webhook)",
+        int,
+    ),
+    _Option(
+        "webhook_namespace",
+        "WEBHOOK_NAMESPACE",
+        "namespace of the webhook's Service and certificate Secret",
+    ),
+    _Option(
+        "webhook_service",
+        "WEBHOOK_SERVICE",
+        "the Service the API server reaches the webhook through (the CRD is pointed at it)",
+    ),
+    _Option(
+        "webhook_secret",
+        "WEBHOOK_SECRET",
+        "Secret where the controller keeps its webhook CA and serving certificate",
+    ),
+    _Option(
+        "webhook_cert_dir",
+        "WEBHOOK_CERT_DIR",
+        "read tls.crt/tls.key from this directory (cert-manager) instead of managing a Secret",
+    ),
+    _Option(
+        "webhook_url",
+        "WEBHOOK_URL",
+        "point the CRD at this URL instead of the Service (a local API server on loopback)",
+    ),
+    _Option(
+        "webhook_inject_ca_from",
+        "WEBHOOK_INJECT_CA_FROM",
+        "namespace/name of the cert-manager Certificate whose CA cainjector puts in the CRD",
+        _lease_ref,
+    ),
     _Option("leader_elect", "LEADER_ELECT", "elect one acting replica through a Lease", _bool),
     _Option("lease_name", "LEASE_NAME", "the coordination.k8s.io/v1 Lease of leader election"),
     _Option(
@@ -320,7 +365,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
         default = getattr(defaults, opt.dest)
         if opt.dest == "pool_size":
             default = "CPU limit"
-        elif opt.dest == "lease_namespace":
+        elif opt.dest in ("lease_namespace", "webhook_namespace"):
             default = "the pod's namespace"
         text = f"{opt.help} [env {opt.variable}; default {default}]"
         if opt.dest == "namespaces":
@@ -363,8 +408,9 @@ def from_args(
                 f"environment variable {opt.env} is ignored: the controller reads "
                 f"{opt.variable} (variables carry the prefix {ENV_PREFIX} since 0.2)"
             )
-    if "lease_namespace" not in values and env.get("POD_NAMESPACE"):
-        values["lease_namespace"] = env["POD_NAMESPACE"]
+    for name in ("lease_namespace", "webhook_namespace"):
+        if name not in values and env.get("POD_NAMESPACE"):
+            values[name] = env["POD_NAMESPACE"]
     known = {f.name for f in fields(ControllerConfig)}
     cfg = ControllerConfig(**{k: v for k, v in values.items() if k in known})
     cfg.warnings = warnings
@@ -377,7 +423,7 @@ def from_args(
         fail(f"--wait-deadline must be a number of seconds >= 0, got {cfg.wait_deadline}")
     if cfg.profile_cache_mib < 0:
         fail(f"--profile-cache-mib must be >= 0, got {cfg.profile_cache_mib}")
-    for name in ("probe_port", "metrics_port", "health_port"):
+    for name in ("probe_port", "metrics_port", "health_port", "webhook_port"):
         port = getattr(cfg, name)
         if port is not None and not 0 <= port <= 65535:
             fail(f"--{name.replace('_', '-')} must be a port, 0..65535, got {port}")
@@ -388,4 +434,8 @@ def from_args(
         )
     elif cfg.probe_port == cfg.metrics_port and cfg.probe_port != 0:
         fail(f"--probe-port and --metrics-port must differ, both are {cfg.probe_port}")
+    if cfg.webhook_port and cfg.webhook_port in (cfg.probe_port, cfg.metrics_port, cfg.health_port):
+        fail(f"--webhook-port must differ from the probe and metrics ports, got {cfg.webhook_port}")
+    if cfg.webhook_url and not cfg.webhook_url.startswith("https://"):
+        fail(f"--webhook-url must be an https:// URL, got {cfg.webhook_url!r}")
     return cfg

@@ -31,6 +31,7 @@ DGDR_API_VERSION = f"{GROUP}/v1beta1"
 DGD_KIND = "DynamoGraphDeployment"
 DGD_API_VERSION = f"{GROUP}/v1alpha1"
 
+DGDR_CRD_NAME = "dynamographdeploymentrequests.nvidia.com"
 DGDR_RESOURCE = Resource(GROUP, "v1beta1", "dynamographdeploymentrequests", DGDR_KIND)
 # The generated DGD is v1alpha1 (a ``services`` map), like upstream's Dynamo 1.1 profiler emits,
 # unless the cluster serves v1beta1 (a ``components`` list; the current upstream DGD CRD serves

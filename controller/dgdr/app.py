@@ -9,13 +9,16 @@ so a follower that takes over has warm worker processes; only the leader submits
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import logging
+import urllib.parse
 from typing import Any
 
 import prometheus_client
 
 from controller.config import ControllerConfig
-from controller.dgdr import api
+from controller.dgdr import api, conversion
 from controller.dgdr.coexistence import DynamoOperatorGate
 from controller.dgdr.discovery import PRODUCT_LABEL
 from controller.dgdr.pods import PodWatch
@@ -23,11 +26,13 @@ from controller.dgdr.profile_tracker import ProfileTracker
 from controller.dgdr.profiling import ProfileRunner, ProfilingConfig
 from controller.dgdr.reconciler import DGDRReconciler, ReconcilerConfig
 from controller.dgdr.worker_pool import PoolConfig
+from controller.machinery.certs import CertManager, FileCertSource
 from controller.machinery.client import NODES, ApiError, ClientOptions, KubeClient, Resource
 from controller.machinery.events import EventRecorder
 from controller.machinery.informer import InformerConfig
 from controller.machinery.logging_setup import configure_logging
 from controller.machinery.manager import Manager, ManagerConfig
+from controller.machinery.webhook import ConversionTarget, WebhookServer
 from controller.machinery.workers import Controller
 
 log = logging.getLogger(__name__)
@@ -81,6 +86,63 @@ def manager_config(cfg: ControllerConfig) -> ManagerConfig:
     )
 
 
+async def start_webhook(
+    cfg: ControllerConfig, client: KubeClient, manager: Manager
+) -> tuple[WebhookServer, list[asyncio.Task[None]]]:
+    """The v1alpha1/v1beta1 conversion webhook, in every replica (a follower serves conversions
+    too): the CRD pointed at it, its certificate (our own CA in a Secret, or cert-manager's
+    files), the HTTPS server; each part is a readiness check."""
+    assert cfg.webhook_port is not None
+    if cfg.webhook_url:
+        target = ConversionTarget(
+            client,
+            api.DGDR_CRD_NAME,
+            url=cfg.webhook_url,
+            inject_ca_from=cfg.webhook_inject_ca_from or None,
+        )
+    else:
+        target = ConversionTarget(
+            client,
+            api.DGDR_CRD_NAME,
+            service=(cfg.webhook_namespace, cfg.webhook_service, 443),
+            inject_ca_from=cfg.webhook_inject_ca_from or None,
+        )
+    source: CertManager | FileCertSource
+    if cfg.webhook_cert_dir:
+        source = FileCertSource(cfg.webhook_cert_dir)
+        source.load()
+    else:
+        host = urllib.parse.urlsplit(cfg.webhook_url).hostname if cfg.webhook_url else None
+        is_ip = host is not None and _is_ip(host)
+        source = CertManager(
+            client,
+            cfg.webhook_namespace,
+            cfg.webhook_secret,
+            cfg.webhook_service,
+            [api.DGDR_CRD_NAME],
+            extra_dns_names=[host] if host and not is_ip else (),
+            ip_addresses=[host] if host and is_ip else (),
+        )
+    server = WebhookServer(conversion.convert, source, cfg.bind_address, cfg.webhook_port)
+    await server.start()
+    manager.add_readyz("conversion-webhook", server.ready)
+    manager.add_readyz("conversion-target", target.ready)
+    manager.add_readyz("webhook-certificate", source.ready)
+    tasks = [
+        asyncio.create_task(target.run(), name="conversion-target"),
+        asyncio.create_task(source.run(), name="webhook-certificate"),
+    ]
+    return server, tasks
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 async def run(cfg: ControllerConfig) -> int:
     """Run until SIGTERM (exit 0) or a lost lease (exit 1)."""
     configure_logging(cfg.log_level, log_format=cfg.log_format)
@@ -105,6 +167,8 @@ async def run(cfg: ControllerConfig) -> int:
         )
     )
     tracker: ProfileTracker | None = None
+    webhook: WebhookServer | None = None
+    webhook_tasks: list[asyncio.Task[None]] = []
     try:
         await runner.start()
         manager = Manager(client, manager_config(cfg))
@@ -159,8 +223,15 @@ async def run(cfg: ControllerConfig) -> int:
         if nodes is not None:
             # GPU nodes appearing or labelled: the DGDRs waiting for them go on at once.
             controller.watch(nodes, lambda _node: reconciler.waiting_for_gpu_nodes())
+        if cfg.webhook_port is not None:
+            webhook, webhook_tasks = await start_webhook(cfg, client, manager)
         return await manager.run()
     finally:
+        for task in webhook_tasks:
+            task.cancel()
+        await asyncio.gather(*webhook_tasks, return_exceptions=True)
+        if webhook is not None:
+            await webhook.stop()
         if tracker is not None:
             await tracker.close()
         await runner.close()

@@ -18,7 +18,9 @@ already open. Until the source has a pair, handshakes fail and ``/readyz`` says 
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import json
 import logging
 import os
 import ssl
@@ -29,7 +31,8 @@ from typing import Any
 
 from aiohttp import web
 
-from controller.machinery.certs import CertSource, KeyPair
+from controller.machinery.certs import CRDS, CertSource, KeyPair
+from controller.machinery.client import KubeClient
 
 log = logging.getLogger(__name__)
 
@@ -294,3 +297,102 @@ def _server_context(pair: KeyPair) -> ssl.SSLContext:
 
 
 __all__ = ["DEFAULT_PORT", "Converter", "WebhookServer"]
+
+
+# ---- where the API server sends conversions ----------------------------------------------
+
+CERT_MANAGER_INJECT_CA_FROM = "cert-manager.io/inject-ca-from"
+
+
+class ConversionTarget:
+    """Keeps a CRD's ``spec.conversion`` pointed at this webhook: strategy ``Webhook``, its
+    Service (namespace, name, port, path) or a URL, and, with cert-manager, the annotation its
+    cainjector follows. The CRD file names a default install's Service; a Helm release in another
+    namespace, or a re-applied CRD, is corrected here. ``caBundle`` is left to the certificate
+    source (merge patches never touch it). Every replica may run it: the patch is idempotent.
+    """
+
+    def __init__(
+        self,
+        client: KubeClient,
+        crd_name: str,
+        *,
+        service: tuple[str, str, int] | None = None,
+        url: str | None = None,
+        path: str = "/convert",
+        inject_ca_from: str | None = None,
+        resync: float = 60.0,
+    ) -> None:
+        if (service is None) == (url is None):
+            raise ValueError("give exactly one of service (namespace, name, port) and url")
+        self.client = client
+        self.crd_name = crd_name
+        if service is not None:
+            namespace, name, port = service
+            self.client_config: JSON = {
+                "service": {"namespace": namespace, "name": name, "port": port, "path": path},
+                "url": None,
+            }
+        else:
+            self.client_config = {"url": url, "service": None}
+        self.inject_ca_from = inject_ca_from
+        self.resync = resync
+        self.ok: bool | str = "conversion target not checked yet"
+
+    def _patch(self, crd: JSON) -> JSON | None:
+        conversion = (crd.get("spec") or {}).get("conversion") or {}
+        webhook = conversion.get("webhook") or {}
+        have = webhook.get("clientConfig") or {}
+        patch: JSON = {}
+        wrong = any(have.get(k) != v for k, v in self.client_config.items())
+        if (
+            conversion.get("strategy") != "Webhook"
+            or wrong
+            or "v1" not in (webhook.get("conversionReviewVersions") or [])
+        ):
+            patch["spec"] = {
+                "conversion": {
+                    "strategy": "Webhook",
+                    "webhook": {
+                        "conversionReviewVersions": ["v1"],
+                        "clientConfig": self.client_config,
+                    },
+                }
+            }
+        annotations = (crd.get("metadata") or {}).get("annotations") or {}
+        if self.inject_ca_from and annotations.get(CERT_MANAGER_INJECT_CA_FROM) != (
+            self.inject_ca_from
+        ):
+            patch["metadata"] = {"annotations": {CERT_MANAGER_INJECT_CA_FROM: self.inject_ca_from}}
+        return patch or None
+
+    async def ensure(self) -> None:
+        crd = await self.client.get(CRDS, self.crd_name)
+        patch = self._patch(crd)
+        if patch is not None:
+            patch.setdefault("metadata", {})["resourceVersion"] = crd["metadata"]["resourceVersion"]
+            await self.client.patch(CRDS, self.crd_name, patch)
+            log.info(
+                "pointed the conversion of CRD %s at this webhook",
+                self.crd_name,
+                extra={"clientConfig": json.dumps(self.client_config)},
+            )
+        self.ok = True
+
+    def ready(self) -> bool | str:
+        return self.ok
+
+    async def run(self) -> None:
+        """Ensure now and every ``resync`` seconds (a re-applied CRD), backing off on errors."""
+        failures = 0
+        while True:
+            try:
+                await self.ensure()
+                failures = 0
+                delay = self.resync
+            except Exception as exc:
+                delay = min(self.resync, 2.0**failures)
+                failures += 1
+                self.ok = f"cannot point CRD {self.crd_name} at this webhook: {exc}"
+                log.warning("%s; retrying in %.0fs", self.ok, delay)
+            await asyncio.sleep(delay)
