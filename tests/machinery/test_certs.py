@@ -27,6 +27,7 @@ from controller.machinery.certs import (
     serving_problem,
 )
 from controller.machinery.client import KubeClient
+from tests.eventually import async_consistently
 from tests.machinery import widgets as w
 
 DAY = dt.timedelta(days=1)
@@ -134,8 +135,9 @@ async def test_file_source_follows_the_mounted_files(tmp_path: Path) -> None:
 
         # Halfway through a non-atomic update the key is not the certificate's: ignored.
         (tmp_path / "tls.crt").write_bytes(second.cert_pem)
-        await asyncio.sleep(0.3)  # several polls: the half-written pair is never taken
-        assert source.current() == first
+        await async_consistently(  # several polls: the half-written pair is never taken
+            lambda: source.current() == first, duration=0.3, message="the first pair kept"
+        )
         (tmp_path / "tls.key").write_bytes(second.key_pem)
         await w.until(_returns(lambda: source.current() == second), 10, "second pair loaded")
     finally:

@@ -6,7 +6,6 @@ converter renames the field. Each test gets its own group, so tests never share 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
 import uuid
@@ -15,6 +14,7 @@ from typing import Any, TypeVar
 
 from controller.machinery.certs import CRDS
 from controller.machinery.client import ApiError, KubeClient, Resource
+from tests.eventually import async_eventually
 
 JSON = dict[str, Any]
 T = TypeVar("T")
@@ -87,20 +87,17 @@ def crd_body(group: str, url: str) -> JSON:
 async def until(
     fn: Callable[[], Awaitable[T]], within: float, what: str, interval: float = 0.1
 ) -> T:
-    """``await fn()`` until it returns a truthy value (exceptions count as not yet); bounded."""
-    last: BaseException | None = None
-    try:
-        async with asyncio.timeout(within):
-            while True:
-                try:
-                    value = await fn()
-                    if value:
-                        return value
-                except (ApiError, AssertionError, OSError) as exc:
-                    last = exc
-                await asyncio.sleep(interval)
-    except TimeoutError:
-        raise AssertionError(f"{what}: not within {within}s (last error: {last!r})") from None
+    """``await fn()`` until it returns a truthy value (API, assertion and connection errors
+    count as not yet); bounded. :func:`tests.eventually.async_eventually` under this module's
+    argument order."""
+    value: T = await async_eventually(
+        fn,
+        timeout=within,
+        interval=interval,
+        message=what,
+        retry_on=(ApiError, AssertionError, OSError),
+    )
+    return value
 
 
 async def create_crd(client: KubeClient, group: str, url: str) -> str:
