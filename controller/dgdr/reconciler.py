@@ -4,7 +4,7 @@
 returns a ``Result``; it never loops. Handlers decide the next status with the helpers of
 ``conditions`` and hand it to the ``StatusWriter``; a 409 (someone changed the object since it was
 read) re-reads it from the API server and decides again. The behaviour is the upstream
-controller's (dgdr-spec.md section 1.2), with profiling run in-process by the worker pool.
+controller's (docs/dgdr-contract.md#phases), with profiling run in-process by the worker pool.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ JSON = dict[str, Any]
 # Where older versions kept the spec last accepted (user-writable, and a copy of the whole spec);
 # it now lives in status.acceptedSpec, and the annotation is migrated from and removed.
 ACCEPTED_SPEC_ANNOTATION = "dgdr.nvidia.com/accepted-spec"
-# The fields the C rule lets change after profiling started; status.acceptedSpec keeps their
+# The fields that may change after profiling started (docs/dgdr-contract.md#spec-changes);
+# status.acceptedSpec keeps their
 # accepted values and a hash of everything else.
 MUTABLE_FIELDS = ("autoApply", "runtimeVersionOverride")
 ANNOTATION_LIMIT = api.MAX_ANNOTATION_BYTES
@@ -321,7 +322,8 @@ class DGDRReconciler:
         return Result()
 
     async def _spec_changed(self, ctx: Ctx, observed: int) -> Result | None:
-        """Accept the C rule's changes (autoApply, runtimeVersionOverride); reject the rest.
+        """Accept the changes allowed after profiling started (autoApply, runtimeVersionOverride:
+        docs/dgdr-contract.md#spec-changes); reject the rest.
 
         A rejected change keeps the DGDR working on the spec it accepted: it still follows its
         DGD, and observedGeneration stays where it was so the rejection stays visible.

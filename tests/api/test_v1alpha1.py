@@ -91,6 +91,7 @@ def start_controller(
         *args,
         name=name,
     )
+    c.webhook_port = port  # type: ignore[attr-defined]
     SESSION_PIDS.append(c.pids)
     return c
 
@@ -237,6 +238,72 @@ def test_a_v1alpha1_object_edited_through_v1beta1_keeps_its_v1alpha1_fields(
     # dgdr-spec) of each view; the stored v1beta1 spec is the one written.
     stored = get(kubectl, BETA, "edited")
     assert stored["spec"] == beta["spec"]
+
+
+def test_a_follower_serves_conversions_while_the_leader_acts(
+    plane: tuple[LocalControlPlane, Kubectl],
+    controller: ControllerProcess,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Every replica serves the webhook: a second replica (same Lease, so a follower) points
+    the CRD at itself on loopback, serves every v1alpha1 read from then on, and shares the
+    leader's CA (one Secret)."""
+    control_plane, kubectl = plane
+    eventually(controller.is_leader, timeout=30, message="the module's controller leads")
+    secret_before = kubectl(
+        "get",
+        "secret",
+        "dgdr-controller-webhook-cert",
+        "-n",
+        "kube-system",
+        "-o",
+        "jsonpath={.data.ca\\.crt}",
+    ).stdout
+    follower = start_controller(control_plane, tmp_path_factory.mktemp("follower"), name="b")
+    try:
+        follower.wait_ready(timeout=90)
+        url = f"https://127.0.0.1:{follower.webhook_port}/convert"
+
+        def pointed_at_follower() -> bool:
+            crd = json.loads(
+                kubectl(
+                    "get", "crd", "dynamographdeploymentrequests.nvidia.com", "-o", "json"
+                ).stdout
+            )
+            return bool(crd["spec"]["conversion"]["webhook"]["clientConfig"].get("url") == url)
+
+        eventually(pointed_at_follower, timeout=30, message="the CRD pointed at the follower")
+        apply(kubectl, alpha_manifest("via-follower", auto_apply=False))
+        eventually(
+            lambda: get(kubectl, BETA, "via-follower").get("status", {}).get("phase") == "Ready",
+            timeout=90,
+            message="phase Ready (the leader acts)",
+        )
+        assert get(kubectl, ALPHA, "via-follower")["status"]["state"] == "Ready"
+        assert controller.is_leader() and not follower.is_leader()
+        secret_after = kubectl(
+            "get",
+            "secret",
+            "dgdr-controller-webhook-cert",
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ).stdout
+        assert secret_after == secret_before != ""
+    finally:
+        stop_controller(follower)
+        # The leader takes the CRD back at its next resync (a minute); the next tests need it now.
+        leader_url = f"https://127.0.0.1:{controller.webhook_port}/convert"  # type: ignore[attr-defined]
+        patch = {"spec": {"conversion": {"webhook": {"clientConfig": {"url": leader_url}}}}}
+        kubectl(
+            "patch",
+            "crd",
+            "dynamographdeploymentrequests.nvidia.com",
+            "--type=merge",
+            "-p",
+            json.dumps(patch),
+        )
 
 
 def test_webhook_down_is_a_clear_api_error_and_nothing_is_lost(
