@@ -28,7 +28,8 @@ pytestmark = pytest.mark.cluster
 SYSTEM_NS = "dgdr-system"
 SA = "dgdr-controller"
 
-# What the controller's ServiceAccount may do in a DGDR namespace: (resource, verbs).
+# What the controller's ServiceAccount may do in a DGDR namespace: (resource[names], verbs);
+# cluster-wide grants (nodes, the DGDR CRD) are listed in every namespace.
 NAMESPACED_GRANTS = {
     "dynamographdeploymentrequests.nvidia.com": {"get", "list", "watch", "patch"},
     "dynamographdeploymentrequests.nvidia.com/status": {"update"},
@@ -41,11 +42,24 @@ NAMESPACED_GRANTS = {
     "events": {"create", "patch"},
     "events.events.k8s.io": {"create", "patch"},
     "nodes": {"list", "watch"},
+    # the conversion webhook: the CRD's clientConfig and caBundle
+    "customresourcedefinitions.apiextensions.k8s.io[dynamographdeploymentrequests.nvidia.com]": {
+        "get",
+        "patch",
+    },
 }
-# ...and in its own namespace, the Lease on top.
+# ...in its own namespace, the leader-election Lease and the webhook certificate's Secret on top
+# (create cannot be limited by name; the Secret itself is read and rotated by name only)...
 SYSTEM_GRANTS = {
     **NAMESPACED_GRANTS,
     "leases.coordination.k8s.io": {"get", "list", "watch", "create", "update"},
+    "secrets": {"create"},
+    "secrets[dgdr-controller-webhook-cert]": {"get", "update"},
+}
+# ...and in kube-system, the Dynamo operator's Lease, read only.
+KUBE_SYSTEM_GRANTS = {
+    **NAMESPACED_GRANTS,
+    "leases.coordination.k8s.io[dynamo.nvidia.com]": {"get"},
 }
 
 
@@ -56,6 +70,15 @@ def monitoring_crds(kubectl: Kubectl) -> None:
         kubectl(
             "wait", "--for=condition=Established", f"crd/{name}.monitoring.coreos.com",
             "--timeout=60s",
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cert_manager_crds(kubectl: Kubectl) -> None:
+    kubectl("apply", "--server-side", "-f", str(DATA / "cert-manager-crds.yaml"))
+    for name in ("issuers", "certificates"):
+        kubectl(
+            "wait", "--for=condition=Established", f"crd/{name}.cert-manager.io", "--timeout=60s",
         )  # fmt: skip
 
 
@@ -106,10 +129,14 @@ def test_kustomize_base_accepted_by_the_api_server(
         "role.rbac.authorization.k8s.io/dgdr-controller-leader-election",
         "deployment.apps/dgdr-controller",
         "service/dgdr-controller-metrics",
+        "service/dgdr-controller-webhook",
+        "clusterrole.rbac.authorization.k8s.io/dgdr-controller-crd",
+        "role.rbac.authorization.k8s.io/dgdr-controller-webhook-cert",
+        "role.rbac.authorization.k8s.io/dgdr-controller-dynamo-operator-lease",
         "configmap/dgdr-controller-dashboard",
     ):
         assert expected in objects, (expected, lines)
-    assert len(lines) == 13
+    assert len(lines) == 20
     # With the Prometheus Operator's CRDs, deploy/monitoring/ on top.
     lines = dry_run(kubectl, "-k", str(DEPLOY / "monitoring"))
     assert {line.split()[0] for line in lines} == {
@@ -155,7 +182,35 @@ def test_helm_chart_accepted_by_the_api_server(
 ) -> None:
     lines = dry_run(kubectl, "-f", "-", input=render_chart())
     assert all(line.endswith("(server dry run)") for line in lines), lines
-    assert len(lines) == 14  # the kustomize set without the Namespace (Helm's -n creates it)
+    assert len(lines) == 21  # the kustomize set without the Namespace (Helm's -n creates it)
+
+
+def test_cert_manager_component_and_values_accepted(
+    kubectl: Kubectl,
+    monitoring_crds: None,
+    cert_manager_crds: None,
+    system_namespace: str,
+    tmp_path: Path,
+) -> None:
+    """deploy/ with the deploy/cert-manager/ component, and the chart with
+    webhook.certManager.enabled: the Issuer and Certificate, the Deployment mounting its Secret
+    (still PodSecurity restricted), the CRD annotated; no Role for the controller's own Secret."""
+    from .test_manifests import cert_manager_overlay
+
+    lines = dry_run(kubectl, "-k", str(cert_manager_overlay(tmp_path)))
+    assert all(line.endswith("(server dry run)") for line in lines), lines
+    objects = {line.split()[0] for line in lines}
+    assert {
+        "issuer.cert-manager.io/dgdr-controller-selfsigned",
+        "certificate.cert-manager.io/dgdr-controller-webhook",
+        "deployment.apps/dgdr-controller",
+    } <= objects
+    assert "role.rbac.authorization.k8s.io/dgdr-controller-webhook-cert" not in objects
+    assert len(lines) == 20  # the base's 20, two Role(Binding)s fewer, Issuer and Certificate
+    lines = dry_run(kubectl, "-f", "-", input=render_chart("webhook.certManager.enabled=true"))
+    assert all(line.endswith("(server dry run)") for line in lines), lines
+    assert len(lines) == 21
+    assert "certificate.cert-manager.io/dgdr-controller-webhook" in {x.split()[0] for x in lines}
 
 
 def test_helm_chart_namespaced_mode_accepted(
@@ -171,7 +226,8 @@ def test_helm_chart_namespaced_mode_accepted(
     finally:
         kubectl("delete", "namespace", other, "--wait=false", check=False)
     rolebindings = [line for line in lines if line.startswith("rolebinding")]
-    assert len(rolebindings) == 3  # two watched namespaces + the Lease
+    # two watched namespaces, the Lease, the webhook's Secret, the Dynamo operator's Lease
+    assert len(rolebindings) == 5
     assert not any("servicemonitor" in line for line in lines)
 
 
@@ -248,6 +304,8 @@ def test_service_account_can_do_exactly_what_it_needs(
     mine, baseline = as_controller
     assert extra_grants(grants(mine, namespace), grants(baseline, namespace)) == NAMESPACED_GRANTS
     assert extra_grants(grants(mine, SYSTEM_NS), grants(baseline, SYSTEM_NS)) == SYSTEM_GRANTS
+    kube_system = extra_grants(grants(mine, "kube-system"), grants(baseline, "kube-system"))
+    assert kube_system == KUBE_SYSTEM_GRANTS
 
 
 @pytest.mark.parametrize(
@@ -271,13 +329,40 @@ def test_service_account_can_do_exactly_what_it_needs(
         ("update", "leases.coordination.k8s.io", f"-n={SYSTEM_NS}", "yes"),
         ("update", "leases.coordination.k8s.io", "-n=default", "no"),
         ("delete", "leases.coordination.k8s.io", f"-n={SYSTEM_NS}", "no"),
+        # the webhook certificate: one Secret, in the controller's namespace only
+        ("create", "secrets", f"-n={SYSTEM_NS}", "yes"),
+        ("create", "secrets", "-n=default", "no"),
+        ("get", "secrets/dgdr-controller-webhook-cert", f"-n={SYSTEM_NS}", "yes"),
+        ("update", "secrets/dgdr-controller-webhook-cert", f"-n={SYSTEM_NS}", "yes"),
+        ("get", "secrets/dgdr-controller-webhook-cert", "-n=default", "no"),
+        ("get", "secrets/another-secret", f"-n={SYSTEM_NS}", "no"),
+        ("update", "secrets/another-secret", f"-n={SYSTEM_NS}", "no"),
+        ("patch", "secrets/dgdr-controller-webhook-cert", f"-n={SYSTEM_NS}", "no"),
+        ("delete", "secrets/dgdr-controller-webhook-cert", f"-n={SYSTEM_NS}", "no"),
+        ("list", "secrets", f"-n={SYSTEM_NS}", "no"),
+        ("watch", "secrets", f"-n={SYSTEM_NS}", "no"),
+        # the DGDR CRD: get and patch, no other CRD, no update, delete or list
+        ("get", "crd/dynamographdeploymentrequests.nvidia.com", "", "yes"),
+        ("patch", "crd/dynamographdeploymentrequests.nvidia.com", "", "yes"),
+        ("update", "crd/dynamographdeploymentrequests.nvidia.com", "", "no"),
+        ("delete", "crd/dynamographdeploymentrequests.nvidia.com", "", "no"),
+        ("patch", "crd/dynamographdeployments.nvidia.com", "", "no"),
+        ("get", "crd/servicemonitors.monitoring.coreos.com", "", "no"),
+        ("list", "crd", "", "no"),
+        ("create", "crd", "", "no"),
+        # the Dynamo operator's Lease: read that one, nothing else in kube-system
+        ("get", "leases.coordination.k8s.io/dynamo.nvidia.com", "-n=kube-system", "yes"),
+        ("update", "leases.coordination.k8s.io/dynamo.nvidia.com", "-n=kube-system", "no"),
+        ("get", "leases.coordination.k8s.io/kube-scheduler", "-n=kube-system", "no"),
+        ("list", "leases.coordination.k8s.io", "-n=kube-system", "no"),
+        ("get", "secrets/dgdr-controller-webhook-cert", "-n=kube-system", "no"),
     ],
 )
 def test_service_account_spot_checks(
     as_controller: tuple[Kubectl, Kubectl], verb: str, resource: str, where: str, allowed: str
 ) -> None:
     mine, _ = as_controller
-    res = mine("auth", "can-i", verb, resource, where, check=False)
+    res = mine("auth", "can-i", verb, resource, *([where] if where else []), check=False)
     assert res.stdout.strip() == allowed, (verb, resource, where, res.stdout, res.stderr)
 
 

@@ -8,7 +8,9 @@ tests/deploy/test_install.py.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ import yaml
 
 from controller.localplane.binaries import find_kubectl
 
-from .tools import CHART, DEPLOY, MONITORING, helm, load_all, run
+from .tools import CERT_MANAGER, CHART, DEPLOY, MONITORING, helm, load_all, run
 
 Obj = dict[str, Any]
 Key = tuple[str, str, str]
@@ -29,12 +31,29 @@ EXPECTED: set[Key] = {
     ("ClusterRole", "", "dgdr-controller-nodes"),
     ("ClusterRoleBinding", "", "dgdr-controller"),
     ("ClusterRoleBinding", "", "dgdr-controller-nodes"),
+    ("ClusterRole", "", "dgdr-controller-crd"),
+    ("ClusterRoleBinding", "", "dgdr-controller-crd"),
     ("Role", "dgdr-system", "dgdr-controller-leader-election"),
     ("RoleBinding", "dgdr-system", "dgdr-controller-leader-election"),
+    ("Role", "dgdr-system", "dgdr-controller-webhook-cert"),
+    ("RoleBinding", "dgdr-system", "dgdr-controller-webhook-cert"),
+    ("Role", "kube-system", "dgdr-controller-dynamo-operator-lease"),
+    ("RoleBinding", "kube-system", "dgdr-controller-dynamo-operator-lease"),
     ("Deployment", "dgdr-system", "dgdr-controller"),
     ("PodDisruptionBudget", "dgdr-system", "dgdr-controller"),
     ("Service", "dgdr-system", "dgdr-controller-metrics"),
+    ("Service", "dgdr-system", "dgdr-controller-webhook"),
     ("ConfigMap", "dgdr-system", "dgdr-controller-dashboard"),
+}
+# The webhook certificate's Secret is the controller's unless cert-manager issues it.
+SELF_MANAGED_CERT_OBJECTS: set[Key] = {
+    ("Role", "dgdr-system", "dgdr-controller-webhook-cert"),
+    ("RoleBinding", "dgdr-system", "dgdr-controller-webhook-cert"),
+}
+# deploy/cert-manager/ (a kustomize component) and Helm webhook.certManager.enabled=true.
+CERT_MANAGER_OBJECTS: set[Key] = {
+    ("Issuer", "dgdr-system", "dgdr-controller-selfsigned"),
+    ("Certificate", "dgdr-system", "dgdr-controller-webhook"),
 }
 # deploy/monitoring/, for clusters with the Prometheus Operator (applied after deploy/).
 OPERATOR_OBJECTS: set[Key] = {
@@ -60,6 +79,25 @@ def kustomized() -> dict[Key, Obj]:
 @pytest.fixture(scope="module")
 def kustomized_monitoring() -> dict[Key, Obj]:
     return by_key(load_all(run(str(find_kubectl()), "kustomize", str(MONITORING))))
+
+
+def cert_manager_overlay(folder: Path) -> Path:
+    """What deploy/README.md tells a cluster admin with cert-manager to write: an overlay of
+    deploy/ (outside it: kustomize refuses an overlay inside its base) using the component."""
+    overlay = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(DEPLOY, folder)],
+        "components": [os.path.relpath(CERT_MANAGER, folder)],
+    }
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def kustomized_cert_manager(tmp_path_factory: pytest.TempPathFactory) -> dict[Key, Obj]:
+    folder = cert_manager_overlay(tmp_path_factory.mktemp("cert-manager-overlay"))
+    return by_key(load_all(run(str(find_kubectl()), "kustomize", str(folder))))
 
 
 def render(
@@ -205,6 +243,15 @@ def test_helm_renders_the_same_objects(
     kpod = kustomized[("Deployment", "dgdr-system", "dgdr-controller")]["spec"]["template"]["spec"]
     assert hpod["securityContext"] == kpod["securityContext"]
     assert hpod["volumes"] == kpod["volumes"]
+    for k in kustomized:
+        if k[0] == "Service":
+            # selectors differ by design: Helm adds app.kubernetes.io/instance
+            assert (
+                kustomized[k]["spec"]["selector"].items() <= helmed[k]["spec"]["selector"].items()
+            )
+            hs = {f: v for f, v in helmed[k]["spec"].items() if f != "selector"}
+            ks = {f: v for f, v in kustomized[k]["spec"].items() if f != "selector"}
+            assert hs == ks, k
     with_operator = by_key(
         load_all(
             render(
@@ -319,6 +366,14 @@ def test_deployment_args_are_flags_the_controller_accepts(kustomized: dict[Key, 
     assert cfg.lease_namespace == "dgdr-system"
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert cfg.ports() == (ports["probes"], ports["http-metrics"]) == (8081, 8080)
+    # the conversion webhook, self-managed: the controller's own Secret, no mounted certificate
+    assert cfg.webhook_port == ports["webhook"] == 9443
+    assert cfg.webhook_namespace == "dgdr-system"
+    assert cfg.webhook_service == "dgdr-controller-webhook"
+    assert cfg.webhook_secret == "dgdr-controller-webhook-cert"
+    assert not cfg.webhook_cert_dir and not cfg.webhook_inject_ca_from
+    assert cfg.dynamo_operator_lease == "kube-system/dynamo.nvidia.com"
+    assert cfg.allow_dynamo_operator is False
     assert cfg.warnings == []  # nothing deprecated
     for probe in ("livenessProbe", "readinessProbe"):
         assert c[probe]["httpGet"]["port"] == "probes"
@@ -335,6 +390,7 @@ def test_helm_args_are_flags_the_controller_accepts() -> None:
     assert cfg.namespaces == ["a", "b"]
     assert cfg.leader_elect is False
     assert cfg.ports() == (8081, 8080) and cfg.warnings == []
+    assert cfg.webhook_port == 9443
     sized = parse_controller_args(container(by_key(load_all(render("profilingPoolSize=3")))))
     assert sized.pool_size == 3
 
@@ -351,3 +407,226 @@ def test_kubectl_get_dgdr_is_narrow_and_both_crd_copies_agree() -> None:
     default = [c["name"] for c in columns[0] if c.get("priority", 0) == 0]
     assert wide_only == ["Message"]
     assert default == ["Model", "Backend", "Phase", "Profiling", "Reason", "DGD", "Age"]
+
+
+# ---- the conversion webhook -------------------------------------------------------------------
+
+
+def test_webhook_service_is_where_the_crd_sends_conversions(kustomized: dict[Key, Obj]) -> None:
+    """The CRD's clientConfig names Service dgdr-system/dgdr-controller-webhook:443, which
+    selects the controller pods and reaches their `webhook` container port."""
+    svc = kustomized[("Service", "dgdr-system", "dgdr-controller-webhook")]
+    dep = kustomized[("Deployment", "dgdr-system", "dgdr-controller")]
+    pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"].items() <= pod_labels.items()
+    (port,) = svc["spec"]["ports"]
+    assert (port["port"], port["targetPort"]) == (443, "webhook")
+    ports = {p["name"]: p["containerPort"] for p in container(kustomized)["ports"]}
+    assert ports["webhook"] == 9443
+    client = kustomized[k_crd()]["spec"]["conversion"]["webhook"]["clientConfig"]["service"]
+    assert client == {
+        "namespace": "dgdr-system",
+        "name": "dgdr-controller-webhook",
+        "path": "/convert",
+        "port": 443,
+    }
+    # the base lets the controller manage the caBundle: no cert-manager annotation
+    assert "cert-manager.io/inject-ca-from" not in (
+        kustomized[k_crd()]["metadata"].get("annotations") or {}
+    )
+
+
+def rules(objs: dict[Key, Obj], kind: str, namespace: str, name: str) -> list[Obj]:
+    found: list[Obj] = objs[(kind, namespace, name)]["rules"]
+    return found
+
+
+def binds_the_controller(objs: dict[Key, Obj], kind: str, namespace: str, name: str) -> bool:
+    binding = objs[(f"{kind}Binding", namespace, name)]
+    return bool(
+        binding["roleRef"]
+        == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": kind,
+            "name": name,
+        }
+        and binding["subjects"]
+        == [{"kind": "ServiceAccount", "name": "dgdr-controller", "namespace": "dgdr-system"}]
+    )
+
+
+def test_webhook_and_dynamo_lease_rbac_is_least_privilege(kustomized: dict[Key, Obj]) -> None:
+    """One Secret by name (create cannot be named), one CRD by name, one Lease by name."""
+    assert rules(kustomized, "Role", "dgdr-system", "dgdr-controller-webhook-cert") == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["dgdr-controller-webhook-cert"],
+            "verbs": ["get", "update"],
+        },
+    ]
+    assert rules(kustomized, "ClusterRole", "", "dgdr-controller-crd") == [
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "resourceNames": [k_crd()[2]],
+            "verbs": ["get", "patch"],
+        }
+    ]
+    assert rules(kustomized, "Role", "kube-system", "dgdr-controller-dynamo-operator-lease") == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["dynamo.nvidia.com"],
+            "verbs": ["get"],
+        }
+    ]
+    assert binds_the_controller(kustomized, "Role", "dgdr-system", "dgdr-controller-webhook-cert")
+    assert binds_the_controller(kustomized, "ClusterRole", "", "dgdr-controller-crd")
+    assert binds_the_controller(
+        kustomized, "Role", "kube-system", "dgdr-controller-dynamo-operator-lease"
+    )
+    # and nothing else anywhere may touch CRDs or more Secrets
+    for k, obj in kustomized.items():
+        if k[0] not in {"ClusterRole", "Role"}:
+            continue
+        for rule in obj["rules"]:
+            if "customresourcedefinitions" in rule["resources"]:
+                assert k == ("ClusterRole", "", "dgdr-controller-crd"), k
+            if "secrets" in rule["resources"] and k[2] != "dgdr-controller-webhook-cert":
+                assert rule.get("resourceNames") == ["hf-token-secret"], k
+
+
+def check_cert_manager_mode(objs: dict[Key, Obj], release: str, namespace: str) -> Any:
+    """The Certificate's Secret is mounted read-only where --webhook-cert-dir points, it names
+    the webhook Service, and the controller gets no Secret permission; the parsed config."""
+    cert = objs[("Certificate", namespace, f"{release}-webhook")]
+    issuer = objs[("Issuer", namespace, f"{release}-selfsigned")]
+    assert issuer["spec"] == {"selfSigned": {}}
+    assert cert["spec"]["issuerRef"] == {"kind": "Issuer", "name": issuer["metadata"]["name"]}
+    service = f"{release}-webhook"
+    assert (("Service", namespace, service)) in objs
+    assert f"{service}.{namespace}.svc" in cert["spec"]["dnsNames"]
+    dep = objs[("Deployment", namespace, release)]
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    (mount,) = [m for m in c["volumeMounts"] if m["name"] != "tmp"]
+    assert mount["readOnly"] is True
+    assert volumes[mount["name"]]["secret"]["secretName"] == cert["spec"]["secretName"]
+    assert f"--webhook-cert-dir={mount['mountPath']}" in c["args"]
+    # no Secret may be created, and none read but the Hugging Face token
+    assert not any(k[2].endswith("-webhook-cert") for k in objs)
+    for k, obj in objs.items():
+        for rule in obj["rules"] if k[0] in {"Role", "ClusterRole"} else ():
+            if "secrets" in rule["resources"]:
+                assert (rule["verbs"], rule.get("resourceNames")) == (["get"], ["hf-token-secret"])
+    cfg = parse_controller_args(c)
+    assert cfg.webhook_cert_dir == mount["mountPath"]
+    assert cfg.webhook_port == 9443
+    return cfg
+
+
+def test_cert_manager_component(
+    kustomized: dict[Key, Obj], kustomized_cert_manager: dict[Key, Obj]
+) -> None:
+    objs = kustomized_cert_manager
+    assert set(objs) == (set(kustomized) - SELF_MANAGED_CERT_OBJECTS) | CERT_MANAGER_OBJECTS
+    cfg = check_cert_manager_mode(objs, "dgdr-controller", "dgdr-system")
+    # the component annotates the CRD itself (kustomize can), so no --webhook-inject-ca-from
+    assert not cfg.webhook_inject_ca_from
+    annotations = objs[k_crd()]["metadata"]["annotations"]
+    assert annotations["cert-manager.io/inject-ca-from"] == "dgdr-system/dgdr-controller-webhook"
+    # everything else as in the base
+    assert objs[k_crd()]["spec"] == kustomized[k_crd()]["spec"]
+    base, cm = container(kustomized), container(objs)
+    assert cm["args"][:-1] == base["args"]
+    assert cm["volumeMounts"][:-1] == base["volumeMounts"]
+
+
+def test_helm_cert_manager_renders_what_the_component_does(
+    kustomized_cert_manager: dict[Key, Obj],
+) -> None:
+    objs = by_key(
+        load_all(
+            render(
+                "createNamespace=true",
+                "webhook.certManager.enabled=true",
+                flags=("--include-crds",),
+            )
+        )
+    )
+    assert set(objs) == set(kustomized_cert_manager)
+    cfg = check_cert_manager_mode(objs, "dgdr-controller", "dgdr-system")
+    # crds/ cannot be templated: the controller sets the annotation on the CRD at start
+    assert cfg.webhook_inject_ca_from == "dgdr-system/dgdr-controller-webhook"
+    for k in CERT_MANAGER_OBJECTS:
+        assert objs[k]["spec"] == kustomized_cert_manager[k]["spec"], k
+    h, c = container(objs), container(kustomized_cert_manager)
+    assert [a for a in h["args"] if not a.startswith("--webhook-inject-ca-from=")] == c["args"]
+    assert h["volumeMounts"] == c["volumeMounts"]
+    hpod = objs[("Deployment", "dgdr-system", "dgdr-controller")]["spec"]["template"]["spec"]
+    kpod = kustomized_cert_manager[("Deployment", "dgdr-system", "dgdr-controller")]["spec"][
+        "template"
+    ]["spec"]
+    assert hpod["volumes"] == kpod["volumes"]
+    # another release and namespace: every name follows
+    other = by_key(
+        load_all(render("webhook.certManager.enabled=true", release="prod", namespace="ops"))
+    )
+    cfg = check_cert_manager_mode(other, "prod-dgdr-controller", "ops")
+    assert cfg.webhook_inject_ca_from == "ops/prod-dgdr-controller-webhook"
+    assert cfg.webhook_service == "prod-dgdr-controller-webhook"
+
+
+def test_helm_webhook_and_lease_values() -> None:
+    # another release: its own Service and Secret, passed to the controller and named in RBAC
+    objs = by_key(load_all(render(release="prod", namespace="ops")))
+    cfg = parse_controller_args(container_of(objs, "ops", "prod-dgdr-controller"))
+    assert (cfg.webhook_service, cfg.webhook_secret) == (
+        "prod-dgdr-controller-webhook",
+        "prod-dgdr-controller-webhook-cert",
+    )
+    assert ("Service", "ops", "prod-dgdr-controller-webhook") in objs
+    (named,) = [r for r in rules(objs, "Role", "ops", "prod-dgdr-controller-webhook-cert")
+                if r.get("resourceNames")]  # fmt: skip
+    assert named["resourceNames"] == ["prod-dgdr-controller-webhook-cert"]
+    assert ("ClusterRoleBinding", "", "prod-dgdr-controller-crd") in objs
+    # namespace-scoped install: the CRD stays reachable (a cluster-wide binding of its own)
+    scoped = by_key(load_all(render("watchNamespaces={a}")))
+    assert ("ClusterRoleBinding", "", "dgdr-controller-crd") in scoped
+    # webhook.secretName
+    objs = by_key(load_all(render("webhook.secretName=my-cert", "webhook.port=9444")))
+    c = container(objs)
+    cfg = parse_controller_args(c)
+    assert (cfg.webhook_secret, cfg.webhook_port) == ("my-cert", 9444)
+    assert {p["name"]: p["containerPort"] for p in c["ports"]}["webhook"] == 9444
+    (named,) = [r for r in rules(objs, "Role", "dgdr-system", "dgdr-controller-webhook-cert")
+                if r.get("resourceNames")]  # fmt: skip
+    assert named["resourceNames"] == ["my-cert"]
+    # dynamoOperatorLease: another Lease is read (and only it may be), "" creates no Role
+    objs = by_key(load_all(render("dynamoOperatorLease=dynamo/dynamo.nvidia.com")))
+    assert parse_controller_args(container(objs)).dynamo_operator_lease == (
+        "dynamo/dynamo.nvidia.com"
+    )
+    assert rules(objs, "Role", "dynamo", "dgdr-controller-dynamo-operator-lease")[0][
+        "resourceNames"
+    ] == ["dynamo.nvidia.com"]
+    assert ("Role", "kube-system", "dgdr-controller-dynamo-operator-lease") not in objs
+    default_args = container(by_key(load_all(render())))["args"]
+    none = by_key(load_all(render("dynamoOperatorLease=")))
+    assert not [k for k in none if k[2].endswith("dynamo-operator-lease")]
+    assert container(none)["args"] == default_args
+    bad = subprocess.run(
+        [helm(), "template", "x", str(CHART), "--set", "dynamoOperatorLease=dynamo.nvidia.com"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode != 0 and "dynamoOperatorLease must be namespace/name" in bad.stderr
+
+
+def container_of(objs: dict[Key, Obj], namespace: str, name: str) -> Obj:
+    (c,) = objs[("Deployment", namespace, name)]["spec"]["template"]["spec"]["containers"]
+    result: Obj = c
+    return result

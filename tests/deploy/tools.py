@@ -16,6 +16,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 MONITORING = DEPLOY / "monitoring"
+CERT_MANAGER = DEPLOY / "cert-manager"
 CHART = DEPLOY / "helm" / "dgdr-controller"
 DATA = Path(__file__).resolve().parent / "data"
 ENSURE_HELM = Path(__file__).resolve().parent / "ensure-helm.sh"
