@@ -178,6 +178,9 @@ class Reason(StrEnum):
     GENERATING_DGD_FAILED = "GeneratingDGDFailed"
     PROFILING_FAILED = "ProfilingFailed"
     JOB_CREATION_FAILED = "JobCreationFailed"
+    # Pending, waiting for what may still appear (this project: upstream fails at once)
+    WAITING_FOR_MODEL_CACHE = "WaitingForModelCache"
+    WAITING_FOR_GPU_NODES = "WaitingForGPUNodes"
     # this project's profiler refusals (profiler.errors reasons)
     INFEASIBLE = "Infeasible"
     NOT_AVAILABLE = "NotAvailable"
@@ -206,11 +209,13 @@ class Reason(StrEnum):
     FAILED = "Failed"
 
 
-def profiling_failed_reason(profiling_phase: str | None) -> str:
+def profiling_failed_reason(profiling_phase: str | None) -> Reason:
     """``<phase>Failed`` for a known sub-phase, else ``ProfilingFailed``
     (docs/dgdr-contract.md#conditions-and-reasons)."""
     known = {p.value for p in ProfilingPhase} - {ProfilingPhase.DONE.value}
-    return f"{profiling_phase}Failed" if profiling_phase in known else Reason.PROFILING_FAILED
+    if profiling_phase in known:
+        return Reason(f"{profiling_phase}Failed")
+    return Reason.PROFILING_FAILED
 
 
 class EventReason(StrEnum):

@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from controller.dgdr.api import Reason
+from controller.dgdr.api import ConditionType, Reason
 from controller.dgdr.prediction import describe_misses, modelled, of_status
 
 JSON = dict[str, Any]
@@ -72,6 +72,20 @@ def set_condition(
     else:
         conds.append(_condition(type_, cond_status, reason, message, generation, None))
     status["conditions"] = conds
+
+
+def mark_true(
+    status: JSON, type_: ConditionType, reason: Reason, message: str, generation: int
+) -> None:
+    """Condition ``type_`` is True for ``reason``: the typed way the reconciler writes one."""
+    set_condition(status, type_.value, "True", reason.value, message, generation)
+
+
+def mark_false(
+    status: JSON, type_: ConditionType, reason: Reason, message: str, generation: int
+) -> None:
+    """Condition ``type_`` is False for ``reason``."""
+    set_condition(status, type_.value, "False", reason.value, message, generation)
 
 
 def remove_condition(status: JSON, type_: str) -> None:

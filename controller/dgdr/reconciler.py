@@ -22,11 +22,13 @@ from typing import Any, Protocol
 import yaml
 
 from controller.dgdr import api
+from controller.dgdr.api import ConditionType, Reason
 from controller.dgdr.conditions import (
     get_condition,
+    mark_false,
+    mark_true,
     remove_condition,
     seconds_since,
-    set_condition,
     set_phase,
 )
 from controller.dgdr.discovery import DiscoveryError, discover, enrich, needs_discovery
@@ -86,13 +88,11 @@ class Waiting:
     """Profiling cannot start yet for a reason that may go away (a PVC or GPU nodes to come):
     the DGDR stays Pending with a Profiling condition of this reason, and is looked at again."""
 
-    reason: str
+    reason: Reason
     message: str
 
 
-WAITING_FOR_MODEL_CACHE = "WaitingForModelCache"
-WAITING_FOR_GPU_NODES = "WaitingForGPUNodes"
-WAITING_REASONS = frozenset({WAITING_FOR_MODEL_CACHE, WAITING_FOR_GPU_NODES})
+WAITING_REASONS = frozenset({Reason.WAITING_FOR_MODEL_CACHE, Reason.WAITING_FOR_GPU_NODES})
 
 
 class ReadStore(Protocol):
@@ -275,11 +275,10 @@ class DGDRReconciler:
         }.get(ctx.phase)
         if handler is None:
             # Only a cluster with a laxer CRD lets an unknown phase in; never export it.
-            set_condition(
+            mark_false(
                 ctx.status,
-                "Validation",
-                "False",
-                "ValidationFailed",
+                ConditionType.VALIDATION,
+                Reason.VALIDATION_FAILED,
                 f"Invalid state: status.phase {ctx.phase!r} is not a known phase",
                 ctx.generation,
             )
@@ -380,8 +379,12 @@ class DGDRReconciler:
             _, errors = validate_dgdr(ctx.obj)
             if errors:
                 message = "; ".join(str(e) for e in errors)
-                set_condition(
-                    ctx.status, "Validation", "False", "ValidationFailed", message, ctx.generation
+                mark_false(
+                    ctx.status,
+                    ConditionType.VALIDATION,
+                    Reason.VALIDATION_FAILED,
+                    message,
+                    ctx.generation,
                 )
                 return await self._fail(ctx, ("ValidationFailed", message))
             self._validated(ctx)
@@ -391,11 +394,10 @@ class DGDRReconciler:
 
     @staticmethod
     def _validated(ctx: Ctx) -> None:
-        set_condition(
+        mark_true(
             ctx.status,
-            "Validation",
-            "True",
-            "ValidationPassed",
+            ConditionType.VALIDATION,
+            Reason.VALIDATION_PASSED,
             "DGDR spec validation passed",
             ctx.generation,
         )
@@ -426,7 +428,7 @@ class DGDRReconciler:
                 except DiscoveryError as e:
                     if not hardware.get("gpuSku"):
                         return Waiting(
-                            WAITING_FOR_GPU_NODES,
+                            Reason.WAITING_FOR_GPU_NODES,
                             f"GPU hardware discovery failed: {e}; waiting for nodes labelled "
                             "by GPU feature discovery (or set spec.hardware.gpuSku, "
                             "numGpusPerNode and totalGpus)",
@@ -438,7 +440,7 @@ class DGDRReconciler:
             except ApiError as e:
                 if e.status == 404:
                     return Waiting(
-                        WAITING_FOR_MODEL_CACHE,
+                        Reason.WAITING_FOR_MODEL_CACHE,
                         f"spec.modelCache.pvcName: PersistentVolumeClaim {cache['pvcName']!r} "
                         f"not found in namespace {ctx.namespace!r}; waiting for it to be created",
                     )
@@ -479,8 +481,12 @@ class DGDRReconciler:
             return await self._wait(ctx, spec)
         self._waits.pop(ctx.key, None)
         if isinstance(spec, str):
-            set_condition(
-                ctx.status, "Profiling", "False", "JobCreationFailed", spec, ctx.generation
+            mark_false(
+                ctx.status,
+                ConditionType.PROFILING,
+                Reason.JOB_CREATION_FAILED,
+                spec,
+                ctx.generation,
             )
             return await self._fail(ctx, ("ProfilingJobFailed", spec))
         ctx.status["acceptedSpec"] = accepted_spec(ctx.spec, ctx.generation)
@@ -500,7 +506,9 @@ class DGDRReconciler:
         if ctx.phase == "Profiling":
             # A restart or a new leader: the phase is written already; the profile runs again.
             ctx.status["profilingPhase"] = "Initializing"
-            set_condition(ctx.status, "Profiling", "False", "Initializing", message, ctx.generation)
+            mark_false(
+                ctx.status, ConditionType.PROFILING, Reason.INITIALIZING, message, ctx.generation
+            )
             await self._commit(ctx, "Profiling")
             return Result()
         # Nothing written yet: a profile done within progress_after is written once, when done;
@@ -521,8 +529,8 @@ class DGDRReconciler:
         if before.get("reason") not in WAITING_REASONS:
             # A fresh condition: its transition time is when the wait began.
             remove_condition(ctx.status, "Profiling")
-        set_condition(
-            ctx.status, "Profiling", "False", waiting.reason, waiting.message, ctx.generation
+        mark_false(
+            ctx.status, ConditionType.PROFILING, waiting.reason, waiting.message, ctx.generation
         )
         deadline = self._config.wait_deadline
         waited = seconds_since(
@@ -533,7 +541,7 @@ class DGDRReconciler:
                 f"{waiting.message}; gave up after waiting {waited:.0f}s "
                 f"(the controller's --wait-deadline is {deadline:g}s)"
             )
-            set_condition(ctx.status, "Profiling", "False", waiting.reason, message, ctx.generation)
+            mark_false(ctx.status, ConditionType.PROFILING, waiting.reason, message, ctx.generation)
             self._waits.pop(ctx.key, None)
             return await self._fail(ctx, (waiting.reason, message))
         await self._commit(ctx, "Pending")
@@ -551,7 +559,9 @@ class DGDRReconciler:
         keys = []
         for obj in self._dgdrs.list():
             status = obj.get("status") or {}
-            if (get_condition(status, "Profiling") or {}).get("reason") == WAITING_FOR_GPU_NODES:
+            if (get_condition(status, "Profiling") or {}).get(
+                "reason"
+            ) == Reason.WAITING_FOR_GPU_NODES:
                 meta = obj["metadata"]
                 keys.append(f"{meta['namespace']}/{meta['name']}")
         return keys
@@ -573,8 +583,7 @@ class DGDRReconciler:
                 else "Initializing"
             )
             ctx.status["profilingPhase"] = phase
-            reason = "Initializing" if phase == "Initializing" else phase
-            set_condition(ctx.status, "Profiling", "False", reason, message, ctx.generation)
+            mark_false(ctx.status, ConditionType.PROFILING, Reason(phase), message, ctx.generation)
             await self._commit(ctx, "Profiling")
             await self._event(ctx, "Normal", "Initialized", "DGDR validated and initialized")
             await self._event(ctx, "Normal", "ProfilingJobCreated", message)
@@ -590,29 +599,31 @@ class DGDRReconciler:
                         "rejected; the accepted spec is known only by its hash, so it cannot be "
                         "profiled again: delete and recreate the DGDR"
                     )
-                    set_condition(
-                        ctx.status, "Profiling", "False", "ProfilingFailed", message, ctx.generation
+                    mark_false(
+                        ctx.status,
+                        ConditionType.PROFILING,
+                        Reason.PROFILING_FAILED,
+                        message,
+                        ctx.generation,
                     )
                     return await self._fail(ctx, ("ProfilingJobFailed", message))
                 return await self._start_profiling(ctx)
             progress = self._profiles.progress.get(ctx.key)
             if progress is not None and progress.generation == ctx.generation:
-                reason = "Completed" if progress.phase == "Done" else progress.phase
+                reason = Reason.COMPLETED if progress.phase == "Done" else Reason(progress.phase)
                 ctx.status["profilingPhase"] = progress.phase
-                set_condition(
+                mark_false(
                     ctx.status,
-                    "Profiling",
-                    "False",
+                    ConditionType.PROFILING,
                     reason,
                     progress.message or f"Profiling: {progress.phase}",
                     ctx.generation,
                 )
             elif (get_condition(ctx.status, "Profiling") or {}).get("reason") == "Initializing":
-                set_condition(
+                mark_false(
                     ctx.status,
-                    "Profiling",
-                    "False",
-                    "ProfilingRunning",
+                    ConditionType.PROFILING,
+                    Reason.PROFILING_RUNNING,
                     "Profiling is in progress",
                     ctx.generation,
                 )
@@ -637,11 +648,10 @@ class DGDRReconciler:
                 ctx.status["profilingPhase"] = progress.phase
             elif not written:
                 ctx.status["profilingPhase"] = "Initializing"
-            phase = ctx.status.get("profilingPhase") or ""
-            reason = f"{phase}Failed" if phase else "ProfilingFailed"
+            reason = api.profiling_failed_reason(ctx.status.get("profilingPhase"))
             err = outcome.error
             message = str(err) if isinstance(err, ProfilerError) else f"{type(err).__name__}: {err}"
-            set_condition(ctx.status, "Profiling", "False", reason, message, ctx.generation)
+            mark_false(ctx.status, ConditionType.PROFILING, reason, message, ctx.generation)
             ctx.status["phase"] = "Failed"
             await self._commit_keep_subphase(ctx)
             self._profiles.applied(ctx.key, ctx.generation)
@@ -675,7 +685,7 @@ class DGDRReconciler:
     async def _record(
         self,
         ctx: Ctx,
-        fail_as: tuple[str, str, str],
+        fail_as: tuple[ConditionType, Reason, str],
         *,
         annotations: dict[str, str | None] | None = None,
         finalizers: list[str] | None = None,
@@ -692,7 +702,7 @@ class DGDRReconciler:
                 raise
             type_, reason, event = fail_as
             message = f"the API server refused the DGDR's metadata: {e.message}"
-            set_condition(ctx.status, type_, "False", reason, message, ctx.generation)
+            mark_false(ctx.status, type_, reason, message, ctx.generation)
             return await self._fail(ctx, (event, message))
 
     async def _commit_keep_subphase(self, ctx: Ctx) -> None:
@@ -728,22 +738,20 @@ class DGDRReconciler:
         if not too_big and total > TOTAL_ANNOTATIONS_LIMIT:
             too_big = [f"all annotations together ({total} bytes)"]
         # The profile did complete, whatever happens to its output below.
-        set_condition(
+        mark_true(
             ctx.status,
-            "Profiling",
-            "True",
-            "ProfilingCompleted",
+            ConditionType.PROFILING,
+            Reason.PROFILING_COMPLETED,
             "Profiling completed successfully",
             ctx.generation,
         )
         for cm in configmaps:
             foreign = await self._foreign_configmap(ctx, str(cm["metadata"]["name"]))
             if foreign is not None:
-                set_condition(
+                mark_false(
                     ctx.status,
-                    "SpecGenerated",
-                    "False",
-                    "GenerationFailed",
+                    ConditionType.SPEC_GENERATED,
+                    Reason.GENERATION_FAILED,
                     foreign,
                     ctx.generation,
                 )
@@ -753,8 +761,12 @@ class DGDRReconciler:
                 f"{' and '.join(too_big)} larger than the API server accepts "
                 f"({ANNOTATION_LIMIT} bytes an annotation, {TOTAL_ANNOTATIONS_LIMIT} in all)"
             )
-            set_condition(
-                ctx.status, "SpecGenerated", "False", "GenerationFailed", message, ctx.generation
+            mark_false(
+                ctx.status,
+                ConditionType.SPEC_GENERATED,
+                Reason.GENERATION_FAILED,
+                message,
+                ctx.generation,
             )
             return await self._fail(ctx, ("GenerationFailed", message))
         if not ctx.auto_apply:
@@ -764,7 +776,7 @@ class DGDRReconciler:
                 annotations[api.ANNOTATION_ADDITIONAL_RESOURCES] = extra_yaml
             refused = await self._record(
                 ctx,
-                ("SpecGenerated", "GenerationFailed", "GenerationFailed"),
+                (ConditionType.SPEC_GENERATED, Reason.GENERATION_FAILED, "GenerationFailed"),
                 annotations=annotations,
             )
             if refused is not None:
@@ -784,7 +796,7 @@ class DGDRReconciler:
         # with a warning); the condition stays True, since the spec was generated, and says
         # the miss first, where `kubectl describe` readers look.
         missed = describe_misses(prediction)
-        reason, message = api.Reason.SPEC_GENERATED.value, spec_message
+        reason, message = Reason.SPEC_GENERATED, spec_message
         request = result.result.get("request") or {}
         not_modelled = (
             None
@@ -795,15 +807,15 @@ class DGDRReconciler:
             )
         )
         if not_modelled is not None:
-            reason = api.Reason.NOT_PERFORMANCE_MODELLED.value
+            reason = Reason.NOT_PERFORMANCE_MODELLED
             message = f"{not_modelled}: {describe_layout(prediction)}. {generated}"
         elif missed is not None:
-            reason = api.Reason.SLA_NOT_MET.value
+            reason = Reason.SLA_NOT_MET
             message = (
                 f"{missed}; generated the closest configuration, "
                 f"{describe_prediction(prediction)}. {generated}"
             )
-        set_condition(ctx.status, "SpecGenerated", "True", reason, message, ctx.generation)
+        mark_true(ctx.status, ConditionType.SPEC_GENERATED, reason, message, ctx.generation)
         if ctx.auto_apply:
             # Created at once, and written with it in one status write (Deploying): the
             # generated DGD never needs to wait in an annotation.
@@ -949,8 +961,12 @@ class DGDRReconciler:
 
     async def _created(self, ctx: Ctx, name: str, message: str) -> Result:
         ctx.status["dgdName"] = name
-        set_condition(
-            ctx.status, "DeploymentReady", "False", "DeploymentCreated", message, ctx.generation
+        mark_false(
+            ctx.status,
+            ConditionType.DEPLOYMENT_READY,
+            Reason.DEPLOYMENT_CREATED,
+            message,
+            ctx.generation,
         )
         await self._commit(ctx, "Deploying")
         await self._event(ctx, "Normal", "DeploymentCreated", message)
@@ -968,11 +984,10 @@ class DGDRReconciler:
                 f"annotation {api.ANNOTATION_GENERATED_DGD_SPEC} is not a DGD manifest "
                 f"({type(e).__name__}: {e}); delete and recreate the DGDR"
             )
-            set_condition(
+            mark_false(
                 ctx.status,
-                "DeploymentReady",
-                "False",
-                "DeploymentRejected",
+                ConditionType.DEPLOYMENT_READY,
+                Reason.DEPLOYMENT_REJECTED,
                 message,
                 ctx.generation,
             )
@@ -986,11 +1001,10 @@ class DGDRReconciler:
         except ApiError as e:
             if e.status in (400, 403, 422):
                 message = f"DGD {name} was rejected by the API server: {e.message}"
-                set_condition(
+                mark_false(
                     ctx.status,
-                    "DeploymentReady",
-                    "False",
-                    "DeploymentRejected",
+                    ConditionType.DEPLOYMENT_READY,
+                    Reason.DEPLOYMENT_REJECTED,
                     message,
                     ctx.generation,
                 )
@@ -1017,8 +1031,12 @@ class DGDRReconciler:
             f"DGD {name} was deleted. DGDR will not recreate it; "
             "delete and recreate the DGDR to deploy again"
         )
-        set_condition(
-            ctx.status, "DeploymentReady", "False", "DeploymentDeleted", message, ctx.generation
+        mark_false(
+            ctx.status,
+            ConditionType.DEPLOYMENT_READY,
+            Reason.DEPLOYMENT_DELETED,
+            message,
+            ctx.generation,
         )
         return await self._fail(ctx, ("DeploymentDeleted", message))
 
@@ -1046,11 +1064,10 @@ class DGDRReconciler:
         state = str(dgd_status.get("state") or "initializing")
         ctx.status["deploymentInfo"] = deployment_info(dgd_status)
         if state == "successful":
-            set_condition(
+            mark_true(
                 ctx.status,
-                "DeploymentReady",
-                "True",
-                "DeploymentReady",
+                ConditionType.DEPLOYMENT_READY,
+                Reason.DEPLOYMENT_READY,
                 f"DGD {name} is ready",
                 ctx.generation,
             )
@@ -1060,11 +1077,10 @@ class DGDRReconciler:
             return Result(requeue_after=self._config.resync_period)
         if deployed or current == "DeploymentDegraded":
             message = f"DGD {name} is in {state} state (was ready)"
-            set_condition(
+            mark_false(
                 ctx.status,
-                "DeploymentReady",
-                "False",
-                "DeploymentDegraded",
+                ConditionType.DEPLOYMENT_READY,
+                Reason.DEPLOYMENT_DEGRADED,
                 message,
                 ctx.generation,
             )
@@ -1072,11 +1088,10 @@ class DGDRReconciler:
             if deployed:
                 await self._event(ctx, "Warning", "DeploymentDegraded", message)
             return Result(requeue_after=self._config.resync_period)
-        set_condition(
+        mark_false(
             ctx.status,
-            "DeploymentReady",
-            "False",
-            "DeploymentInProgress",
+            ConditionType.DEPLOYMENT_READY,
+            Reason.DEPLOYMENT_IN_PROGRESS,
             f"DGD {name} is in {state} state",
             ctx.generation,
         )
