@@ -65,7 +65,6 @@ ACCEPTED_SPEC_ANNOTATION = "dgdr.nvidia.com/accepted-spec"
 MUTABLE_FIELDS = ("autoApply", "runtimeVersionOverride")
 ANNOTATION_LIMIT = api.MAX_ANNOTATION_BYTES
 TOTAL_ANNOTATIONS_LIMIT = 256 * 1024
-IMMUTABLE_PHASES = ("Profiling", "Deploying", "Ready", "Deployed")
 SPEC_CHANGE_REJECTED = (
     "Cannot modify spec in phase '{phase}'. DynamoGraphDeploymentRequest is immutable once "
     "profiling starts. Create a new resource with a different name instead."
@@ -286,7 +285,7 @@ class DGDRReconciler:
         # Report the phase as read before acting, so the metrics see every transition this
         # reconcile makes, the first one (e.g. straight to Failed) included.
         self._write.observe(obj)
-        if ctx.phase in IMMUTABLE_PHASES and observed and observed != generation:
+        if ctx.phase in api.IMMUTABLE_PHASES and observed and observed != generation:
             outcome = await self._spec_changed(ctx, observed)
             if outcome is not None:
                 return outcome
