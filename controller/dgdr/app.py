@@ -25,7 +25,6 @@ from controller.dgdr.pods import PodWatch
 from controller.dgdr.profile_tracker import ProfileTracker
 from controller.dgdr.profiling import ProfileRunner, ProfilingConfig
 from controller.dgdr.reconciler import DGDRReconciler, ReconcilerConfig
-from controller.dgdr.worker_pool import PoolConfig
 from controller.machinery.certs import CertManager, FileCertSource
 from controller.machinery.client import NODES, ApiError, ClientOptions, KubeClient, Resource
 from controller.machinery.events import EventRecorder
@@ -33,6 +32,7 @@ from controller.machinery.informer import InformerConfig
 from controller.machinery.logging_setup import configure_logging
 from controller.machinery.manager import Manager, ManagerConfig
 from controller.machinery.webhook import ConversionTarget, WebhookServer
+from controller.machinery.worker_pool import PoolConfig
 from controller.machinery.workers import Controller
 
 log = logging.getLogger(__name__)

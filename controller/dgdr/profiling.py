@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from controller.dgdr.worker_pool import (
+from controller.machinery.worker_pool import (
     PoolConfig,
     PoolError,
     ProgressFn,

@@ -43,9 +43,9 @@ from controller.dgdr.prediction import (
 from controller.dgdr.profile_tracker import ProfileTracker
 from controller.dgdr.status_writer import StatusWriter
 from controller.dgdr.validation import validate_dgdr
-from controller.dgdr.worker_pool import TaskTimeoutError, WorkerCrashedError
 from controller.machinery.client import CONFIGMAPS, PVCS, ApiError, KubeClient
 from controller.machinery.events import EventRecorder
+from controller.machinery.worker_pool import TaskTimeoutError, WorkerCrashedError
 from controller.machinery.workers import Result
 from metrics import dgdr as dgdr_metrics
 from profiler.errors import ProfilerError

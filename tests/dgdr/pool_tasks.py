@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-from controller.dgdr.worker_pool import ProgressFn
+from controller.machinery.worker_pool import ProgressFn
 from profiler.errors import FieldError, SpecError
 
 ENV_BREAK_IMPORT = "POOL_TASKS_BREAK_IMPORT"

@@ -13,7 +13,7 @@ import pytest
 from controller.dgdr.pods import PodWatch, pull_failures
 from controller.dgdr.profile_tracker import ProfileTracker
 from controller.dgdr.profiling import ProfileRunner, ProfilingConfig, request_key
-from controller.dgdr.worker_pool import PoolConfig
+from controller.machinery.worker_pool import PoolConfig
 from profiler.errors import SpecError
 from profiler.hub import HubSettings, HubUnavailableError
 from tests.eventually import async_eventually

@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 
 from controller.dgdr.profiling import ProfileRunner, ProfilingConfig, request_key
-from controller.dgdr.worker_pool import PoolClosedError, PoolConfig, TaskCancelledError
+from controller.machinery.worker_pool import PoolClosedError, PoolConfig, TaskCancelledError
 from profiler.errors import NotAvailableError, SpecError
 from tests.dgdr import pool_tasks
 from tests.eventually import async_eventually

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from controller.dgdr.reconciler import is_verdict
-from controller.dgdr.worker_pool import (
+from controller.machinery.worker_pool import (
     PoolClosedError,
     RemoteError,
     TaskTimeoutError,

@@ -19,7 +19,7 @@ import psutil
 import pytest
 import pytest_asyncio
 
-from controller.dgdr.worker_pool import (
+from controller.machinery.worker_pool import (
     PoolBrokenError,
     PoolClosedError,
     PoolConfig,
@@ -278,7 +278,7 @@ _ORPHAN_SCRIPT = """
 import asyncio, json, sys
 from tests.dgdr import pool_tasks
 from tests.eventually import async_eventually
-from controller.dgdr.worker_pool import PoolConfig, WorkerPool
+from controller.machinery.worker_pool import PoolConfig, WorkerPool
 
 async def main():
     pool = WorkerPool(pool_tasks.run, PoolConfig(size=2, parent_check_interval=0.1))

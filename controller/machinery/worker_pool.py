@@ -315,7 +315,7 @@ _PATH_VAR = "WORKER_POOL_SYS_PATH"
 _BOOTSTRAP = (
     "import os, sys; "
     f"sys.path[:] = os.environ.pop({_PATH_VAR!r}).split(os.pathsep); "
-    "from controller.dgdr.worker_pool import _child_main; _child_main()"
+    "from controller.machinery.worker_pool import _child_main; _child_main()"
 )
 _MATH_THREAD_VARS = (
     "OMP_NUM_THREADS",
