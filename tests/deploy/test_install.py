@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.localplane import LocalControlPlane
+from devtools.localplane import LocalControlPlane
 from tests.conftest import Kubectl, make_kubectl
 
 from .tools import CHART, DATA, DEPLOY, helm, run
@@ -445,5 +445,68 @@ def test_controller_completes_a_lifecycle_with_its_own_token(
         assert json.loads(lease.stdout)["spec"]["holderIdentity"] == proc.identity
     finally:
         proc.stop()
+    log = proc.log_path.read_text(errors="replace")
+    assert not re.search(r"\b403\b|forbidden", log, re.IGNORECASE), proc.tail()
+
+
+def test_controller_keeps_its_webhook_certificate_with_its_own_token(
+    control_plane: LocalControlPlane,
+    kubectl: Kubectl,
+    installed_rbac: None,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """The webhook's self-managed certificate on the account's token, as the Deployment runs it
+    (--webhook-namespace dgdr-system, the default Service and Secret names): the Secret is
+    created, the CRD's caBundle patched, /readyz passes, and nothing is refused."""
+    import base64
+    import socket
+    import ssl
+
+    from devtools.localplane import free_port
+    from tests.dgdr.conftest import ControllerProcess
+
+    secret, crd = "dgdr-controller-webhook-cert", "dynamographdeploymentrequests.nvidia.com"
+    kubectl("delete", "secret", secret, "-n", SYSTEM_NS, "--ignore-not-found")
+    token = kubectl("create", "token", SA, "-n", SYSTEM_NS, "--duration=1h").stdout.strip()
+    cfg = control_plane.kubeconfig_for_token(token, tmp_path / "sa.kubeconfig", user=SA)
+    port = free_port()
+    proc = ControllerProcess(
+        control_plane,
+        tmp_path,
+        "--lease-namespace", SYSTEM_NS,
+        "--lease-name", "dgdr-sa-webhook",
+        "--namespace", namespace,  # not other tests' DGDRs (in namespaces being deleted)
+        "--webhook-port", str(port),
+        "--webhook-namespace", SYSTEM_NS,
+        kubeconfig=cfg,
+    )  # fmt: skip
+    try:
+        proc.wait_ready()  # the certificate loaded, the CRD pointed at the Service, caBundle set
+        data = json.loads(kubectl("get", "secret", secret, "-n", SYSTEM_NS, "-o", "json").stdout)
+        assert {"ca.crt", "ca.key", "tls.crt", "tls.key"} <= set(data["data"])
+        ca = base64.b64decode(data["data"]["ca.crt"]).decode()
+        got = json.loads(kubectl("get", "crd", crd, "-o", "json").stdout)
+        client = got["spec"]["conversion"]["webhook"]["clientConfig"]
+        assert client["service"]["namespace"] == SYSTEM_NS
+        assert client["service"]["name"] == "dgdr-controller-webhook"
+        assert ca.strip() in base64.b64decode(client["caBundle"]).decode()
+        # the served certificate is trusted through that CA for the Service's name
+        context = ssl.create_default_context(cadata=ca)
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
+            context.wrap_socket(
+                sock, server_hostname="dgdr-controller-webhook.dgdr-system.svc"
+            ) as tls,
+        ):
+            assert tls.getpeercert() is not None
+    finally:
+        proc.stop()
+        kubectl("delete", "secret", secret, "-n", SYSTEM_NS, "--ignore-not-found", check=False)
+        kubectl(
+            "patch", "crd", crd, "--type=json",
+            "-p", '[{"op": "remove", "path": "/spec/conversion/webhook/clientConfig/caBundle"}]',
+            check=False,
+        )  # fmt: skip
     log = proc.log_path.read_text(errors="replace")
     assert not re.search(r"\b403\b|forbidden", log, re.IGNORECASE), proc.tail()
