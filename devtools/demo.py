@@ -23,9 +23,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from controller.localplane import BinariesMissing, LocalControlPlane, free_port
 from devtools.dgdrunner.modeldir import ensure_model_dir
 from devtools.dgdrunner.runner import ANNOTATION_ENDPOINT
+from devtools.localplane import BinariesMissing, LocalControlPlane, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "demo"

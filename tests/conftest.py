@@ -19,7 +19,7 @@ import psutil
 import pytest
 import pytest_asyncio
 
-from controller.localplane import LocalControlPlane
+from devtools.localplane import LocalControlPlane
 from tests.eventually import async_eventually, eventually
 
 REPO = Path(__file__).resolve().parents[1]

@@ -30,7 +30,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from controller.localplane.plane import write_kubeconfig
+from devtools.localplane.plane import write_kubeconfig
 
 WATCH = r"[?&]watch=(true|1)(&|$)"
 

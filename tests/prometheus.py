@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from controller.localplane import free_port
+from devtools.localplane import free_port
 from tests.eventually import eventually
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from controller.localplane import LocalControlPlane
+from devtools.localplane import LocalControlPlane
 
 
 @pytest.mark.cluster

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.localplane import LocalControlPlane
+from devtools.localplane import LocalControlPlane
 from profiler.generate import build_dgd
 from profiler.plan import plan
 from profiler.request import DGD_V1ALPHA1, DGD_V1BETA1, PlanRequest

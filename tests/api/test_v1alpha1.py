@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.localplane import LocalControlPlane, free_port
+from devtools.localplane import LocalControlPlane, free_port
 from tests.conftest import SESSION_PIDS, Kubectl, make_kubectl
 from tests.dgdr.conftest import ControllerProcess
 from tests.eventually import consistently, eventually

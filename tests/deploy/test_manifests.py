@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.localplane.binaries import find_kubectl
+from devtools.localplane.binaries import find_kubectl
 
 from .tools import CERT_MANAGER, CHART, DEPLOY, MONITORING, helm, load_all, run
 

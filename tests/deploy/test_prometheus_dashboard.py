@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.localplane import LocalControlPlane
+from devtools.localplane import LocalControlPlane
 from tests.conftest import Kubectl
 from tests.dgdr.conftest import ControllerProcess, get_json, wait_phase
 from tests.eventually import eventually

@@ -9,7 +9,7 @@ from wsgiref.simple_server import WSGIServer, make_server
 import pytest
 from prometheus_client import CollectorRegistry, Counter, make_wsgi_app
 
-from controller.localplane import free_port
+from devtools.localplane import free_port
 from tests.prometheus import Prometheus, PromQLError
 
 pytestmark = pytest.mark.prometheus

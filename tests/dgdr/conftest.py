@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 import pytest
 
-from controller.localplane import LocalControlPlane, free_port
+from devtools.localplane import LocalControlPlane, free_port
 from tests.conftest import SESSION_PIDS, Kubectl
 from tests.eventually import eventually
 from tests.hubserver import HubServer

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from controller.localplane import LocalControlPlane
+from devtools.localplane import LocalControlPlane
 from tests.conftest import SESSION_PIDS, Kubectl
 from tests.dgdr.conftest import SMALL, ControllerProcess, apply_dgdr, wait_phase
 from tests.eventually import consistently, eventually

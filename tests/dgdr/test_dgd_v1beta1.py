@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from controller.dgdr.app import served_dgd_version
-from controller.localplane import LocalControlPlane
 from controller.machinery.client import KubeClient
+from devtools.localplane import LocalControlPlane
 from tests.conftest import CRD_DIR, SESSION_PIDS, Kubectl
 from tests.dgdr.conftest import SMALL, ControllerProcess, apply_dgdr, get_json, wait_phase
 from tests.eventually import eventually

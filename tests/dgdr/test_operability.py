@@ -18,7 +18,7 @@ import pytest
 
 from controller.dgdr.reconciler import ACCEPTED_SPEC_ANNOTATION as ACCEPTED
 from controller.dgdr.reconciler import accepted_spec, spec_changes
-from controller.localplane import LocalControlPlane
+from devtools.localplane import LocalControlPlane
 from tests.conftest import Kubectl
 from tests.dgdr.conftest import (
     SMALL,

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from controller.localplane import LocalControlPlane
+from devtools.localplane import LocalControlPlane
 from tests.conftest import Kubectl
 from tests.dgdr.conftest import (
     SMALL,

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from controller.localplane import LocalControlPlane
+from devtools.localplane import LocalControlPlane
 from tests.conftest import SESSION_PIDS, Kubectl
 from tests.dgdr.conftest import (
     SMALL,

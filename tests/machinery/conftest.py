@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest_asyncio
 
-from controller.localplane import LocalControlPlane
 from controller.machinery.client import KubeClient
+from devtools.localplane import LocalControlPlane
 from tests.faultproxy import FaultProxy
 
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from controller.localplane import LocalControlPlane
 from controller.machinery.client import CONFIGMAPS, NAMESPACES, ClientOptions, KubeClient
 from controller.machinery.informer import Informer, InformerConfig
 from controller.machinery.store import Store
+from devtools.localplane import LocalControlPlane
 from metrics import REGISTRY
 from tests.eventually import async_eventually
 from tests.faultproxy import WATCH, FaultProxy

@@ -25,11 +25,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from controller.localplane import LocalControlPlane, free_port
 from controller.machinery.client import CONFIGMAPS, LEASES, ApiError, KubeClient
 from controller.machinery.informer import InformerConfig
 from controller.machinery.manager import EXIT_OK, Manager, ManagerConfig
 from controller.machinery.workers import Result
+from devtools.localplane import LocalControlPlane, free_port
 from tests.eventually import async_consistently, async_eventually
 
 HERE = Path(__file__).resolve().parent

@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 import pytest
 
-from controller.localplane import LocalControlPlane
+from devtools.localplane import LocalControlPlane
 from tests.conftest import REPO, SESSION_PIDS, Kubectl
 from tests.dgdr.conftest import ControllerProcess, get_json
 from tests.eventually import eventually

@@ -1,4 +1,4 @@
-"""``python -m controller.localplane``: start a local control plane and keep it up until Ctrl-C.
+"""``python -m devtools.localplane``: start a local control plane and keep it up until Ctrl-C.
 
 Prints the kubeconfig path and the versions, so a developer can point kubectl or the controller at
 it; ``--crds`` files are applied once it is ready.
@@ -18,7 +18,7 @@ from .plane import LocalControlPlane
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m controller.localplane", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m devtools.localplane", description=__doc__)
     ap.add_argument("--workdir", help="where to keep etcd data, certs, logs and the kubeconfig")
     ap.add_argument("--crds", nargs="*", default=[], help="CRD files to apply once ready")
     args = ap.parse_args(argv)
