@@ -7,7 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source hack/lib.sh
 ensure_venv
-ensure_apt openssl openssl
 ensure_binaries
 bash hack/ensure-dynamo.sh
 exec .venv/bin/python -m devtools.demo "$@"

@@ -7,7 +7,6 @@ cd "$(dirname "$0")/.."
 source hack/lib.sh
 ensure_venv
 ensure_apt prometheus prometheus
-ensure_apt openssl openssl
 ensure_binaries
 bash tests/deploy/ensure-helm.sh   # helm, built once from Go modules, for the chart tests
 # Dynamo's frontend + mocker and aiperf, each in its own venv (cached) for tests/serving; the

@@ -1,15 +1,26 @@
 """Throwaway PKI for a loopback apiserver: a CA, a serving cert for 127.0.0.1, an SA signing key.
 
-openssl is on every machine this runs on; shelling out keeps the project free of a crypto
-dependency for what is test scaffolding.
+Made in-process with ``cryptography`` (a pinned dependency of the product): the CA and the serving
+certificate come from the product's own helpers (:mod:`controller.machinery.certs`, generic
+machinery, the same code that makes the conversion webhook's certificates); the service-account
+key pair the apiserver signs and checks tokens with is RSA, as ``kubeadm`` makes it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import secrets
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from controller.machinery.certs import generate_ca, generate_serving_cert
+
+VALIDITY = dt.timedelta(days=30)
+CA_NAME = "dgdr-localplane-ca"
 
 
 @dataclass(frozen=True)
@@ -23,64 +34,45 @@ class Pki:
     admin_token: str
 
 
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+def _write(path: Path, data: bytes, mode: int = 0o644) -> Path:
+    """Write ``data`` to a file created with ``mode`` (a private key is never world-readable,
+    not even between open and chmod)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    path.chmod(mode)
+    return path
 
 
 def make_pki(d: Path) -> Pki:
+    """Write the PKI into ``d`` (created if missing): ``ca.crt``/``ca.key``,
+    ``apiserver.crt``/``apiserver.key`` (for ``localhost`` and ``127.0.0.1``),
+    ``sa.key``/``sa.pub`` and ``tokens.csv`` with one ``system:masters`` token."""
     d.mkdir(parents=True, exist_ok=True)
-    ca_key, ca_crt = d / "ca.key", d / "ca.crt"
-    key, csr, crt, ext = d / "apiserver.key", d / "apiserver.csr", d / "apiserver.crt", d / "ext"
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "30",
-        "-subj",
-        "/CN=dgdr-localplane-ca",
-        "-keyout",
-        str(ca_key),
-        "-out",
-        str(ca_crt),
+    ca = generate_ca(CA_NAME, VALIDITY)
+    serving = generate_serving_cert(ca, ["localhost"], ["127.0.0.1"], validity=VALIDITY)
+    ca_crt = _write(d / "ca.crt", ca.cert_pem)
+    _write(d / "ca.key", ca.key_pem, 0o600)
+    crt = _write(d / "apiserver.crt", serving.cert_pem)
+    key = _write(d / "apiserver.key", serving.key_pem, 0o600)
+
+    sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    sa_key = _write(
+        d / "sa.key",
+        sa.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+        0o600,
     )
-    _openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=kube-apiserver",
-        "-keyout",
-        str(key),
-        "-out",
-        str(csr),
+    sa_pub = _write(
+        d / "sa.pub",
+        sa.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
     )
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        str(csr),
-        "-CA",
-        str(ca_crt),
-        "-CAkey",
-        str(ca_key),
-        "-CAcreateserial",
-        "-days",
-        "30",
-        "-extfile",
-        str(ext),
-        "-out",
-        str(crt),
-    )
-    sa_key, sa_pub = d / "sa.key", d / "sa.pub"
-    _openssl("genrsa", "-out", str(sa_key), "2048")
-    _openssl("rsa", "-in", str(sa_key), "-pubout", "-out", str(sa_pub))
+
     token = secrets.token_hex(16)
-    tokens = d / "tokens.csv"
-    tokens.write_text(f'{token},admin,admin-uid,"system:masters"\n')
-    tokens.chmod(0o600)
+    tokens = _write(d / "tokens.csv", f'{token},admin,admin-uid,"system:masters"\n'.encode(), 0o600)
     return Pki(ca_crt, crt, key, sa_pub, sa_key, tokens, token)
