@@ -24,7 +24,8 @@ from profiler.search import Candidate, search
 Progress = Callable[[str, str], None]
 
 THOROUGH_MESSAGE = (
-    "thorough profiling (sweeps on real GPUs) is not available yet; use searchStrategy: rapid"
+    "thorough profiling is not available without a cluster: it deploys and benchmarks candidate "
+    "configurations, which the controller does (profiler.thorough); use searchStrategy: rapid"
 )
 
 
@@ -258,12 +259,12 @@ def plan(request: PlanRequest, progress: Progress | None = None) -> PlanResult:
         warnings=warnings,
         picking_mode=request.picking_mode,
         pareto=result.pareto,
-        request=_summary(request),
+        request=plan_summary(request),
         not_modelled=request.not_modelled,
     )
 
 
-def _summary(req: PlanRequest) -> dict[str, Any]:
+def plan_summary(req: PlanRequest) -> dict[str, Any]:
     """What was planned for, with defaults applied, so a result can be read on its own."""
     sla: dict[str, Any] = (
         {"e2eLatency": req.e2e_latency_ms}

@@ -129,12 +129,12 @@ def test_infeasible_request_says_so(tmp_path: Path) -> None:
     assert "needs at least" in p.stderr
 
 
-def test_thorough_is_refused_as_not_available_yet(tmp_path: Path) -> None:
+def test_thorough_is_refused_without_a_cluster(tmp_path: Path) -> None:
     doc = json.loads(json.dumps(MANIFEST))
     doc["spec"].update(searchStrategy="thorough", backend="vllm")
     p = cli("plan", write(tmp_path, doc))
     assert p.returncode == 4
-    assert "not available yet" in p.stderr and "rapid" in p.stderr
+    assert "not available without a cluster" in p.stderr and "rapid" in p.stderr
 
 
 def test_sla_miss_is_reported_not_silent(tmp_path: Path) -> None:

@@ -168,7 +168,7 @@ def test_thorough_needs_a_concrete_backend_and_is_refused_at_plan_time() -> None
     errs = validate_spec(spec(searchStrategy="thorough"))
     assert [e.path for e in errs] == ["spec.backend"]
     req = PlanRequest.from_spec(spec(searchStrategy="thorough", backend="vllm"))
-    with pytest.raises(NotAvailableError, match="not available yet"):
+    with pytest.raises(NotAvailableError, match="not available without a cluster"):
         plan(req)
 
 
