@@ -15,13 +15,78 @@ objects too, so every problem is reported at once rather than the first one a mo
 
 from __future__ import annotations
 
+import functools
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from controller.machinery.client import Resource
+from profiler.openapi import GENERATOR_KEY, Rule, k8s, model_schema
+from profiler.spec import (
+    BACKENDS,
+    COMMON_CONFIG,
+    CONCRETE_BACKENDS,
+    DEFAULT_AUTO_APPLY,
+    DEFAULT_BACKEND,
+    DEFAULT_ISL,
+    DEFAULT_OSL,
+    DEFAULT_PVC_MOUNT_PATH,
+    DEFAULT_SEARCH_STRATEGY,
+    GPU_SKUS,
+    INT32_MAX,
+    OPTIMIZATION_TYPES,
+    RUNTIME_VERSION_PATTERN,
+    SEARCH_STRATEGIES,
+    SPEC_DESCRIPTION,
+    Backend,
+    DGDRSpec,
+    FeaturesSpec,
+    GpuSku,
+    HardwareSpec,
+    KvRouterSpec,
+    MockerSpec,
+    ModelCacheSpec,
+    OptimizationType,
+    OverridesSpec,
+    SearchStrategy,
+    SLASpec,
+    WorkloadSpec,
+)
+
+# The spec's models and constants are defined in profiler/spec.py, where the command line
+# validates through them too; they are this module's API as well.
+__all__ = [
+    "BACKENDS",
+    "COMMON_CONFIG",
+    "CONCRETE_BACKENDS",
+    "DEFAULT_AUTO_APPLY",
+    "DEFAULT_BACKEND",
+    "DEFAULT_ISL",
+    "DEFAULT_OSL",
+    "DEFAULT_PVC_MOUNT_PATH",
+    "DEFAULT_SEARCH_STRATEGY",
+    "GPU_SKUS",
+    "INT32_MAX",
+    "OPTIMIZATION_TYPES",
+    "RUNTIME_VERSION_PATTERN",
+    "SEARCH_STRATEGIES",
+    "SPEC_DESCRIPTION",
+    "Backend",
+    "DGDRSpec",
+    "FeaturesSpec",
+    "GpuSku",
+    "HardwareSpec",
+    "KvRouterSpec",
+    "MockerSpec",
+    "ModelCacheSpec",
+    "OptimizationType",
+    "OverridesSpec",
+    "SLASpec",
+    "SearchStrategy",
+    "WorkloadSpec",
+]
 
 # ---- resources -----------------------------------------------------------------------------
 
@@ -71,40 +136,9 @@ MAX_ANNOTATION_BYTES = 250_000
 
 FINALIZER = "nvidia.com/finalizer"
 
-# ---- enums of the spec ---------------------------------------------------------------------
+# ---- the spec: defined once, in profiler/spec.py (the command line validates through it too) --
 
-Backend = Literal["auto", "sglang", "trtllm", "vllm"]
-BACKENDS: tuple[Backend, ...] = ("auto", "sglang", "trtllm", "vllm")
-CONCRETE_BACKENDS: tuple[Backend, ...] = ("sglang", "trtllm", "vllm")
-
-GpuSku = Literal[
-    "gb200_sxm", "gb10", "b300_sxm", "b200_sxm", "h200_sxm", "h100_sxm", "h100_pcie",
-    "a100_sxm", "a100_pcie", "a30", "l40s", "l40", "l4", "v100_sxm", "v100_pcie", "t4",
-    "mi200", "mi300",
-]  # fmt: skip
-GPU_SKUS: tuple[GpuSku, ...] = (
-    "gb200_sxm", "gb10", "b300_sxm", "b200_sxm", "h200_sxm", "h100_sxm", "h100_pcie",
-    "a100_sxm", "a100_pcie", "a30", "l40s", "l40", "l4", "v100_sxm", "v100_pcie", "t4",
-    "mi200", "mi300",
-)  # fmt: skip
-
-SearchStrategy = Literal["rapid", "thorough"]
-SEARCH_STRATEGIES: tuple[SearchStrategy, ...] = ("rapid", "thorough")
-
-OptimizationType = Literal["latency", "throughput"]
-OPTIMIZATION_TYPES: tuple[OptimizationType, ...] = ("latency", "throughput")
-
-# Defaults, equal to the CRD's (a test holds them together).
-DEFAULT_BACKEND: Backend = "auto"
-DEFAULT_SEARCH_STRATEGY: SearchStrategy = "rapid"
-DEFAULT_AUTO_APPLY = True
-DEFAULT_ISL = 4000
-DEFAULT_OSL = 1000
-DEFAULT_PVC_MOUNT_PATH = "/opt/model-cache"
-
-INT32_MAX = 2**31 - 1
 MAX_NAME_LENGTH = 63  # metadata.name becomes the dgdr.nvidia.com/name label value
-RUNTIME_VERSION_PATTERN = r"^(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})$"
 
 # ---- enums of the status -------------------------------------------------------------------
 
@@ -239,150 +273,232 @@ class EventReason(StrEnum):
 
 
 # ---- models --------------------------------------------------------------------------------
+# The CRD's v1beta1 schema is generated from these models and those of profiler/spec.py
+# (python -m controller.dgdr.crdgen); the descriptions are what kubectl explain shows.
 
-MODEL_BLANK = "must not be empty or blank"
+# What kubectl explain says of each status field, by path below status.
+STATUS_DESCRIPTIONS: dict[str, str] = {
+    "": "Observed state, written by the controller only.",
+    "phase": (
+        "Lifecycle phase: Pending (validating, discovering hardware), Profiling,\n"
+        "Ready (spec generated, autoApply false), Deploying, Deployed, Failed\n"
+        "(terminal; see the Succeeded condition)."
+    ),
+    "profilingPhase": (
+        "Profiler sub-phase while in phase Profiling; kept on failure to show where\n"
+        "profiling stopped, absent otherwise."
+    ),
+    "dgdName": "Name of the generated DynamoGraphDeployment.",
+    "profilingJobName": "Name of the profiling job (profile-<name>).",
+    "observedGeneration": "The metadata.generation the controller last accepted.",
+    "acceptedSpec": (
+        "The spec the controller accepted when profiling started (or by a later\n"
+        "allowed change), as the spec-change rule needs it: spec.autoApply and\n"
+        "spec.runtimeVersionOverride, the only fields that may change afterwards, and\n"
+        "a hash of everything else. Written by the controller only."
+    ),
+    "acceptedSpec.generation": "The metadata.generation of the accepted spec.",
+    "acceptedSpec.hash": (
+        "sha256 of the accepted spec without autoApply and runtimeVersionOverride."
+    ),
+    "acceptedSpec.autoApply": "The accepted spec.autoApply.",
+    "acceptedSpec.runtimeVersionOverride": "The accepted spec.runtimeVersionOverride, if set.",
+    "conditions": (
+        "Succeeded (summary), Validation, Profiling, SpecGenerated and\n"
+        "DeploymentReady. Extension of this project: when the generated (closest)\n"
+        "configuration is predicted to miss spec.sla, SpecGenerated is True with\n"
+        "reason SLANotMet and a message naming each missed target and by how much\n"
+        "(see status.profilingResults.prediction), and Succeeded carries the miss at\n"
+        "the end of its message while the phase is Ready, Deploying or Deployed, with\n"
+        "reason SLANotMet where it is True (Ready, Deployed)."
+    ),
+    "conditions[]": "One aspect of the request's state (metav1.Condition).",
+    "conditions[].type": "Condition type, in CamelCase.",
+    "conditions[].status": "True, False or Unknown.",
+    "conditions[].observedGeneration": "The metadata.generation the condition was set for.",
+    "conditions[].lastTransitionTime": "When the status last changed.",
+    "conditions[].reason": "Machine-readable CamelCase reason for the last transition.",
+    "conditions[].message": "Human-readable details.",
+    "profilingResults": "What profiling produced.",
+    "profilingResults.selectedConfig": (
+        "The generated DynamoGraphDeployment manifest; apply it by hand when\n"
+        "spec.autoApply is false."
+    ),
+    "profilingResults.prediction": (
+        "Extension of this project (not in upstream Dynamo's API): the layout the\n"
+        "profiler chose, what its performance model predicts for it, and whether\n"
+        "that meets spec.sla. Predictions, not measurements. When no configuration\n"
+        "meets the SLA the closest one is still generated (upstream relaxes the\n"
+        "SLA with a warning): slaMet is false, slaMisses says by how much, the\n"
+        "SpecGenerated condition (True) has reason SLANotMet and a Warning event\n"
+        "SLANotMet is recorded. Latencies are numbers in milliseconds, like\n"
+        "spec.sla, so that each can be compared with its target; they are rounded\n"
+        "to 0.01 ms, throughputs to 0.1 tokens/s."
+    ),
+    "profilingResults.prediction.mode": (
+        "agg (every worker prefills and decodes) or disagg (separate prefill\nand decode workers)."
+    ),
+    "profilingResults.prediction.backend": (
+        "The inference backend chosen (spec.backend auto lets the profiler choose)."
+    ),
+    "profilingResults.prediction.workers": (
+        "The worker roles of the layout, each with its parallelism and replicas."
+    ),
+    "profilingResults.prediction.workers[]": "One worker role of the chosen layout.",
+    "profilingResults.prediction.workers[].role": "The worker's role (agg when mode is agg).",
+    "profilingResults.prediction.workers[].parallel": (
+        "Short label of the parallelism: TP4 (tensor), TP4PP2 (plus\n"
+        "pipeline), TEP8 (tensor + expert), DEP8 (attention data +\n"
+        "expert)."
+    ),
+    "profilingResults.prediction.workers[].tp": "Tensor-parallel size of one worker.",
+    "profilingResults.prediction.workers[].pp": "Pipeline-parallel size of one worker.",
+    "profilingResults.prediction.workers[].ep": (
+        "Expert-parallel size of one worker (1 for dense models)."
+    ),
+    "profilingResults.prediction.workers[].dp": "Attention data-parallel size of one worker.",
+    "profilingResults.prediction.workers[].replicas": "Number of workers of this role.",
+    "profilingResults.prediction.workers[].batch": (
+        "Concurrency cap of one worker, written into the generated\n"
+        "deployment (vllm --max-num-seqs, sglang\n"
+        "--max-running-requests, trtllm max_batch_size); for prefill\n"
+        "workers, prompts per batch."
+    ),
+    "profilingResults.prediction.workers[].gpus": "GPUs of one worker (tp x pp x dp).",
+    "profilingResults.prediction.totalGpus": (
+        "GPUs the whole layout uses (replicas x gpus, summed over roles)."
+    ),
+    "profilingResults.prediction.ttftMs": (
+        "Predicted time to first token, in milliseconds (compare spec.sla.ttft)."
+    ),
+    "profilingResults.prediction.itlMs": (
+        "Predicted inter-token latency, in milliseconds (compare spec.sla.itl)."
+    ),
+    "profilingResults.prediction.e2eLatencyMs": (
+        "Predicted end-to-end latency of one request, ttftMs + osl x itlMs, in\n"
+        "milliseconds (compare spec.sla.e2eLatency)."
+    ),
+    "profilingResults.prediction.tokensPerSecondPerGpu": (
+        "Predicted output tokens per second per GPU, at the layout's load."
+    ),
+    "profilingResults.prediction.tokensPerSecondPerUser": (
+        "Predicted output tokens per second seen by one request (1000 / itlMs)."
+    ),
+    "profilingResults.prediction.slaMet": "Whether the predictions meet every target of spec.sla.",
+    "profilingResults.prediction.slaMisses": (
+        "Each target of spec.sla the predictions miss; empty when slaMet."
+    ),
+    "profilingResults.prediction.slaMisses[]": "One missed target.",
+    "profilingResults.prediction.slaMisses[].target": "The spec.sla field missed.",
+    "profilingResults.prediction.slaMisses[].targetMs": "The target, in milliseconds.",
+    "profilingResults.prediction.slaMisses[].predictedMs": "The prediction, in milliseconds.",
+    "profilingResults.prediction.slaMisses[].missedByPercent": (
+        "How far the prediction is over the target, in whole percent\n"
+        "(at least 1): (predictedMs / targetMs - 1) x 100."
+    ),
+    "profilingResults.pareto": "Deprecated upstream and not populated; kept for compatibility.",
+    "profilingResults.pareto[]": "One configuration on the Pareto front.",
+    "profilingResults.pareto[].config": "A partial DynamoGraphDeployment.",
+    "deploymentInfo": "Replica counts of the created DynamoGraphDeployment.",
+    "deploymentInfo.replicas": "Desired replicas, summed over components.",
+    "deploymentInfo.availableReplicas": "Available replicas, summed over components.",
+}
 
 
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError(MODEL_BLANK)
-    return value
+def _doc(path: str, **extra: Any) -> Any:
+    """A status field: optional, described, with schema keys (``format``...) when given."""
+    return Field(
+        default=None, description=STATUS_DESCRIPTIONS[path], json_schema_extra=k8s(**extra)
+    )
 
 
-_COMMON = ConfigDict(
-    strict=True,
-    populate_by_name=True,
-    alias_generator=to_camel,
-    allow_inf_nan=False,
-    protected_namespaces=(),
-)
-
-
-class _Strict(BaseModel):
-    """Spec parts: unknown fields are errors, as kubectl's strict field validation makes them."""
-
-    model_config = ConfigDict(**_COMMON, extra="forbid")
+def _item(path: str) -> ConfigDict:
+    """The config of a model that is the item of an array: its description is the item's."""
+    return ConfigDict(json_schema_extra={"description": STATUS_DESCRIPTIONS[path]})
 
 
 class _Open(BaseModel):
     """Status and metadata: written by others, so fields this version does not know are kept."""
 
-    model_config = ConfigDict(**_COMMON, extra="allow")
-
-
-Positive = Annotated[float, Field(gt=0)]
-Int32Positive = Annotated[int, Field(ge=1, le=INT32_MAX)]
-
-
-class ModelCacheSpec(_Strict):
-    pvc_name: str | None = Field(default=None, max_length=253)
-    pvc_model_path: str | None = Field(default=None, max_length=4096)
-    pvc_mount_path: str = Field(default=DEFAULT_PVC_MOUNT_PATH, max_length=4096, pattern=r"^/")
-
-
-class HardwareSpec(_Strict):
-    gpu_sku: GpuSku | None = None
-    vram_mb: Positive | None = None
-    total_gpus: Int32Positive | None = None
-    num_gpus_per_node: Int32Positive | None = None
-    interconnect: str | None = Field(default=None, max_length=64)
-    rdma: bool | None = None
-
-
-class WorkloadSpec(_Strict):
-    isl: Int32Positive = DEFAULT_ISL
-    osl: Int32Positive = DEFAULT_OSL
-    concurrency: Positive | None = None
-    request_rate: Positive | None = None
-
-
-class SLASpec(_Strict):
-    ttft: Positive | None = None
-    itl: Positive | None = None
-    e2e_latency: Positive | None = Field(default=None, alias="e2eLatency")
-    optimization_type: OptimizationType | None = None
-
-
-class OverridesSpec(_Strict):
-    profiling_job: dict[str, Any] | None = None
-    dgd: dict[str, Any] | None = None
-    trust_remote_code: bool = False
-
-
-class ToggleSpec(_Strict):
-    enabled: bool = False
-
-
-class FeaturesSpec(_Strict):
-    planner: dict[str, Any] | None = None  # present (even {}) = planner on
-    mocker: ToggleSpec | None = None
-    kv_router: ToggleSpec | None = None
-
-
-class DGDRSpec(_Strict):
-    model: Annotated[str, Field(max_length=512), AfterValidator(_not_blank)]
-    backend: Backend = DEFAULT_BACKEND
-    image: str | None = Field(default=None, max_length=1024)
-    runtime_version_override: str | None = Field(
-        default=None, max_length=16, pattern=RUNTIME_VERSION_PATTERN
-    )
-    model_cache: ModelCacheSpec | None = None
-    hardware: HardwareSpec | None = None
-    workload: WorkloadSpec | None = None
-    sla: SLASpec | None = None
-    overrides: OverridesSpec | None = None
-    features: FeaturesSpec | None = None
-    search_strategy: SearchStrategy = DEFAULT_SEARCH_STRATEGY
-    auto_apply: bool = DEFAULT_AUTO_APPLY
-
-    def to_dict(self) -> dict[str, Any]:
-        """The camelCase spec the profiler takes (``PlanRequest.from_spec``), defaults included."""
-        return self.model_dump(by_alias=True, exclude_none=True)
+    model_config = ConfigDict(**COMMON_CONFIG, extra="allow")
 
 
 class Condition(_Open):
     """A ``metav1.Condition``."""
 
-    type: str = Field(max_length=316)
-    status: Literal["True", "False", "Unknown"]
-    observed_generation: int | None = Field(default=None, ge=0)
-    last_transition_time: str
-    reason: str = Field(
-        min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+    model_config = _item("conditions[]")
+
+    type: str = Field(
+        max_length=316,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+        r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
+        description=STATUS_DESCRIPTIONS["conditions[].type"],
     )
-    message: str = Field(max_length=32768)
+    status: Literal["True", "False", "Unknown"] = Field(
+        description=STATUS_DESCRIPTIONS["conditions[].status"]
+    )
+    observed_generation: int | None = Field(
+        default=None,
+        ge=0,
+        description=STATUS_DESCRIPTIONS["conditions[].observedGeneration"],
+        json_schema_extra=k8s(format="int64"),
+    )
+    last_transition_time: str = Field(
+        description=STATUS_DESCRIPTIONS["conditions[].lastTransitionTime"],
+        json_schema_extra=k8s(format="date-time"),
+    )
+    reason: str = Field(
+        min_length=1,
+        max_length=1024,
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        description=STATUS_DESCRIPTIONS["conditions[].reason"],
+    )
+    message: str = Field(max_length=32768, description=STATUS_DESCRIPTIONS["conditions[].message"])
 
 
 class ParetoEntry(_Open):
-    config: dict[str, Any] | None = None
+    model_config = _item("profilingResults.pareto[]")
+
+    config: dict[str, Any] | None = _doc(
+        "profilingResults.pareto[].config", x_kubernetes_preserve_unknown_fields=True
+    )
 
 
 ServingMode = Literal["agg", "disagg"]
 WorkerRole = Literal["agg", "prefill", "decode"]
 SLATarget = Literal["ttft", "itl", "e2eLatency"]
+_W = "profilingResults.prediction.workers[]"
+_M = "profilingResults.prediction.slaMisses[]"
+_P = "profilingResults.prediction"
 
 
 class PredictedWorker(_Open):
     """One kind of worker of the chosen layout (``profilingResults.prediction.workers[]``)."""
 
-    role: WorkerRole | None = None
-    parallel: str | None = None
-    tp: int | None = None
-    pp: int | None = None
-    ep: int | None = None
-    dp: int | None = None
-    replicas: int | None = None
-    batch: int | None = None
-    gpus: int | None = None
+    model_config = _item(_W)
+
+    role: WorkerRole | None = _doc(f"{_W}.role")
+    parallel: str | None = Field(
+        default=None, max_length=64, description=STATUS_DESCRIPTIONS[f"{_W}.parallel"]
+    )
+    tp: int | None = _doc(f"{_W}.tp", format="int32")
+    pp: int | None = _doc(f"{_W}.pp", format="int32")
+    ep: int | None = _doc(f"{_W}.ep", format="int32")
+    dp: int | None = _doc(f"{_W}.dp", format="int32")
+    replicas: int | None = _doc(f"{_W}.replicas", format="int32")
+    batch: int | None = _doc(f"{_W}.batch", format="int32")
+    gpus: int | None = _doc(f"{_W}.gpus", format="int32")
 
 
 class SLAMiss(_Open):
     """One SLA target the chosen configuration is predicted to miss."""
 
-    target: SLATarget | None = None
-    target_ms: float | None = None
-    predicted_ms: float | None = None
-    missed_by_percent: int | None = None
+    model_config = _item(_M)
+
+    target: SLATarget | None = _doc(f"{_M}.target")
+    target_ms: float | None = _doc(f"{_M}.targetMs")
+    predicted_ms: float | None = _doc(f"{_M}.predictedMs")
+    missed_by_percent: int | None = _doc(f"{_M}.missedByPercent", format="int64")
 
 
 class Prediction(_Open):
@@ -398,50 +514,62 @@ class Prediction(_Open):
     and rewrite never changes them. Counts (GPUs, replicas, batch, percent) are integers.
     """
 
-    mode: ServingMode | None = None
-    backend: Literal["sglang", "trtllm", "vllm"] | None = None
-    workers: list[PredictedWorker] | None = None
-    total_gpus: int | None = None
-    ttft_ms: float | None = None
-    itl_ms: float | None = None
-    e2e_latency_ms: float | None = Field(default=None, alias="e2eLatencyMs")
-    tokens_per_second_per_gpu: float | None = None
-    tokens_per_second_per_user: float | None = None
-    sla_met: bool | None = None
-    sla_misses: list[SLAMiss] | None = None
+    mode: ServingMode | None = _doc(f"{_P}.mode")
+    backend: Literal["sglang", "trtllm", "vllm"] | None = _doc(f"{_P}.backend")
+    workers: list[PredictedWorker] | None = Field(
+        default=None, max_length=8, description=STATUS_DESCRIPTIONS[f"{_P}.workers"]
+    )
+    total_gpus: int | None = _doc(f"{_P}.totalGpus", format="int32")
+    ttft_ms: float | None = _doc(f"{_P}.ttftMs")
+    itl_ms: float | None = _doc(f"{_P}.itlMs")
+    e2e_latency_ms: float | None = Field(
+        default=None, alias="e2eLatencyMs", description=STATUS_DESCRIPTIONS[f"{_P}.e2eLatencyMs"]
+    )
+    tokens_per_second_per_gpu: float | None = _doc(f"{_P}.tokensPerSecondPerGpu")
+    tokens_per_second_per_user: float | None = _doc(f"{_P}.tokensPerSecondPerUser")
+    sla_met: bool | None = _doc(f"{_P}.slaMet")
+    sla_misses: list[SLAMiss] | None = Field(
+        default=None, max_length=3, description=STATUS_DESCRIPTIONS[f"{_P}.slaMisses"]
+    )
 
 
 class ProfilingResults(_Open):
-    selected_config: dict[str, Any] | None = None
-    prediction: Prediction | None = None
-    pareto: list[ParetoEntry] | None = None
+    selected_config: dict[str, Any] | None = _doc(
+        "profilingResults.selectedConfig", x_kubernetes_preserve_unknown_fields=True
+    )
+    prediction: Prediction | None = _doc(_P)
+    pareto: list[ParetoEntry] | None = _doc("profilingResults.pareto")
 
 
 class DeploymentInfo(_Open):
-    replicas: int | None = None
-    available_replicas: int | None = None
+    replicas: int | None = _doc("deploymentInfo.replicas", format="int32")
+    available_replicas: int | None = _doc("deploymentInfo.availableReplicas", format="int32")
 
 
 class AcceptedSpec(_Open):
     """``status.acceptedSpec``: the spec the controller accepted, as the spec-change rule needs
     it (the fields that may change, a hash of the rest); kept where users cannot edit it."""
 
-    generation: int | None = None
-    hash: str | None = None
-    auto_apply: bool | None = None
-    runtime_version_override: str | None = None
+    generation: int | None = _doc("acceptedSpec.generation", format="int64")
+    hash: str | None = _doc("acceptedSpec.hash")
+    auto_apply: bool | None = _doc("acceptedSpec.autoApply")
+    runtime_version_override: str | None = _doc("acceptedSpec.runtimeVersionOverride")
 
 
 class DGDRStatus(_Open):
-    phase: PhaseName | None = None
-    profiling_phase: ProfilingPhaseName | None = None
-    dgd_name: str | None = None
-    profiling_job_name: str | None = None
-    observed_generation: int | None = None
-    conditions: list[Condition] = Field(default_factory=list)
-    profiling_results: ProfilingResults | None = None
-    deployment_info: DeploymentInfo | None = None
-    accepted_spec: AcceptedSpec | None = None
+    phase: PhaseName | None = _doc("phase")
+    profiling_phase: ProfilingPhaseName | None = _doc("profilingPhase")
+    dgd_name: str | None = _doc("dgdName")
+    profiling_job_name: str | None = _doc("profilingJobName")
+    observed_generation: int | None = _doc("observedGeneration", format="int64")
+    accepted_spec: AcceptedSpec | None = _doc("acceptedSpec")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description=STATUS_DESCRIPTIONS["conditions"],
+        json_schema_extra=k8s(x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["type"]),
+    )
+    profiling_results: ProfilingResults | None = _doc("profilingResults")
+    deployment_info: DeploymentInfo | None = _doc("deploymentInfo")
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)
@@ -462,12 +590,93 @@ class ObjectMeta(_Open):
     finalizers: list[str] | None = None
 
 
+NAME_RULE = Rule(
+    f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
+    f"metadata.name must be at most {MAX_NAME_LENGTH} characters, because it is used as the "
+    "value of the dgdr.nvidia.com/name label",
+)
+# The spec-change rule as a transition rule (docs/dgdr-contract.md#spec-changes): the API server
+# enforces it; the controller enforces the whole rule itself (the reconciler, with
+# status.acceptedSpec), so it is not evaluated in Python.
+_SAME = (
+    "(has(self.spec.{f}) == has(oldSelf.spec.{f})"
+    " && (!has(self.spec.{f}) || self.spec.{f} == oldSelf.spec.{f}))"
+)
+_SAME_OPT = "self.spec.?{p}.orValue(false) == oldSelf.spec.?{p}.orValue(false)"
+_SAME_SET = "self.spec.?{p}.hasValue() == oldSelf.spec.?{p}.hasValue()"
+IMMUTABLE_RULE = Rule(
+    "!(oldSelf.?status.?phase.orValue('') in ['Profiling', 'Deploying', 'Ready', 'Deployed'])\n"
+    "|| (self.spec.model == oldSelf.spec.model\n"
+    + "".join(
+        f"    && {_SAME.format(f=f)}\n"
+        for f in ("backend", "image", "searchStrategy", "modelCache", "hardware", "workload", "sla")
+    )
+    + f"    && {_SAME_OPT.format(p='overrides.?trustRemoteCode')}\n"
+    + f"    && {_SAME_SET.format(p='overrides.?dgd')}\n"
+    + f"    && {_SAME_SET.format(p='overrides.?profilingJob')}\n"
+    + f"    && {_SAME_SET.format(p='features.?planner')}\n"
+    + f"    && {_SAME_OPT.format(p='features.?mocker.?enabled')}\n"
+    + f"    && {_SAME_OPT.format(p='features.?kvRouter.?enabled')}\n"
+    "    && (oldSelf.status.phase in ['Profiling', 'Ready'] && oldSelf.spec.?autoApply == "
+    "optional.of(false)\n"
+    "        ? (oldSelf.status.phase == 'Ready' || self.spec.?autoApply == optional.of(false))\n"
+    "        : (self.spec.?autoApply == oldSelf.spec.?autoApply\n"
+    f"           && {_SAME.format(f='runtimeVersionOverride')})))",
+    "spec is immutable once profiling has started: only spec.autoApply and "
+    "spec.runtimeVersionOverride may change, and only while spec.autoApply is false in phase "
+    "Profiling or Ready; delete and recreate the DynamoGraphDeploymentRequest to change anything "
+    "else",
+    reason="FieldValueForbidden",
+    field_path=".spec",
+    message_expression="'spec is immutable in phase ' + oldSelf.status.phase + ': only "
+    "spec.autoApply and spec.runtimeVersionOverride may change, and only while spec.autoApply is "
+    "false in phase Profiling or Ready (spec.autoApply may become true only in phase Ready); "
+    "delete and recreate the DynamoGraphDeploymentRequest to change anything else'",
+)
+DGDR_DESCRIPTION = (
+    "DynamoGraphDeploymentRequest asks for a model to be served under latency targets\n"
+    "within a GPU budget. The controller validates the request, profiles it (searches\n"
+    "parallelism and replica layouts against a performance model), generates the\n"
+    "DynamoGraphDeployment that meets the targets at the best throughput per GPU and,\n"
+    "when spec.autoApply is true, creates it and follows its health.\n"
+    "\n"
+    "Lifecycle (status.phase): Pending -> Profiling -> Deploying -> Deployed, or\n"
+    "Pending -> Profiling -> Ready when spec.autoApply is false; Failed is terminal.\n"
+    "\n"
+    "The spec is immutable once profiling has started (phase Profiling, Deploying, Ready\n"
+    "or Deployed). The one exception: while spec.autoApply is false in phase Profiling or\n"
+    "Ready, spec.autoApply and spec.runtimeVersionOverride may change, and spec.autoApply\n"
+    "may become true only in phase Ready. To change anything else, delete and recreate\n"
+    "the request. The API server enforces this with a transition rule on every typed\n"
+    "field and on the presence of the free-form objects (overrides.dgd,\n"
+    "overrides.profilingJob, features.planner), whose content is too large for a CEL\n"
+    "comparison; the controller enforces the whole rule (it compares metadata.generation\n"
+    "with status.observedGeneration), ignores any change that reaches it and records a\n"
+    "Warning event SpecChangeRejected."
+)
+
+
 class DynamoGraphDeploymentRequest(_Open):
-    api_version: str = DGDR_API_VERSION
-    kind: str = DGDR_KIND
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
-    spec: DGDRSpec
-    status: DGDRStatus | None = None
+    model_config = ConfigDict(
+        json_schema_extra={"description": DGDR_DESCRIPTION, **k8s(NAME_RULE, IMMUTABLE_RULE)}
+    )
+
+    api_version: str = Field(
+        default=DGDR_API_VERSION,
+        description="APIVersion defines the versioned schema of this representation of an object.",
+        json_schema_extra={GENERATOR_KEY: {"default": False}},
+    )
+    kind: str = Field(
+        default=DGDR_KIND,
+        description="Kind is a string value representing the REST resource this object represents.",
+        json_schema_extra={GENERATOR_KEY: {"default": False}},
+    )
+    metadata: ObjectMeta = Field(
+        default_factory=ObjectMeta,
+        json_schema_extra={GENERATOR_KEY: {"schema": {"type": "object"}}},
+    )
+    spec: DGDRSpec = Field(description=SPEC_DESCRIPTION)
+    status: DGDRStatus | None = _doc("")
 
     @property
     def phase(self) -> Phase:
@@ -478,6 +687,12 @@ class DynamoGraphDeploymentRequest(_Open):
     def to_dict(self) -> dict[str, Any]:
         """Back to the JSON shape, with only the fields the source had (round-trips)."""
         return self.model_dump(by_alias=True, exclude_unset=True)
+
+
+@functools.cache
+def crd_schema() -> dict[str, Any]:
+    """The CRD's v1beta1 ``openAPIV3Schema``, generated from the models."""
+    return model_schema(DynamoGraphDeploymentRequest)
 
 
 # ---- the DGD fields the controller reads ---------------------------------------------------

@@ -3,44 +3,34 @@
 Three layers, all run, all collected, so a user fixes their manifest in one round trip:
 
 1. structure: the typed models of ``api.py`` (types, enums, bounds, unknown fields);
-2. the CRD's CEL rules again, on the raw object. The API server already enforces them, but an
-   object may have been stored under an older CRD, or come from a file rather than the cluster;
+2. the CRD's rules again, on the raw object: its CEL rules (``x-kubernetes-validations``, with
+   their messages), evaluated by cel-python from the schema generated from the models
+   (``profiler/cel.py``), and the null and embedded-resource checks CEL cannot make
+   (``profiler.spec.rule_errors``). The API server already enforces them, but an object may
+   have been stored under an older CRD, or come from a file rather than the cluster;
 3. the profiler's semantic checks (known model and SKU, a budget that can hold the model, ...),
    which need the profiler's tables and so cannot live in the CRD.
 
-A problem with a field reported by an earlier layer is not repeated by a later one.
+The command line (``PlanRequest.from_spec``) runs the same layers on a spec, through the same
+models and rules. A problem with a field reported by an earlier layer is not repeated by a
+later one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
-from controller.dgdr.api import CONCRETE_BACKENDS, MAX_NAME_LENGTH, DynamoGraphDeploymentRequest
+from controller.dgdr.api import DynamoGraphDeploymentRequest, crd_schema
+from profiler import cel
 from profiler.errors import FieldError
-from profiler.request import SLA_E2E, SLA_NULL, validate_spec
-
-# The CEL rules' messages (deploy/crds/...dynamographdeploymentrequests.yaml), minus the field
-# path that FieldError carries anyway. The SLA pairing messages are the profiler's (SLA_E2E,
-# SLA_NULL), so the command line and the controller word a refusal alike.
-LOAD_EXCLUSIVE = (
-    "spec.workload.concurrency and spec.workload.requestRate are mutually exclusive; "
-    "give at most one"
-)
-THOROUGH_BACKEND = (
-    "must be vllm, sglang or trtllm when spec.searchStrategy is thorough "
-    "(thorough profiling measures one concrete backend)"
-)
-RUNTIME_VERSION = (
-    "must be a version MAJOR.MINOR.PATCH such as 1.1.0 (no leading zeros, at most 4 digits each)"
-)
-MOUNT_PATH_ABSOLUTE = "must be an absolute path (start with /)"
-NAME_TOO_LONG = (
-    f"must be at most {MAX_NAME_LENGTH} characters, because it is used as the value of the "
-    "dgdr.nvidia.com/name label"
-)
+from profiler.request import validate_spec
+from profiler.spec import merge_errors as _merge
+from profiler.spec import null_and_embedded_errors
+from profiler.spec import path_of as path_of
+from profiler.spec import structural_errors as _structural_errors
 
 # Fields a user may leave out because the controller fills them in before planning: the
 # hardware, discovered from the nodes.
@@ -52,26 +42,6 @@ FILLED_BY_CONTROLLER = frozenset(
         "spec.hardware.vramMb",
     }
 )
-
-# pydantic error types whose stock message reads badly in a Kubernetes condition.
-_MESSAGES = {
-    "missing": "is required",
-    "extra_forbidden": "unknown field",
-    "model_type": "must be an object",
-    "model_attributes_type": "must be an object",
-    "dict_type": "must be an object",
-    "list_type": "must be a list",
-    "string_type": "must be a string",
-    "int_type": "must be an integer",
-    "float_type": "must be a number",
-    "bool_type": "must be a boolean",
-    "finite_number": "must be a finite number",
-}
-# Field-specific wording where a pattern says nothing to a user.
-_PATTERN_MESSAGES = {
-    "spec.runtimeVersionOverride": RUNTIME_VERSION,
-    "spec.modelCache.pvcMountPath": MOUNT_PATH_ABSOLUTE,
-}
 
 
 def validate_dgdr(
@@ -106,75 +76,10 @@ def validate_dgdr(
 
 
 def rule_errors(obj: Mapping[str, Any]) -> list[FieldError]:
-    """The CRD's cross-field CEL rules on a raw object (types may be anything)."""
-    errors: list[FieldError] = []
-    meta = obj.get("metadata")
-    if isinstance(meta, Mapping):
-        name = meta.get("name")
-        if isinstance(name, str) and len(name) > MAX_NAME_LENGTH:
-            errors.append(FieldError("metadata.name", NAME_TOO_LONG))
-    spec = obj.get("spec")
-    if not isinstance(spec, Mapping):
-        return errors
-    if spec.get("searchStrategy") == "thorough" and spec.get("backend", "auto") not in (
-        *CONCRETE_BACKENDS,
-        None,  # a null backend is a structural error already
-    ):
-        errors.append(FieldError("spec.backend", THOROUGH_BACKEND))
-    sla = spec.get("sla")
-    if isinstance(sla, Mapping):
-        # A ttft or itl left out takes the profiler's default; only an explicit conflict is
-        # refused: e2eLatency with a ttft or itl that has a value (the CEL rule), or one of them
-        # null without e2eLatency. That one no CEL rule can see (a null field is a missing one to
-        # CEL); ttft and itl are nullable in the CRD so the stored object keeps the null for it.
-        e2e = sla.get("e2eLatency") is not None
-        for key in ("ttft", "itl"):
-            if not e2e and key in sla and sla[key] is None:
-                errors.append(FieldError(f"spec.sla.{key}", SLA_NULL))
-        if e2e and (sla.get("ttft") is not None or sla.get("itl") is not None):
-            errors.append(FieldError("spec.sla.e2eLatency", SLA_E2E))
-    workload = spec.get("workload")
-    if (
-        isinstance(workload, Mapping)
-        and workload.get("concurrency") is not None
-        and workload.get("requestRate") is not None
-    ):
-        errors.append(FieldError("spec.workload.concurrency", LOAD_EXCLUSIVE))
-    overrides = spec.get("overrides")
-    dgd = overrides.get("dgd") if isinstance(overrides, Mapping) else None
-    if isinstance(dgd, Mapping):  # x-kubernetes-embedded-resource: apiVersion and kind required
-        for key in ("apiVersion", "kind"):
-            if not dgd.get(key):
-                errors.append(FieldError(f"spec.overrides.dgd.{key}", "is required"))
-    return errors
-
-
-def path_of(loc: Sequence[int | str]) -> str:
-    """``("spec", "sla", "ttft")`` -> ``spec.sla.ttft``; list indexes as ``[0]``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "spec"
-
-
-def _structural_errors(exc: ValidationError) -> list[FieldError]:
-    errors = []
-    for err in exc.errors(include_url=False, include_input=False):
-        path = path_of(err["loc"])
-        kind = err["type"]
-        if kind == "string_pattern_mismatch" and path in _PATTERN_MESSAGES:
-            message = _PATTERN_MESSAGES[path]
-        elif kind in _MESSAGES:
-            message = _MESSAGES[kind]
-        else:
-            message = err["msg"].removeprefix("Value error, ")
-            message = message.replace("Input should be", "must be", 1)
-            message = message.replace("String should", "must", 1)
-        errors.append(FieldError(path, message))
-    return errors
+    """The CRD's rules on a raw object (types may be anything): its CEL rules, evaluated from
+    the generated schema, and the spec's checks CEL cannot make."""
+    errors = cel.rule_errors(obj, crd_schema(), "")
+    return _merge(errors, null_and_embedded_errors(obj.get("spec")))
 
 
 def _semantic_errors(spec: Mapping[str, Any]) -> list[FieldError]:
@@ -194,16 +99,3 @@ def _filled_later(path: str, spec: Mapping[str, Any]) -> bool:
             return True
         node = node[key]
     return False
-
-
-def _merge(errors: list[FieldError], more: list[FieldError]) -> None:
-    """Add errors about fields not reported yet (nor any field that contains them)."""
-    reported = [e.path for e in errors]
-    for e in more:
-        if not any(_within(e.path, p) for p in reported):
-            errors.append(e)
-            reported.append(e.path)
-
-
-def _within(path: str, outer: str) -> bool:
-    return path == outer or path.startswith((outer + ".", outer + "["))
