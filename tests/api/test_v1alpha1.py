@@ -8,6 +8,7 @@ webhook, and these tests point the CRD at a controller on loopback (``--webhook-
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import subprocess
@@ -20,8 +21,8 @@ import pytest
 import yaml
 
 from devtools.localplane import LocalControlPlane, free_port
-from tests.conftest import SESSION_PIDS, Kubectl, make_kubectl
-from tests.dgdr.conftest import ControllerProcess
+from tests.conftest import Kubectl, make_kubectl
+from tests.dgdr.conftest import ControllerProcess, running
 from tests.eventually import consistently, eventually
 
 pytestmark = pytest.mark.cluster
@@ -73,11 +74,14 @@ def add_gpu_node(kubectl: Kubectl) -> None:
     kubectl("apply", "-f", "-", input=json.dumps(node))
 
 
-def start_controller(
+@contextlib.contextmanager
+def webhooked(
     plane: LocalControlPlane, log_dir: Path, *args: str, name: str = "controller"
-) -> ControllerProcess:
+) -> Iterator[ControllerProcess]:
+    """A controller serving the conversion webhook on loopback, the CRD pointed at it; ready
+    (certificate made, caBundle injected) when the block starts."""
     port = free_port()
-    c = ControllerProcess(
+    with running(
         plane,
         log_dir,
         "--lease-name",
@@ -90,16 +94,10 @@ def start_controller(
         "kube-system",
         *args,
         name=name,
-    )
-    c.webhook_port = port  # type: ignore[attr-defined]
-    SESSION_PIDS.append(c.pids)
-    return c
-
-
-def stop_controller(c: ControllerProcess) -> None:
-    c.stop()
-    if c.pids in SESSION_PIDS:  # a test may have stopped the module's controller already
-        SESSION_PIDS.remove(c.pids)
+        ready_timeout=90,
+    ) as c:
+        c.webhook_port = port
+        yield c
 
 
 def established(kubectl: Kubectl, crd: str) -> None:
@@ -161,12 +159,8 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalContr
 def controller(
     plane: tuple[LocalControlPlane, Kubectl], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ControllerProcess]:
-    c = start_controller(plane[0], tmp_path_factory.mktemp("v1alpha1"))
-    try:
-        c.wait_ready(timeout=90)
+    with webhooked(plane[0], tmp_path_factory.mktemp("v1alpha1")) as c:
         yield c
-    finally:
-        stop_controller(c)
 
 
 def test_a_v1alpha1_dgdr_reaches_deployed_and_reads_the_same_in_both_versions(
@@ -259,9 +253,7 @@ def test_a_follower_serves_conversions_while_the_leader_acts(
         "-o",
         "jsonpath={.data.ca\\.crt}",
     ).stdout
-    follower = start_controller(control_plane, tmp_path_factory.mktemp("follower"), name="b")
-    try:
-        follower.wait_ready(timeout=90)
+    with webhooked(control_plane, tmp_path_factory.mktemp("follower"), name="b") as follower:
         url = f"https://127.0.0.1:{follower.webhook_port}/convert"
 
         def pointed_at_follower() -> bool:
@@ -291,19 +283,18 @@ def test_a_follower_serves_conversions_while_the_leader_acts(
             "jsonpath={.data.ca\\.crt}",
         ).stdout
         assert secret_after == secret_before != ""
-    finally:
-        stop_controller(follower)
-        # The leader takes the CRD back at its next resync (a minute); the next tests need it now.
-        leader_url = f"https://127.0.0.1:{controller.webhook_port}/convert"  # type: ignore[attr-defined]
-        patch = {"spec": {"conversion": {"webhook": {"clientConfig": {"url": leader_url}}}}}
-        kubectl(
-            "patch",
-            "crd",
-            "dynamographdeploymentrequests.nvidia.com",
-            "--type=merge",
-            "-p",
-            json.dumps(patch),
-        )
+    # The follower gone, the leader takes the CRD back at its next resync (a minute); the
+    # next tests need it now.
+    leader_url = f"https://127.0.0.1:{controller.webhook_port}/convert"
+    patch = {"spec": {"conversion": {"webhook": {"clientConfig": {"url": leader_url}}}}}
+    kubectl(
+        "patch",
+        "crd",
+        "dynamographdeploymentrequests.nvidia.com",
+        "--type=merge",
+        "-p",
+        json.dumps(patch),
+    )
 
 
 def test_webhook_down_is_a_clear_api_error_and_nothing_is_lost(
@@ -319,20 +310,16 @@ def test_webhook_down_is_a_clear_api_error_and_nothing_is_lost(
         message="phase Ready",
     )
     before = get(kubectl, ALPHA, "survivor")
-    stop_controller(controller)
+    controller.stop()
     res = kubectl("get", ALPHA, "survivor", "-n", NS, "-o", "json", check=False)
     assert res.returncode != 0
     assert "conversion webhook" in res.stderr and "127.0.0.1" in res.stderr, res.stderr
     # v1beta1, the stored version, needs no conversion: still readable.
     assert get(kubectl, BETA, "survivor")["status"]["phase"] == "Ready"
-    again = start_controller(control_plane, tmp_path_factory.mktemp("again"), name="again")
-    try:
-        again.wait_ready(timeout=90)
+    with webhooked(control_plane, tmp_path_factory.mktemp("again"), name="again"):
         after = get(kubectl, ALPHA, "survivor")
         assert after["spec"] == before["spec"]
         assert after["status"]["state"] == before["status"]["state"]
-    finally:
-        stop_controller(again)
 
 
 # ---- migration from upstream's CRD ------------------------------------------------------------
@@ -358,7 +345,6 @@ def test_migration_from_upstreams_crd_with_objects_stored_in_v1alpha1(
     it still serves v1alpha1); the controller started; `migrate-storage` rewrites every object
     in v1beta1 and leaves storedVersions [v1beta1]; the old objects then reach Ready."""
     p = LocalControlPlane.start()
-    c: ControllerProcess | None = None
     try:
         kubectl = make_kubectl(p)
         kubectl("apply", "--server-side", "-f", "-", input=json.dumps(legacy_crd()))
@@ -376,39 +362,39 @@ def test_migration_from_upstreams_crd_with_objects_stored_in_v1alpha1(
             kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
         established(kubectl, "dynamographdeployments.nvidia.com")
         add_gpu_node(kubectl)
-        c = start_controller(p, tmp_path_factory.mktemp("migrate"))
-        c.wait_ready(timeout=90)
-        res = subprocess.run(
-            [sys.executable, "-m", "controller", "migrate-storage", "--kubeconfig", p.kubeconfig],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert res.returncode == 0, res.stderr
-        assert "3 DGDRs rewritten in v1beta1" in res.stdout
-        crd = json.loads(
-            kubectl("get", "crd", "dynamographdeploymentrequests.nvidia.com", "-o", "json").stdout
-        )
-        assert crd["status"]["storedVersions"] == ["v1beta1"]
-        for i in range(3):
-            name = f"legacy-{i}"
-
-            def ready(name: str = name) -> bool:
-                return bool(get(kubectl, BETA, name).get("status", {}).get("phase") == "Ready")
-
-            eventually(ready, timeout=90, message=f"{name} Ready")
-            alpha = get(kubectl, ALPHA, f"legacy-{i}")
-            assert alpha["spec"]["profilingConfig"]["nodeSelector"] == {"pool": "profiling"}
-            assert alpha["status"]["state"] == "Ready"
+        with webhooked(p, tmp_path_factory.mktemp("migrate")):
+            migrate_and_check(p, kubectl)
         # Stored in v1beta1 now: the webhook down, v1beta1 reads go on.
-        stop_controller(c)
-        c = None
         consistently(
             lambda: get(kubectl, BETA, "legacy-0")["status"]["phase"] == "Ready",
             duration=1,
             message="v1beta1 readable without the webhook",
         )
     finally:
-        if c is not None:
-            stop_controller(c)
         p.stop()
+
+
+def migrate_and_check(p: LocalControlPlane, kubectl: Kubectl) -> None:
+    """`migrate-storage` as an admin runs it, then every old object Ready in both versions."""
+    res = subprocess.run(
+        [sys.executable, "-m", "controller", "migrate-storage", "--kubeconfig", p.kubeconfig],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "3 DGDRs rewritten in v1beta1" in res.stdout
+    crd = json.loads(
+        kubectl("get", "crd", "dynamographdeploymentrequests.nvidia.com", "-o", "json").stdout
+    )
+    assert crd["status"]["storedVersions"] == ["v1beta1"]
+    for i in range(3):
+        name = f"legacy-{i}"
+
+        def ready(name: str = name) -> bool:
+            return bool(get(kubectl, BETA, name).get("status", {}).get("phase") == "Ready")
+
+        eventually(ready, timeout=90, message=f"{name} Ready")
+        alpha = get(kubectl, ALPHA, f"legacy-{i}")
+        assert alpha["spec"]["profilingConfig"]["nodeSelector"] == {"pool": "profiling"}
+        assert alpha["status"]["state"] == "Ready"

@@ -8,6 +8,7 @@ writes the DGD's ``status.state`` itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -63,6 +64,7 @@ class ControllerProcess:
         env: dict[str, str] | None = None,
     ) -> None:
         self.port = free_port()
+        self.webhook_port: int | None = None  # set by tests that serve the conversion webhook
         self.log_path = log_dir / f"{name}-{self.port}.log"
         self.identity = f"{name}-{self.port}"
         cmd = [
@@ -153,6 +155,29 @@ class ControllerProcess:
         return int(self.proc.returncode)
 
 
+@contextlib.contextmanager
+def running(
+    plane: LocalControlPlane,
+    log_dir: Path,
+    *args: str,
+    ready: bool = True,
+    ready_timeout: float = 60,
+    **kwargs: Any,
+) -> Iterator[ControllerProcess]:
+    """A controller process for the length of a ``with``: known to the leftover-process guard
+    while it runs, ready (unless ``ready=False``) when the block starts, stopped at its end
+    (stopping it inside the block is fine)."""
+    c = ControllerProcess(plane, log_dir, *args, **kwargs)
+    SESSION_PIDS.append(c.pids)
+    try:
+        if ready:
+            c.wait_ready(ready_timeout)
+        yield c
+    finally:
+        c.stop()
+        SESSION_PIDS.remove(c.pids)
+
+
 @pytest.fixture(scope="module")
 def hub() -> Iterator[HubServer]:
     """A local Hugging Face Hub (its file API) for models the catalog lacks; it knows none
@@ -173,7 +198,7 @@ def controller(
 
     Module scope, so that modules which run controllers of their own (failover, worker crashes)
     never share namespaces with this one."""
-    c = ControllerProcess(
+    with running(
         control_plane,
         tmp_path_factory.mktemp("controller"),
         "--lease-name",
@@ -182,14 +207,8 @@ def controller(
         hub.url,
         "--hub-timeout",
         "5",
-    )
-    SESSION_PIDS.append(c.pids)
-    try:
-        c.wait_ready()
+    ) as c:
         yield c
-    finally:
-        c.stop()
-        SESSION_PIDS.remove(c.pids)
 
 
 def get_json(kubectl: Kubectl, kind: str, name: str, namespace: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ duration, renew time); each controller of this module is the only one on its DGD
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -16,8 +17,8 @@ from datetime import UTC, datetime
 import pytest
 
 from devtools.localplane import LocalControlPlane
-from tests.conftest import SESSION_PIDS, Kubectl
-from tests.dgdr.conftest import SMALL, ControllerProcess, apply_dgdr, wait_phase
+from tests.conftest import Kubectl
+from tests.dgdr.conftest import SMALL, ControllerProcess, apply_dgdr, running, wait_phase
 from tests.eventually import consistently, eventually
 
 pytestmark = pytest.mark.cluster
@@ -51,8 +52,10 @@ def operator_lease(kubectl: Kubectl) -> Iterator[str]:
 
 def start(
     plane: LocalControlPlane, tmp: pytest.TempPathFactory, lease: str, *args: str
-) -> ControllerProcess:
-    c = ControllerProcess(
+) -> contextlib.AbstractContextManager[ControllerProcess]:
+    """A controller that minds the test's "Dynamo operator" Lease; ready when the block starts
+    (ready even while it stands aside: it keeps serving what every replica serves)."""
+    return running(
         plane,
         tmp.mktemp("coexist"),
         "--lease-name",
@@ -61,13 +64,6 @@ def start(
         f"{LEASE_NAMESPACE}/{lease}",
         *args,
     )
-    SESSION_PIDS.append(c.pids)
-    return c
-
-
-def stop(c: ControllerProcess) -> None:
-    c.stop()
-    SESSION_PIDS.remove(c.pids)
 
 
 def test_waits_while_the_dynamo_operator_runs_then_acts(
@@ -78,9 +74,7 @@ def test_waits_while_the_dynamo_operator_runs_then_acts(
     namespace: str,
     operator_lease: str,
 ) -> None:
-    c = start(control_plane, tmp_path_factory, operator_lease)
-    try:
-        c.wait_ready()  # ready: it keeps serving what every replica serves
+    with start(control_plane, tmp_path_factory, operator_lease) as c:
         apply_dgdr(kubectl, namespace, "held", **{**SMALL, "autoApply": False})
         said = eventually(
             lambda: "controllers not started: the Dynamo operator" in c.tail(200),
@@ -101,8 +95,6 @@ def test_waits_while_the_dynamo_operator_runs_then_acts(
         hold_lease(kubectl, operator_lease, None)  # the operator stopped: Lease released
         wait_phase(kubectl, "held", namespace, "Ready", timeout=60)
         assert "controllers may start" in c.tail(400)
-    finally:
-        stop(c)
 
 
 def test_allow_dynamo_operator_acts_regardless(
@@ -113,14 +105,10 @@ def test_allow_dynamo_operator_acts_regardless(
     namespace: str,
     operator_lease: str,
 ) -> None:
-    c = start(control_plane, tmp_path_factory, operator_lease, "--allow-dynamo-operator")
-    try:
-        c.wait_ready()
+    with start(control_plane, tmp_path_factory, operator_lease, "--allow-dynamo-operator") as c:
         apply_dgdr(kubectl, namespace, "allowed", **{**SMALL, "autoApply": False})
         wait_phase(kubectl, "allowed", namespace, "Ready", timeout=60)
         assert "controllers not started" not in c.tail(400)
-    finally:
-        stop(c)
 
 
 def test_a_lease_counts_only_while_held_and_renewed() -> None:

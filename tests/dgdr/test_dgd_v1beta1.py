@@ -18,8 +18,15 @@ import yaml
 from controller.dgdr.app import served_dgd_version
 from controller.machinery.client import KubeClient
 from devtools.localplane import LocalControlPlane
-from tests.conftest import CRD_DIR, SESSION_PIDS, Kubectl
-from tests.dgdr.conftest import SMALL, ControllerProcess, apply_dgdr, get_json, wait_phase
+from tests.conftest import CRD_DIR, Kubectl
+from tests.dgdr.conftest import (
+    SMALL,
+    ControllerProcess,
+    apply_dgdr,
+    get_json,
+    running,
+    wait_phase,
+)
 from tests.eventually import eventually
 
 pytestmark = pytest.mark.cluster
@@ -88,16 +95,10 @@ def beta_controller(
     v1beta1_served: None,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ControllerProcess]:
-    c = ControllerProcess(
+    with running(
         control_plane, tmp_path_factory.mktemp("beta"), "--lease-name", "dgdr-v1beta1"
-    )
-    SESSION_PIDS.append(c.pids)
-    try:
-        c.wait_ready()
+    ) as c:
         yield c
-    finally:
-        c.stop()
-        SESSION_PIDS.remove(c.pids)
 
 
 def test_discovery_tells_which_dgd_version_is_served(

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from devtools.localplane import LocalControlPlane
-from tests.conftest import SESSION_PIDS, Kubectl
+from tests.conftest import Kubectl
 from tests.dgdr.conftest import (
     SMALL,
     ControllerProcess,
@@ -22,6 +22,7 @@ from tests.dgdr.conftest import (
     condition,
     events_for,
     phase_of,
+    running,
     wait_phase,
 )
 from tests.eventually import consistently, eventually
@@ -35,7 +36,7 @@ DEADLINE = 4.0
 def controller(
     control_plane: LocalControlPlane, crds: list[str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ControllerProcess]:
-    c = ControllerProcess(
+    with running(
         control_plane,
         tmp_path_factory.mktemp("controller"),
         "--lease-name",
@@ -46,14 +47,8 @@ def controller(
         "console",
         "--log-level",
         "DEBUG",
-    )
-    SESSION_PIDS.append(c.pids)
-    try:
-        c.wait_ready()
+    ) as c:
         yield c
-    finally:
-        c.stop()
-        SESSION_PIDS.remove(c.pids)
 
 
 def test_a_wait_past_the_deadline_fails_naming_what_was_missing(
@@ -102,17 +97,14 @@ def test_without_a_deadline_the_dgdr_keeps_waiting(
     """--wait-deadline 0 waits for ever: the DGDR stays Pending past the other controller's
     deadline. (This module's controller is stopped first: one controller per DGDR.)"""
     controller.stop()
-    patient = ControllerProcess(
+    with running(
         control_plane,
         tmp_path_factory.mktemp("patient"),
         "--lease-name",
         "dgdr-waiting",
         "--wait-deadline",
         "0",
-    )
-    SESSION_PIDS.append(patient.pids)
-    try:
-        patient.wait_ready()
+    ):
         spec = {**SMALL, "autoApply": False, "modelCache": {"pvcName": "nope", "pvcModelPath": "x"}}
         apply_dgdr(kubectl, namespace, "patient", **spec)
         eventually(
@@ -127,6 +119,3 @@ def test_without_a_deadline_the_dgdr_keeps_waiting(
             duration=DEADLINE * 2,
             message="still Pending past the other controller's deadline",
         )
-    finally:
-        patient.stop()
-        SESSION_PIDS.remove(patient.pids)

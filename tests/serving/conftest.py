@@ -23,7 +23,7 @@ import pytest
 
 from devtools.localplane import LocalControlPlane
 from tests.conftest import REPO, SESSION_PIDS, Kubectl
-from tests.dgdr.conftest import ControllerProcess, get_json
+from tests.dgdr.conftest import ControllerProcess, get_json, running
 from tests.eventually import eventually
 
 DYNAMO_PYTHON = Path(os.environ.get("DGDR_DYNAMO_VENV") or REPO / ".venv-dynamo", "bin", "python")
@@ -154,19 +154,10 @@ def runner(
 def controller(
     control_plane: LocalControlPlane, crds: list[str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ControllerProcess]:
-    c = ControllerProcess(
-        control_plane,
-        tmp_path_factory.mktemp("controller"),
-        "--lease-name",
-        "dgdr-serving",
-    )
-    SESSION_PIDS.append(c.pids)
-    try:
-        c.wait_ready()
+    with running(
+        control_plane, tmp_path_factory.mktemp("controller"), "--lease-name", "dgdr-serving"
+    ) as c:
         yield c
-    finally:
-        c.stop()
-        SESSION_PIDS.remove(c.pids)
 
 
 @pytest.fixture
