@@ -113,6 +113,18 @@ class ControllerConfig:
     shutdown_grace: float = 30.0
     log_level: str = "INFO"
     log_format: str = "json"
+    # searchStrategy: thorough (controller/dgdr/thorough.py)
+    thorough_candidates: int = 3
+    thorough_parallel: int = 1
+    thorough_ready_timeout: float = 600.0
+    thorough_requests: int = 16
+    thorough_concurrency_levels: int = 3
+    thorough_max_concurrency: int = 64
+    thorough_benchmark: str = "http"
+    thorough_aiperf: str = "aiperf"
+    thorough_tokenizer: str = ""
+    thorough_benchmark_timeout: float = 600.0
+    thorough_endpoint: str = "http://{name}-frontend.{namespace}.svc:8000"
     # Not options: what reading the configuration found worth a warning, logged at start.
     warnings: list[str] = field(default_factory=list)
 
@@ -131,6 +143,12 @@ def _bool(text: str) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"not a boolean: {text!r}")
+
+
+def _benchmark(text: str) -> str:
+    if text not in ("http", "aiperf"):
+        raise ValueError(f"must be http or aiperf, got {text!r}")
+    return text
 
 
 def _lease_ref(text: str) -> str:
@@ -347,6 +365,72 @@ _OPTIONS: tuple[_Option, ...] = (
         "seconds in-flight reconciles get to finish on SIGTERM",
         float,
     ),
+    _Option(
+        "thorough_candidates",
+        "THOROUGH_CANDIDATES",
+        "searchStrategy thorough: candidate configurations deployed and measured per DGDR",
+        int,
+    ),
+    _Option(
+        "thorough_parallel",
+        "THOROUGH_PARALLEL",
+        "searchStrategy thorough: candidates deployed at once (their GPUs within totalGpus)",
+        int,
+    ),
+    _Option(
+        "thorough_ready_timeout",
+        "THOROUGH_READY_TIMEOUT",
+        "searchStrategy thorough: seconds a candidate's test DGD may take to serve before it "
+        "is skipped",
+        float,
+    ),
+    _Option(
+        "thorough_requests",
+        "THOROUGH_REQUESTS",
+        "searchStrategy thorough: requests per benchmark run (at least the concurrency)",
+        int,
+    ),
+    _Option(
+        "thorough_concurrency_levels",
+        "THOROUGH_CONCURRENCY_LEVELS",
+        "searchStrategy thorough: decode concurrencies benchmarked per candidate, from 1 up to "
+        "its KV capacity",
+        int,
+    ),
+    _Option(
+        "thorough_max_concurrency",
+        "THOROUGH_MAX_CONCURRENCY",
+        "searchStrategy thorough: the highest decode concurrency benchmarked",
+        int,
+    ),
+    _Option(
+        "thorough_benchmark",
+        "THOROUGH_BENCHMARK",
+        "searchStrategy thorough: benchmark client, http (built in) or aiperf (its command line)",
+        _benchmark,
+    ),
+    _Option(
+        "thorough_aiperf",
+        "THOROUGH_AIPERF",
+        "searchStrategy thorough: the aiperf command (with --thorough-benchmark aiperf)",
+    ),
+    _Option(
+        "thorough_tokenizer",
+        "THOROUGH_TOKENIZER",
+        "searchStrategy thorough: aiperf's --tokenizer (default: the DGDR's model)",
+    ),
+    _Option(
+        "thorough_benchmark_timeout",
+        "THOROUGH_BENCHMARK_TIMEOUT",
+        "searchStrategy thorough: seconds one benchmark run may take",
+        float,
+    ),
+    _Option(
+        "thorough_endpoint",
+        "THOROUGH_ENDPOINT",
+        "searchStrategy thorough: a test DGD's frontend URL, {name} and {namespace} filled in "
+        "(the local DGD runner's dgdrunner.local/endpoint annotation wins)",
+    ),
     _Option("log_level", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
     _Option(
         "log_format",
@@ -416,11 +500,23 @@ def from_args(
     cfg.warnings = warnings
     if not cfg.identity:
         cfg.identity = default_identity()
-    for name in ("workers", "pool_size"):
+    for name in (
+        "workers",
+        "pool_size",
+        "thorough_candidates",
+        "thorough_parallel",
+        "thorough_requests",
+        "thorough_concurrency_levels",
+        "thorough_max_concurrency",
+    ):
         if getattr(cfg, name) < 1:
             fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
     if not (math.isfinite(cfg.wait_deadline) and cfg.wait_deadline >= 0):
         fail(f"--wait-deadline must be a number of seconds >= 0, got {cfg.wait_deadline}")
+    for name in ("thorough_ready_timeout", "thorough_benchmark_timeout"):
+        value = getattr(cfg, name)
+        if not (math.isfinite(value) and value > 0):
+            fail(f"--{name.replace('_', '-')} must be a number of seconds > 0, got {value}")
     if cfg.profile_cache_mib < 0:
         fail(f"--profile-cache-mib must be >= 0, got {cfg.profile_cache_mib}")
     for name in ("probe_port", "metrics_port", "health_port", "webhook_port"):

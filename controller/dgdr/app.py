@@ -25,6 +25,14 @@ from controller.dgdr.pods import PodWatch
 from controller.dgdr.profile_tracker import ProfileTracker
 from controller.dgdr.profiling import ProfileRunner, ProfilingConfig
 from controller.dgdr.reconciler import DGDRReconciler, ReconcilerConfig
+from controller.dgdr.thorough import (
+    AiperfBenchmark,
+    BenchmarkClient,
+    HttpBenchmark,
+    StrategyRunner,
+    SweepConfig,
+    ThoroughSweeper,
+)
 from controller.machinery.certs import CertManager, FileCertSource
 from controller.machinery.client import NODES, ApiError, ClientOptions, KubeClient, Resource
 from controller.machinery.events import EventRecorder
@@ -143,6 +151,29 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+def thorough_setup(cfg: ControllerConfig) -> tuple[BenchmarkClient, SweepConfig]:
+    """The thorough sweep's benchmark client and bounds, from the ``--thorough-*`` flags."""
+    bench: BenchmarkClient
+    if cfg.thorough_benchmark == "aiperf":
+        bench = AiperfBenchmark(
+            command=cfg.thorough_aiperf,
+            tokenizer=cfg.thorough_tokenizer,
+            timeout=cfg.thorough_benchmark_timeout,
+        )
+    else:
+        bench = HttpBenchmark(timeout=cfg.thorough_benchmark_timeout)
+    sweep = SweepConfig(
+        budget=cfg.thorough_candidates,
+        parallel=cfg.thorough_parallel,
+        ready_timeout=cfg.thorough_ready_timeout,
+        requests=cfg.thorough_requests,
+        levels=cfg.thorough_concurrency_levels,
+        max_concurrency=cfg.thorough_max_concurrency,
+        endpoint=cfg.thorough_endpoint,
+    )
+    return bench, sweep
+
+
 async def run(cfg: ControllerConfig) -> int:
     """Run until SIGTERM (exit 0) or a lost lease (exit 1)."""
     configure_logging(cfg.log_level, log_format=cfg.log_format)
@@ -184,8 +215,11 @@ async def run(cfg: ControllerConfig) -> int:
             if controller is not None:
                 controller.enqueue(key)
 
-        tracker = ProfileTracker(runner, enqueue)
         recorder = EventRecorder(client, COMPONENT)
+        tracker = ProfileTracker(
+            StrategyRunner(runner, ThoroughSweeper(client, recorder, *thorough_setup(cfg))),
+            enqueue,
+        )
 
         def watch_pods(informer: object, to_keys: object) -> None:
             if controller is not None:

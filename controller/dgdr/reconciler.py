@@ -500,7 +500,12 @@ class DGDRReconciler:
                 "dgd_api_version": self._config.dgd_api_version,
             },
         )
-        message = "Profiling started in the controller's worker pool" + ctx.note
+        where = (
+            "the controller's thorough sweep of candidate deployments"
+            if spec.get("searchStrategy") == "thorough"
+            else "the controller's worker pool"
+        )
+        message = f"Profiling started in {where}" + ctx.note
         self._started[ctx.key] = (ctx.generation, time.monotonic(), message)
         if ctx.phase == "Profiling":
             # A restart or a new leader: the phase is written already; the profile runs again.

@@ -404,14 +404,58 @@ def test_unknown_model_fails_profiling_naming_the_field(
     }
 
 
-def test_thorough_is_refused_not_run_as_rapid(
+def test_thorough_deploys_candidates_labelled_to_the_dgdr_and_fails_when_none_serves(
     controller: ControllerProcess, kubectl: Kubectl, namespace: str
 ) -> None:
-    apply_dgdr(kubectl, namespace, "slow", **SMALL, searchStrategy="thorough")
-    obj = wait_phase(kubectl, "slow", namespace, "Failed")
-    message = condition(obj, "Succeeded")["message"]
-    assert "thorough" in message and "not available" in message
+    """Thorough is run, not refused nor run as rapid: each candidate becomes a test DGD (the
+    DGDR's image, labels and owner, the profiling Job's tolerations); playing the operator, the
+    test fails every one, and the DGDR fails naming each candidate and why (the flow on the
+    local DGD runner: tests/serving/test_thorough.py)."""
+    tol = [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    spec = {
+        **SMALL,
+        "searchStrategy": "thorough",
+        "image": "registry.example/dynamo/dynamo-planner:9.9.9",
+        "overrides": {"profilingJob": {"template": {"spec": {"tolerations": tol}}}},
+    }
+    apply_dgdr(kubectl, namespace, "slow", **spec)
+    uid = get_json(kubectl, "dgdr", "slow", namespace)["metadata"]["uid"]
+    seen: set[str] = set()
+
+    def fail_test_dgds() -> bool:
+        out = kubectl(
+            "get", "dgd", "-l", "dgdr.nvidia.com/sweep", "-o", "json", namespace=namespace
+        )
+        for dgd in json.loads(out.stdout)["items"]:
+            meta = dgd["metadata"]
+            if meta["name"] not in seen:
+                seen.add(meta["name"])
+                assert meta["labels"]["dgdr.nvidia.com/name"] == "slow"
+                assert meta["labels"]["dgdr.nvidia.com/namespace"] == namespace
+                assert [o["uid"] for o in meta["ownerReferences"]] == [uid]
+                for svc in dgd["spec"]["services"].values():
+                    assert svc["extraPodSpec"]["tolerations"] == tol
+                    assert svc["extraPodSpec"]["mainContainer"]["image"].startswith(
+                        "registry.example/dynamo/"
+                    )
+                set_dgd_state(kubectl, meta["name"], namespace, "failed")
+        return phase_of_dgdr() == "Failed"
+
+    def phase_of_dgdr() -> str | None:
+        return (get_json(kubectl, "dgdr", "slow", namespace).get("status") or {}).get("phase")
+
+    eventually(fail_test_dgds, timeout=90, interval=0.5, message="every candidate failed")
+    obj = get_json(kubectl, "dgdr", "slow", namespace)
+    assert len(seen) == 3  # the default candidate budget
+    message = condition(obj, "Profiling")["message"]
+    assert "no candidate of the thorough sweep could be measured (3 tried)" in message
+    assert message.count("failed to start") == 3
+    assert condition(obj, "Profiling")["reason"].startswith("Sweeping")
     assert "profilingResults" not in obj["status"]
+    reasons = [r for _, r, _ in events_for(kubectl, "slow", namespace)]
+    assert reasons.count("ProfilingCandidateSkipped") >= 1
+    left = kubectl("get", "dgd", "-l", "dgdr.nvidia.com/sweep", "-o", "name", namespace=namespace)
+    assert not left.stdout.strip()
 
 
 def test_missing_pvc_waits_naming_the_field_then_proceeds_once_created(

@@ -223,7 +223,10 @@ def test_transitions_and_failures_are_logged_at_info_with_key_and_reconcile_id(
     c = controllers("--log-level", "INFO")
     apply_dgdr(kubectl, namespace, "told", **SMALL, autoApply=False)
     wait_phase(kubectl, "told", namespace, "Ready")
-    apply_dgdr(kubectl, namespace, "refused", **SMALL, searchStrategy="thorough")
+    # a model that fits no layout of the budget: refused by validation
+    hardware = {"gpuSku": "h100_sxm", "numGpusPerNode": 8, "totalGpus": 1, "vramMb": 81559}
+    too_big = {**SMALL, "model": "meta-llama/Llama-3.1-70B-Instruct", "hardware": hardware}
+    apply_dgdr(kubectl, namespace, "refused", **too_big)
     wait_phase(kubectl, "refused", namespace, "Failed")
 
     def lines() -> list[dict[str, object]]:
@@ -250,7 +253,7 @@ def test_transitions_and_failures_are_logged_at_info_with_key_and_reconcile_id(
     failed = eventually(
         lambda: said(f"{namespace}/refused", "Failed"), timeout=10, message="the failure logged"
     )
-    assert "thorough" in str(failed[0]["msg"]) and failed[0].get("reconcileID")
+    assert "infeasible" in str(failed[0]["msg"]) and failed[0].get("reconcileID")
 
 
 def test_planner_configmap_names_cannot_collide() -> None:
