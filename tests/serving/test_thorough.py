@@ -18,8 +18,9 @@ import pytest
 import yaml
 
 from controller.dgdr.thorough import STATE_KEY, sweep_names
+from devtools.dgdrunner.modeldir import ensure_model_dir
 from devtools.localplane import LocalControlPlane
-from tests.conftest import SESSION_PIDS, Kubectl
+from tests.conftest import REPO, SESSION_PIDS, Kubectl
 from tests.dgdr.conftest import (
     ControllerProcess,
     apply_dgdr,
@@ -33,6 +34,7 @@ from tests.serving.conftest import RunnerProcess
 pytestmark = pytest.mark.cluster
 
 MODEL = "Qwen/Qwen3-0.6B"
+AIPERF = REPO / ".venv-aiperf" / "bin" / "aiperf"
 SWEEP_FLAGS = (
     "--thorough-requests",
     "4",
@@ -262,3 +264,40 @@ def test_deleting_the_dgdr_mid_sweep_removes_test_dgds_and_processes(
         "get", "configmap", "-l", "dgdr.nvidia.com/sweep", "-o", "name", namespace=ns
     )
     assert not leftovers.stdout.strip()
+
+
+def test_aiperf_measures_the_candidates(
+    controllers: Start,
+    kubectl: Kubectl,
+    runner: RunnerProcess,
+    serving_namespace: str,
+    tmp_path: Path,
+) -> None:
+    """The aiperf command line as the benchmark client (upstream's thorough profiler uses it),
+    with the runner's kind of model directory as its tokenizer."""
+    if not AIPERF.exists():
+        pytest.skip(f"{AIPERF} is missing: `bash hack/ensure-dynamo.sh` builds the aiperf venv")
+    tokenizer = ensure_model_dir(tmp_path / "models", MODEL)
+    controllers(
+        "--thorough-candidates",
+        "1",
+        "--thorough-ready-timeout",
+        "90",
+        "--thorough-benchmark",
+        "aiperf",
+        "--thorough-aiperf",
+        str(AIPERF),
+        "--thorough-tokenizer",
+        str(tokenizer),
+    )
+    apply_dgdr(kubectl, ns := serving_namespace, "aiperf", **PLANNED)
+    dgdr = wait_phase(kubectl, "aiperf", ns, "Ready", timeout=240)
+    state = sweep_state(kubectl, ns, "aiperf")
+    assert state is not None
+    (slot,) = state["candidates"]
+    assert slot["status"] == "measured", slot
+    points = [*slot["measurement"]["prefill"], *slot["measurement"]["decode"]]
+    assert all(p["requests"] >= 4 and p["errors"] == 0 and p["ttftMs"] > 0 for p in points)
+    assert [p["concurrency"] for p in slot["measurement"]["decode"]] == [1, 4]
+    assert dgdr["status"]["profilingResults"]["prediction"]["itlMs"] > 0
+    no_test_dgds_or_processes(kubectl, runner, ns)

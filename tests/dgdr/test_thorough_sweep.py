@@ -1,0 +1,69 @@
+"""The thorough sweep's pure helpers (controller/dgdr/thorough.py): names that cannot collide
+and fit Dynamo's service-name limit, aiperf's export read into a measurement point, the bounds
+the sweep refuses. The sweep itself runs in tests/serving/test_thorough.py."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from controller.dgdr.thorough import (
+    BenchmarkError,
+    SweepConfig,
+    point_from_aiperf,
+    spec_hash,
+    sweep_names,
+    synthetic_prompt,
+)
+from profiler.request import MAX_DGD_SERVICE_NAME
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def test_names_are_unique_per_dgdr_life_and_valid() -> None:
+    seen = set()
+    for ns in ("a", "b"):
+        for name in ("x", "a-very-long-dgdr-name-" + "y" * 40):
+            for uid in ("u1", "u2"):
+                cm, prefix = sweep_names(ns, name, uid)
+                assert DNS_LABEL.match(cm) and DNS_LABEL.match(prefix), (cm, prefix)
+                assert len(cm) <= 63
+                # the longest service name of any backend still fits after <prefix>-<index>
+                assert len(f"{prefix}-99") + 1 + len("VllmPrefillWorker") <= MAX_DGD_SERVICE_NAME
+                seen.add((cm, prefix))
+    assert len(seen) == 8
+
+
+def test_spec_hash_ignores_key_order() -> None:
+    assert spec_hash({"a": 1, "b": {"c": 2}}) == spec_hash({"b": {"c": 2}, "a": 1})
+    assert spec_hash({"a": 1}) != spec_hash({"a": 2})
+
+
+def test_aiperf_export_read_as_means() -> None:
+    export = {
+        "request_count": {"avg": 16},
+        "time_to_first_token": {"avg": 41.5, "p50": 40.0},
+        "inter_token_latency": {"avg": 6.25},
+        "output_token_throughput": {"avg": 1234.5},
+        "request_throughput": {"avg": 12.3},
+        "error_summary": [{"count": 2}],
+    }
+    p = point_from_aiperf(export, concurrency=4, isl=500, osl=50)
+    assert (p.ttft_ms, p.itl_ms, p.tokens_s, p.requests_s) == (41.5, 6.25, 1234.5, 12.3)
+    assert (p.requests, p.errors, p.concurrency, p.isl, p.osl) == (16, 2, 4, 500, 50)
+    with pytest.raises(BenchmarkError, match="no successful request"):
+        point_from_aiperf({"error_summary": [{"count": 4}]}, concurrency=1, isl=1, osl=1)
+
+
+def test_synthetic_prompt_has_the_requested_words() -> None:
+    assert len(synthetic_prompt(500, 3).split()) == 500
+    assert synthetic_prompt(10, 1) != synthetic_prompt(10, 2)
+
+
+@pytest.mark.parametrize(
+    "bad", [{"budget": 0}, {"parallel": 0}, {"requests": 0}, {"ready_timeout": 0.0}]
+)
+def test_sweep_config_refuses_empty_bounds(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        SweepConfig(**bad)  # type: ignore[arg-type]
