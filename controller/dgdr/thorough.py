@@ -297,8 +297,15 @@ def sweep_names(namespace: str, name: str, uid: str) -> tuple[str, str]:
     return f"{name[:40].rstrip('-')}-sweep-{digest[:8]}", f"{name[:12].rstrip('-')}-t{digest[:6]}"
 
 
+# Spec fields that may change while profiling (docs/dgdr-contract.md#spec-changes) and do not
+# change what is measured: a sweep survives them.
+UNMEASURED_FIELDS = ("autoApply", "runtimeVersionOverride")
+
+
 def spec_hash(spec: Mapping[str, Any]) -> str:
-    return _hash(json.dumps(spec, sort_keys=True, separators=(",", ":")))[:16]
+    """What the persisted sweep was made for: a different hash starts the sweep afresh."""
+    measured = {k: v for k, v in spec.items() if k not in UNMEASURED_FIELDS}
+    return _hash(json.dumps(measured, sort_keys=True, separators=(",", ":")))[:16]
 
 
 @dataclass

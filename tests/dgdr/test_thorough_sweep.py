@@ -35,9 +35,13 @@ def test_names_are_unique_per_dgdr_life_and_valid() -> None:
     assert len(seen) == 8
 
 
-def test_spec_hash_ignores_key_order() -> None:
+def test_spec_hash_ignores_key_order_and_unmeasured_fields() -> None:
     assert spec_hash({"a": 1, "b": {"c": 2}}) == spec_hash({"b": {"c": 2}, "a": 1})
     assert spec_hash({"a": 1}) != spec_hash({"a": 2})
+    # what may change while profiling, and changes nothing measured, keeps the sweep
+    assert spec_hash({"a": 1, "autoApply": False}) == spec_hash(
+        {"a": 1, "autoApply": True, "runtimeVersionOverride": "1.2.3"}
+    )
 
 
 def test_aiperf_export_read_as_means() -> None:
