@@ -24,6 +24,7 @@ from profiler.errors import InfeasibleError, NotAvailableError, ProfilerError, S
 from profiler.hub import HubError, HubSettings
 from profiler.plan import PlanResult, plan
 from profiler.request import DGD_V1ALPHA1, DGD_V1BETA1, PlanRequest
+from profiler.spec import DGDRSpec
 
 EXIT_INVALID = 2
 EXIT_INFEASIBLE = 3
@@ -50,23 +51,11 @@ DGDR_HUB_CACHE (default ~/.cache/dgdr-profiler/hub).
 """
 
 
-# What a DGDR manifest may hold at its top level, and its spec (the CRD's spec.properties; a test
-# keeps them equal). kubectl's strict field validation makes the API server refuse anything else.
+# What a DGDR manifest may hold at its top level, and its spec (the models' fields, from which the
+# CRD is generated). kubectl's strict field validation makes the API server refuse anything else;
+# below spec, the models refuse it (PlanRequest.from_spec validates through them).
 MANIFEST_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
-SPEC_FIELDS = (
-    "model",
-    "backend",
-    "image",
-    "runtimeVersionOverride",
-    "modelCache",
-    "hardware",
-    "workload",
-    "sla",
-    "overrides",
-    "features",
-    "searchStrategy",
-    "autoApply",
-)
+SPEC_FIELDS = tuple(f.alias or name for name, f in DGDRSpec.model_fields.items())
 
 
 class InputError(Exception):

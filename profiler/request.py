@@ -1,5 +1,8 @@
 """The planning request: a DGDR ``.spec`` read once, checked completely, then trusted.
 
+A spec is checked in the controller's layers: the models of ``profiler/spec.py`` and the CRD's
+rules (the same the controller validates through), then the semantic checks here, which need
+the profiler's tables. ``PlanRequest.from_spec`` takes the validated model or a raw spec.
 Every check collects into one list so a user fixes their manifest in one round trip, and every
 message starts with the path of the field it is about (``spec.sla.ttft``), which is what the
 controller puts in its ``Failed`` condition and what the command line prints.
@@ -26,6 +29,21 @@ from profiler.models import (
 )
 from profiler.naive import naive_gpus
 from profiler.search import min_gpus_to_fit
+from profiler.spec import (
+    DEFAULT_PVC_MOUNT_PATH,
+    INT32_MAX,
+    RUNTIME_VERSION_PATTERN,
+    DGDRSpec,
+    FeaturesSpec,
+    HardwareSpec,
+    ModelCacheSpec,
+    OverridesSpec,
+    SLASpec,
+    WorkloadSpec,
+    check_spec,
+    merge_errors,
+    rule_errors,
+)
 
 # The Dynamo release this project targets (Dynamo 1.1.x: docs/dgdr-contract.md#versions).
 DYNAMO_VERSION = "1.1.0"
@@ -36,19 +54,15 @@ DYNAMO_VERSION = "1.1.0"
 DEFAULT_IMAGE = f"nvcr.io/nvidia/ai-dynamo/dynamo-planner:{DYNAMO_VERSION}"
 
 BACKENDS = ("vllm", "sglang", "trtllm")
-DEFAULT_ISL = 4000
-DEFAULT_OSL = 1000
 DEFAULT_TTFT_MS = 2000.0
 DEFAULT_ITL_MS = 30.0
-DEFAULT_MOUNT_PATH = "/opt/model-cache"
+DEFAULT_MOUNT_PATH = DEFAULT_PVC_MOUNT_PATH
 # Grove builds pod names from "<dgd>-<service>"; upstream rejects anything longer than this.
 MAX_DGD_SERVICE_NAME = 45
-# The CRD's bound on its integer fields (format int32), applied to every whole number here.
-INT32_MAX = 2**31 - 1
 # Loads beyond any deployment (requests per second, or concurrent requests): 1e300 overflowed the
 # estimator's arithmetic and silently changed the plan.
 MAX_LOAD = 1e9
-RUNTIME_VERSION_RE = re.compile(r"^(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})$")
+RUNTIME_VERSION_RE = re.compile(RUNTIME_VERSION_PATTERN)
 DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 # Worker service names per backend and layout, as upstream's generated DGDs have them: the
@@ -74,12 +88,6 @@ PLANNER_SERVICE = "Planner"
 DGD_V1ALPHA1 = "nvidia.com/v1alpha1"
 DGD_V1BETA1 = "nvidia.com/v1beta1"
 DGD_API_VERSIONS = (DGD_V1ALPHA1, DGD_V1BETA1)
-
-SLA_NULL = (
-    "must not be null: leave it out to take its default (ttft 2000 ms, itl 30 ms), or give "
-    "spec.sla.e2eLatency instead of ttft and itl"
-)
-SLA_E2E = "cannot be combined with spec.sla.ttft or spec.sla.itl: give one or the other"
 
 _PLANNER_TARGETS = ("throughput", "latency", "load", "sla")
 _PLANNER_SWEEP_MODES = ("none", "rapid", "thorough")
@@ -168,24 +176,31 @@ class PlanRequest:
     @classmethod
     def from_spec(
         cls,
-        spec: Mapping[str, Any],
+        spec: DGDRSpec | Mapping[str, Any],
         *,
         dgdr_name: str = "plan",
         namespace: str | None = None,
         hub: HubSettings | None = None,
         dgd_api_version: str = DGD_V1ALPHA1,
     ) -> PlanRequest:
-        """Parse and check a DGDR spec; raises ``SpecError`` holding every problem found.
+        """Check a DGDR spec, the validated model or a raw one, and read it; raises
+        ``SpecError`` holding every problem found.
 
+        A raw spec goes through the models and the CRD's rules first (``profiler.spec``), as
+        the controller's does, so the command line and the controller refuse the same specs.
         A model the catalog does not know is looked up on the Hub when ``hub`` is given (a
         network call: ``HubUnavailableError`` when the Hub does not answer, which is not the
         spec's fault and so is raised as is, never folded into the ``SpecError``).
         """
         if dgd_api_version not in DGD_API_VERSIONS:
             raise ValueError(f"dgd_api_version must be one of {DGD_API_VERSIONS}")
-        parsed = _parse(spec, dgdr_name=dgdr_name, hub=hub, dgd_api_version=dgd_api_version)
-        if parsed.errors:
-            raise SpecError(parsed.errors)
+        model, errors = _checked(spec)
+        if model is None:
+            raise SpecError(errors)
+        parsed = _parse(model, dgdr_name=dgdr_name, hub=hub, dgd_api_version=dgd_api_version)
+        merge_errors(errors, parsed.errors)
+        if errors:
+            raise SpecError(errors)
         assert parsed.request_kwargs is not None
         return cls(
             dgdr_name=dgdr_name,
@@ -195,18 +210,35 @@ class PlanRequest:
         )
 
 
-def validate_spec(spec: Mapping[str, Any], *, require_hardware: bool = True) -> list[FieldError]:
-    """Semantic checks of a DGDR spec: SKU, budget, CRD rules; the model when it is in the
-    catalog (a model only the Hub knows is checked when it is profiled: validating makes no
-    network call). Bad input is returned as field errors; an exception is a bug and propagates,
-    so the controller logs, counts and retries it instead of failing the user's DGDR for good.
+def validate_spec(
+    spec: DGDRSpec | Mapping[str, Any], *, require_hardware: bool = True
+) -> list[FieldError]:
+    """Every problem of a DGDR spec: structure and the CRD's rules (``profiler.spec``), then the
+    semantic checks: SKU, budget; the model when it is in the catalog (a model only the Hub
+    knows is checked when it is profiled: validating makes no network call). Bad input is
+    returned as field errors; an exception is a bug and propagates, so the controller logs,
+    counts and retries it instead of failing the user's DGDR for good.
 
     ``require_hardware=False`` is for a controller that validates before it discovers the
     cluster's GPUs: a missing ``gpuSku`` is then not an error (checks that need it are skipped).
     """
-    return _parse(
-        spec, dgdr_name=None, require_hardware=require_hardware, defer_unknown_model=True
-    ).errors
+    model, errors = _checked(spec)
+    if model is None:
+        return errors
+    parsed = _parse(
+        model, dgdr_name=None, require_hardware=require_hardware, defer_unknown_model=True
+    )
+    return merge_errors(errors, parsed.errors)
+
+
+def _checked(spec: DGDRSpec | Mapping[str, Any]) -> tuple[DGDRSpec | None, list[FieldError]]:
+    """The model and the structural and rule errors: a model is checked against the rules
+    (pydantic does not run them), a raw spec parsed first."""
+    if isinstance(spec, DGDRSpec):
+        return spec, rule_errors(spec.to_dict())
+    if not isinstance(spec, Mapping):
+        return None, [FieldError("spec", "must be an object")]
+    return check_spec(spec)
 
 
 def dgd_name_for(dgdr_name: str, overrides_dgd: Mapping[str, Any] | None) -> str:
@@ -249,7 +281,8 @@ class _Parsed:
 
 
 class _Reader:
-    """Typed access to a nested camelCase dict that records a FieldError instead of raising."""
+    """Typed access to a free-form object the CRD keeps as is (the planner config, a partial
+    DGD, the profiling Job), recording a FieldError instead of raising."""
 
     def __init__(self, errors: list[FieldError]) -> None:
         self.errors = errors
@@ -267,13 +300,6 @@ class _Reader:
     def obj(self, parent: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
         value: Mapping[str, Any] | None = self._typed(parent, key, path, Mapping, "an object")
         return value if value is not None else {}
-
-    def raw_object(
-        self, parent: Mapping[str, Any], key: str, path: str, what: str
-    ) -> dict[str, Any] | None:
-        """A free-form object the CRD keeps as is (PlannerConfig, a partial DGD); None if absent."""
-        value = self._typed(parent, key, path, Mapping, f"an object ({what})")
-        return dict(value) if value is not None else None
 
     def string(self, parent: Mapping[str, Any], key: str, path: str) -> str | None:
         value: str | None = self._typed(parent, key, path, str, "a string")
@@ -334,7 +360,7 @@ class _Reader:
 
 
 def _parse(
-    spec: Mapping[str, Any],
+    m: DGDRSpec,
     *,
     dgdr_name: str | None,
     require_hardware: bool = True,
@@ -342,62 +368,40 @@ def _parse(
     defer_unknown_model: bool = False,
     dgd_api_version: str | None = None,
 ) -> _Parsed:
+    """The semantic checks, on a spec the models parsed (types, enums and bounds hold; a value
+    may still break a CRD rule, which ``check_spec`` has reported: it is read, not trusted)."""
     errors: list[FieldError] = []
     r = _Reader(errors)
-    if not isinstance(spec, Mapping):
-        return _Parsed([FieldError("spec", "must be an object")], None)
 
     # --- model, backend, strategy, image -------------------------------------------------------
-    model = r.string(spec, "model", "spec.model")
-    if model is not None and not model.strip():
-        r.add("spec.model", "must not be empty")
-        model = None
-    elif spec.get("model") is None:
-        r.add("spec.model", "required: the Hugging Face id or served name of the model")
-    backend = r.choice(spec, "backend", "spec.backend", ("auto", *BACKENDS)) or "auto"
-    strategy = (
-        r.choice(spec, "searchStrategy", "spec.searchStrategy", ("rapid", "thorough")) or "rapid"
-    )
-    if strategy == "thorough" and backend == "auto":
-        r.add(
-            "spec.backend",
-            "searchStrategy thorough needs a concrete backend (vllm, sglang or trtllm), not auto",
-        )
-    r.boolean(spec, "autoApply", "spec.autoApply")  # the controller's; checked alike
-    image = r.string(spec, "image", "spec.image")
-    if image is None or not image.strip():
-        # Upstream's mutating webhook defaults it; the controller passes its own --default-image.
-        image = DEFAULT_IMAGE
-    rvo = r.string(spec, "runtimeVersionOverride", "spec.runtimeVersionOverride")
-    if rvo is not None and not RUNTIME_VERSION_RE.match(rvo):
-        r.add("spec.runtimeVersionOverride", f"must be a version like 1.2.0, got {rvo!r}")
-        rvo = None
+    model: str | None = m.model if m.model.strip() else None  # blank: a CRD rule's error
+    backend: str = m.backend
+    strategy: str = m.search_strategy
+    # Upstream's mutating webhook defaults the image; the controller passes its --default-image.
+    image = m.image if m.image and m.image.strip() else DEFAULT_IMAGE
+    rvo = m.runtime_version_override
 
     # --- model cache ---------------------------------------------------------------------------
-    mc = r.obj(spec, "modelCache", "spec.modelCache")
+    mc = m.model_cache or ModelCacheSpec()
     model_cache: ModelCache | None = None
-    pvc = r.string(mc, "pvcName", "spec.modelCache.pvcName")
-    given_mount = r.string(mc, "pvcMountPath", "spec.modelCache.pvcMountPath")
-    mount = DEFAULT_MOUNT_PATH if given_mount is None else given_mount
-    model_path = r.string(mc, "pvcModelPath", "spec.modelCache.pvcModelPath")
-    if not mount.startswith("/"):
-        r.add("spec.modelCache.pvcMountPath", f"must be an absolute path, got {mount!r}")
-    if pvc:
-        model_cache = ModelCache(pvc_name=pvc, mount_path=mount, model_path=model_path)
-    elif model_path:
+    if mc.pvc_name:
+        model_cache = ModelCache(
+            pvc_name=mc.pvc_name, mount_path=mc.pvc_mount_path, model_path=mc.pvc_model_path
+        )
+    elif mc.pvc_model_path:
         r.add("spec.modelCache.pvcName", "required when spec.modelCache.pvcModelPath is set")
 
     # --- hardware ------------------------------------------------------------------------------
-    hw = r.obj(spec, "hardware", "spec.hardware")
-    sku = r.string(hw, "gpuSku", "spec.hardware.gpuSku")
-    r.boolean(hw, "rdma", "spec.hardware.rdma")  # informational; checked as the CRD does
-    link = r.string(hw, "interconnect", "spec.hardware.interconnect")
-    if link is not None and len(link) > 64:
-        r.add("spec.hardware.interconnect", "must be at most 64 characters")
+    hw = m.hardware or HardwareSpec()
+    sku = hw.gpu_sku
+    vram = hw.vram_mb
     # At least one whole MiB (the hardware table counts whole MiB; 1e-9 would be 0).
-    vram = r.positive(hw, "vramMb", "spec.hardware.vramMb", minimum=1, maximum=INT32_MAX)
-    per_node = r.positive(hw, "numGpusPerNode", "spec.hardware.numGpusPerNode", integer=True)
-    total = r.positive(hw, "totalGpus", "spec.hardware.totalGpus", integer=True)
+    if vram is not None and (vram < 1 or vram > INT32_MAX):
+        bound = "at least 1" if vram < 1 else f"at most {INT32_MAX:g}"
+        r.add("spec.hardware.vramMb", f"must be {bound}, got {vram!r}")
+        vram = None
+    per_node = hw.num_gpus_per_node
+    total = hw.total_gpus
     gpu: GpuSpec | None = None
     if sku is None and not require_hardware:
         pass
@@ -407,67 +411,47 @@ def _parse(
             f"required for planning (one of {', '.join(SKUS)}); the controller discovers it "
             "from the cluster's nodes, the command line needs it in the spec",
         )
-    elif sku not in SKUS:
-        r.add("spec.hardware.gpuSku", f"unknown GPU SKU {sku!r}; must be one of {', '.join(SKUS)}")
     else:
         try:
             gpu = get_gpu(
-                sku,
-                vram_mb=int(vram) if vram is not None else None,
-                gpus_per_node=int(per_node) if per_node is not None else None,
+                sku, vram_mb=int(vram) if vram is not None else None, gpus_per_node=per_node
             )
         except ValueError as exc:
             r.add("spec.hardware.gpuSku", str(exc))
-    gpus_per_node = int(per_node) if per_node is not None else (gpu.gpus_per_node if gpu else 0)
-    total_gpus = int(total) if total is not None else gpus_per_node
+    gpus_per_node = per_node if per_node is not None else (gpu.gpus_per_node if gpu else 0)
+    total_gpus = total if total is not None else gpus_per_node
 
     # --- workload ------------------------------------------------------------------------------
-    wl = r.obj(spec, "workload", "spec.workload")
-    isl = r.positive(wl, "isl", "spec.workload.isl", integer=True) or DEFAULT_ISL
-    osl = r.positive(wl, "osl", "spec.workload.osl", integer=True) or DEFAULT_OSL
-    concurrency = r.positive(wl, "concurrency", "spec.workload.concurrency", maximum=MAX_LOAD)
-    rate = r.positive(wl, "requestRate", "spec.workload.requestRate", maximum=MAX_LOAD)
-    if wl.get("concurrency") is not None and wl.get("requestRate") is not None:
-        r.add(
-            "spec.workload.concurrency",
-            "concurrency and requestRate are mutually exclusive; give one of them",
-        )
+    wl = m.workload or WorkloadSpec()
+    isl, osl = wl.isl, wl.osl
+    concurrency, rate = wl.concurrency, wl.request_rate
+    for path, load in (
+        ("spec.workload.concurrency", concurrency),
+        ("spec.workload.requestRate", rate),
+    ):
+        # Beyond any deployment: 1e300 overflowed the estimator and silently changed the plan.
+        if load is not None and load > MAX_LOAD:
+            r.add(path, f"must be at most {MAX_LOAD:g}, got {load!r}")
 
     # --- SLA -----------------------------------------------------------------------------------
-    sla = r.obj(spec, "sla", "spec.sla")
-    ttft = r.positive(sla, "ttft", "spec.sla.ttft")
-    itl = r.positive(sla, "itl", "spec.sla.itl")
-    e2e = r.positive(sla, "e2eLatency", "spec.sla.e2eLatency")
-    opt = r.choice(sla, "optimizationType", "spec.sla.optimizationType", ("latency", "throughput"))
     # Upstream's pairing (its SLASpec defaults ttft 2000 and itl 30): one left out takes its
-    # default; only an explicit conflict is refused. The controller refuses the same: the CRD's
-    # rule the e2eLatency one, controller/dgdr/validation.py an explicit null (CEL cannot see it).
-    has_e2e = sla.get("e2eLatency") is not None
-    for key in ("ttft", "itl"):
-        if not has_e2e and key in sla and sla[key] is None:
-            r.add(f"spec.sla.{key}", SLA_NULL)
-    if has_e2e and (sla.get("ttft") is not None or sla.get("itl") is not None):
-        r.add("spec.sla.e2eLatency", SLA_E2E)
-    if has_e2e:
+    # default; e2eLatency replaces both (the CRD's rule refuses it next to either).
+    sla = m.sla or SLASpec()
+    e2e, opt = sla.e2e_latency, sla.optimization_type
+    if e2e is not None:
         ttft_t: float | None = None
         itl_t: float | None = None
     else:
-        ttft_t = ttft if ttft is not None else DEFAULT_TTFT_MS
-        itl_t = itl if itl is not None else DEFAULT_ITL_MS
+        ttft_t = sla.ttft if sla.ttft is not None else DEFAULT_TTFT_MS
+        itl_t = sla.itl if sla.itl is not None else DEFAULT_ITL_MS
 
     # --- features ------------------------------------------------------------------------------
-    feats = r.obj(spec, "features", "spec.features")
-    planner_cfg = r.raw_object(feats, "planner", "spec.features.planner", "a PlannerConfig")
+    feats = m.features or FeaturesSpec()
+    planner_cfg = dict(feats.planner) if feats.planner is not None else None
     if planner_cfg is not None:
         _check_planner(r, planner_cfg)
-    mocker = r.boolean(
-        r.obj(feats, "mocker", "spec.features.mocker"), "enabled", "spec.features.mocker.enabled"
-    )
-    kv_router = r.boolean(
-        r.obj(feats, "kvRouter", "spec.features.kvRouter"),
-        "enabled",
-        "spec.features.kvRouter.enabled",
-    )
+    mocker = feats.mocker is not None and feats.mocker.enabled
+    kv_router = feats.kv_router is not None and feats.kv_router.enabled
     if mocker and (planner_cfg or {}).get("pre_deployment_sweeping_mode") == "none":
         r.add(
             "spec.features.mocker.enabled",
@@ -476,12 +460,12 @@ def _parse(
         )
 
     # --- overrides -----------------------------------------------------------------------------
-    ov = r.obj(spec, "overrides", "spec.overrides")
-    trust = r.boolean(ov, "trustRemoteCode", "spec.overrides.trustRemoteCode")
-    dgd_ov = r.raw_object(ov, "dgd", "spec.overrides.dgd", "a partial DynamoGraphDeployment")
+    ov = m.overrides or OverridesSpec()
+    trust = ov.trust_remote_code
+    dgd_ov = dict(ov.dgd) if ov.dgd is not None else None
     if dgd_ov is not None:
         _check_dgd_override(r, dgd_ov, dgd_api_version)
-    tolerations = _job_tolerations(r, ov)
+    tolerations = _job_tolerations(r, ov.profiling_job or {})
 
     # --- model (needs the cache path) ----------------------------------------------------------
     arch: ModelArch | None = None
@@ -582,7 +566,8 @@ def _parse(
                 f"at least {2 * need} GPUs; the budget is {total_gpus}",
             )
 
-    if errors or arch is None:  # no arch without an error: validation deferred the model
+    # No arch or GPU without an error: validation deferred the model, or the hardware.
+    if errors or arch is None or gpu is None:
         return _Parsed(errors, None)
     assert model is not None and arch is not None and gpu is not None and image is not None
     assert sku is not None
@@ -681,10 +666,7 @@ def override_api_version(dgd: Mapping[str, Any]) -> str:
 
 
 def _check_dgd_override(r: _Reader, dgd: Mapping[str, Any], target: str | None) -> None:
-    base = "spec.overrides.dgd"
-    for key in ("apiVersion", "kind"):  # x-kubernetes-embedded-resource: both required
-        if not dgd.get(key):
-            r.add(f"{base}.{key}", "is required")
+    base = "spec.overrides.dgd"  # apiVersion and kind required: profiler.spec's check
     written = override_api_version(dgd)
     if target == DGD_V1ALPHA1 and written == DGD_V1BETA1:
         r.add(
@@ -714,9 +696,8 @@ def _check_dgd_override(r: _Reader, dgd: Mapping[str, Any], target: str | None) 
             r.add(f"{base}.spec.services.{svc}", "must be an object")
 
 
-def _job_tolerations(r: _Reader, ov: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
+def _job_tolerations(r: _Reader, job: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
     """Tolerations the user gave the profiling Job; upstream copies them onto every service."""
-    job = r.obj(ov, "profilingJob", "spec.overrides.profilingJob")
     if not job:
         return ()
     tmpl = job.get("template")

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.dgdr.api import DynamoGraphDeploymentRequest, crd_schema
+from controller.dgdr.api import DGDRSpec, DynamoGraphDeploymentRequest, crd_schema
 from profiler import cel
 from profiler.errors import FieldError
 from profiler.request import validate_spec
@@ -69,8 +69,8 @@ def validate_dgdr(
     except ValidationError as exc:
         errors.extend(_structural_errors(exc))
     _merge(errors, rule_errors(obj))
-    spec = model.spec.to_dict() if model is not None else obj.get("spec")
-    if semantic and isinstance(spec, Mapping):
+    spec = model.spec if model is not None else obj.get("spec")
+    if semantic and isinstance(spec, DGDRSpec | Mapping):
         _merge(errors, _semantic_errors(spec))
     return model, errors
 
@@ -82,11 +82,12 @@ def rule_errors(obj: Mapping[str, Any]) -> list[FieldError]:
     return _merge(errors, null_and_embedded_errors(obj.get("spec")))
 
 
-def _semantic_errors(spec: Mapping[str, Any]) -> list[FieldError]:
+def _semantic_errors(spec: DGDRSpec | Mapping[str, Any]) -> list[FieldError]:
     # An exception here is a bug, not bad input: it propagates to the worker, which logs it,
     # counts it in controller_runtime_reconcile_errors_total and retries with backoff.
-    errors = list(validate_spec(spec))
-    return [e for e in errors if not _filled_later(e.path, spec)]
+    errors = validate_spec(spec)
+    given = spec.to_dict() if isinstance(spec, DGDRSpec) else spec
+    return [e for e in errors if not _filled_later(e.path, given)]
 
 
 def _filled_later(path: str, spec: Mapping[str, Any]) -> bool:

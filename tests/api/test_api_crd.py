@@ -85,15 +85,16 @@ def test_every_cel_rule_names_a_field() -> None:
 
 
 def test_sla_pairing_is_upstreams_in_the_crd() -> None:
-    """No rule pairs ttft with itl (one left out takes its default); e2eLatency excludes both,
-    with the profiler's wording; ttft and itl are nullable so an explicit null reaches the
-    controller, which refuses it (CEL cannot see it)."""
-    from profiler.request import SLA_E2E
-
+    """No rule pairs ttft with itl (one left out takes its default); e2eLatency excludes both;
+    ttft and itl are nullable so an explicit null reaches the controller, which refuses it
+    (CEL cannot see it)."""
     sla = SPEC["properties"]["sla"]
     (rule,) = sla["x-kubernetes-validations"]
     assert rule["fieldPath"] == ".e2eLatency"
-    assert rule["message"] == f"spec.sla.e2eLatency {SLA_E2E}"
+    assert rule["message"] == (
+        "spec.sla.e2eLatency cannot be combined with spec.sla.ttft or spec.sla.itl: "
+        "give one or the other"
+    )
     props = sla["properties"]
     assert props["ttft"]["nullable"] is props["itl"]["nullable"] is True
     assert "nullable" not in props["e2eLatency"]
@@ -202,11 +203,13 @@ def test_models_mirror_the_crd(schema: dict[str, Any], model: type[BaseModel]) -
     assert _compare(schema, model, model.__name__) == []
 
 
-def test_profiler_defaults_agree_with_the_api() -> None:
-    """The profiler may not import the controller, so it keeps its own copies: same values."""
-    from profiler import request
+def test_profiler_defaults_are_the_api_ones() -> None:
+    """Defined once, in profiler/spec.py: the controller's names and the profiler's are the same
+    objects."""
+    from profiler import request, spec
 
-    assert (request.DEFAULT_ISL, request.DEFAULT_OSL) == (api.DEFAULT_ISL, api.DEFAULT_OSL)
+    for name in ("DEFAULT_ISL", "DEFAULT_OSL", "DEFAULT_PVC_MOUNT_PATH", "RUNTIME_VERSION_PATTERN"):
+        assert getattr(api, name) is getattr(spec, name)
     assert request.DEFAULT_MOUNT_PATH == api.DEFAULT_PVC_MOUNT_PATH
     assert request.RUNTIME_VERSION_RE.pattern == api.RUNTIME_VERSION_PATTERN
     assert set(request.BACKENDS) == set(api.CONCRETE_BACKENDS)
