@@ -308,46 +308,26 @@ class _Reader:
     def boolean(self, parent: Mapping[str, Any], key: str, path: str) -> bool:
         return bool(self._typed(parent, key, path, bool, "true or false"))
 
-    def positive(
-        self,
-        parent: Mapping[str, Any],
-        key: str,
-        path: str,
-        *,
-        integer: bool = False,
-        minimum: float | None = None,
-        maximum: float | None = None,
-    ) -> float | None:
-        """A number > 0 (and >= ``minimum``, <= ``maximum``); a whole one, at most the CRD's
-        int32 bound, with ``integer``. Infinite, NaN and absurdly large values are refused
-        here, naming the field, instead of overflowing the estimator's arithmetic."""
+    def positive(self, parent: Mapping[str, Any], key: str, path: str) -> float | None:
+        """A finite number > 0: infinite, NaN and integers beyond any float are refused here,
+        naming the field, instead of overflowing the estimator's arithmetic."""
         value = parent.get(key)
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.add(path, f"must be a number, got {value!r}")
             return None
-        if isinstance(value, float) and not math.isfinite(value):
-            self.add(path, f"must be a finite number, got {value!r}")
-            return None
-        limit = maximum if maximum is not None else (INT32_MAX if integer else None)
-        if limit is not None and value > limit:
-            self.add(path, f"must be at most {limit:g}, got {value!r}")
-            return None
-        if integer and isinstance(value, float) and not value.is_integer():
-            self.add(path, f"must be a whole number, got {value!r}")
-            return None
-        if not value > 0:
-            self.add(path, f"must be greater than 0, got {value!r}")
-            return None
-        if minimum is not None and value < minimum:
-            self.add(path, f"must be at least {minimum:g}, got {value!r}")
-            return None
         try:
-            return float(value)
-        except OverflowError:  # an integer beyond any float
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
             self.add(path, f"must be a finite number, got {value!r}")
-            return None
+        elif not number > 0:
+            self.add(path, f"must be greater than 0, got {value!r}")
+        else:
+            return number
+        return None
 
     def choice(
         self, parent: Mapping[str, Any], key: str, path: str, allowed: tuple[str, ...]
