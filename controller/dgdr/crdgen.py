@@ -21,10 +21,11 @@ from controller.dgdr.api import crd_schema
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_NAME = "nvidia.com_dynamographdeploymentrequests.yaml"
-CRD_FILES = (
+CRD_FILES_IN_REPO = (
     REPO / "deploy" / "crds" / CRD_NAME,
-    REPO / "deploy" / "helm" / "dgdr-controller" / "crds" / CRD_NAME,
+    REPO / "deploy" / "helm" / "dgdr-controller" / "crds" / CRD_NAME,  # byte-identical copy
 )
+CRD_FILES = CRD_FILES_IN_REPO
 VERSION = "v1beta1"
 _VERSION_LINE = f"    - name: {VERSION}\n"
 _SCHEMA_LINE = "        openAPIV3Schema:\n"

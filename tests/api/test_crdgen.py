@@ -7,6 +7,9 @@ chart's copy) says anything else, and show that a change on either side is notic
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
@@ -50,7 +53,32 @@ def test_the_crd_schema_is_the_one_the_models_generate(path: Any) -> None:
 
 
 def test_the_check_command_agrees() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "controller.dgdr.crdgen", "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+
+
+def test_the_command_rewrites_a_stale_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = []
+    for i, path in enumerate(crdgen.CRD_FILES):
+        copy_ = tmp_path / str(i) / path.name
+        copy_.parent.mkdir()
+        copy_.write_text(path.read_text().replace("maxLength: 1024", "maxLength: 99", 1))
+        files.append(copy_)
+    monkeypatch.setattr(crdgen, "CRD_FILES", tuple(files))
+    monkeypatch.setattr(crdgen, "REPO", tmp_path)
+    assert crdgen.main(["--check"]) == 1
+    assert capsys.readouterr().err.count("out of date") == 2
+    assert crdgen.main([]) == 0
     assert crdgen.main(["--check"]) == 0
+    assert [f.read_text() for f in files] == [p.read_text() for p in crdgen.CRD_FILES_IN_REPO]
 
 
 def test_rendering_changes_only_the_v1beta1_schema() -> None:
