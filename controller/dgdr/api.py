@@ -1,16 +1,20 @@
 """The DynamoGraphDeploymentRequest API as typed models, and the names the controller writes.
 
-The models mirror ``deploy/crds/nvidia.com_dynamographdeploymentrequests.yaml`` field for field:
-the same camelCase names, enums, bounds and defaults, so an object the API server stored parses
-here and dumps back (``by_alias=True, exclude_unset=True``) to an equal object. They are strict
-(no ``"500"`` for a number, no ``1`` for a boolean) because the API server is: a loose model
-would accept objects the cluster never could, and validation would disagree with admission.
-Free-form subtrees the CRD preserves (``overrides.dgd``, ``overrides.profilingJob``,
+The API is defined here once: the spec's models in ``profiler/spec.py`` (re-exported: the
+command line validates through them too), the status and the object here. The CRD's v1beta1
+schema in ``deploy/crds/nvidia.com_dynamographdeploymentrequests.yaml`` is generated from them
+(``python -m controller.dgdr.crdgen``; ``profiler/openapi.py`` says how): the same camelCase
+names, enums, bounds, defaults, descriptions and CEL rules, so an object the API server stored
+parses here and dumps back (``by_alias=True, exclude_unset=True``) to an equal object. They are
+strict (no ``"500"`` for a number, no ``1`` for a boolean) because the API server is: a loose
+model would accept objects the cluster never could, and validation would disagree with
+admission. Free-form subtrees the CRD preserves (``overrides.dgd``, ``overrides.profilingJob``,
 ``features.planner``, ``profilingResults.selectedConfig``) stay plain dicts.
 ``profilingResults.prediction`` is this project's extension of the status (see ``Prediction``).
 
-Cross-field rules (``ttft`` with ``itl``, ...) live in ``validation.py``, which checks raw
-objects too, so every problem is reported at once rather than the first one a model hits.
+The CEL rules (``x-kubernetes-validations``) are not run by pydantic: ``validation.py``
+evaluates them with cel-python on raw objects too, so every problem is reported at once rather
+than the first one a model hits.
 """
 
 from __future__ import annotations
