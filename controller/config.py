@@ -120,6 +120,8 @@ class ControllerConfig:
     thorough_requests: int = 16
     thorough_concurrency_levels: int = 3
     thorough_max_concurrency: int = 64
+    thorough_prefill_points: int = 3
+    thorough_decode_contexts: int = 2
     thorough_benchmark: str = "http"
     thorough_aiperf: str = "aiperf"
     thorough_tokenizer: str = ""
@@ -404,6 +406,20 @@ _OPTIONS: tuple[_Option, ...] = (
         int,
     ),
     _Option(
+        "thorough_prefill_points",
+        "THOROUGH_PREFILL_POINTS",
+        "searchStrategy thorough: input lengths of the prefill measurement, up to the DGDR's ISL "
+        "(one: the ISL only; the planner fits its curves through several)",
+        int,
+    ),
+    _Option(
+        "thorough_decode_contexts",
+        "THOROUGH_DECODE_CONTEXTS",
+        "searchStrategy thorough: input lengths of the decode measurement, up to the DGDR's ISL "
+        "(the planner's decode interpolation needs more than one)",
+        int,
+    ),
+    _Option(
         "thorough_benchmark",
         "THOROUGH_BENCHMARK",
         "searchStrategy thorough: benchmark client, http (built in) or aiperf (its command line)",
@@ -508,6 +524,8 @@ def from_args(
         "thorough_requests",
         "thorough_concurrency_levels",
         "thorough_max_concurrency",
+        "thorough_prefill_points",
+        "thorough_decode_contexts",
     ):
         if getattr(cfg, name) < 1:
             fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")

@@ -48,6 +48,8 @@ Progress = Callable[[str, str], None]
 DEFAULT_BUDGET = 3  # candidates measured per DGDR
 DEFAULT_LEVELS = 3  # decode concurrency levels per candidate
 DEFAULT_MAX_CONCURRENCY = 64  # the highest decode concurrency benchmarked, whatever the KV allows
+DEFAULT_PREFILL_POINTS = 3  # prefill ISLs measured, the target's included
+DEFAULT_DECODE_CONTEXTS = 2  # decode input lengths measured, the target's included
 
 
 class SweepFailedError(ProfilerError):
@@ -243,6 +245,18 @@ def kv_tokens(req: PlanRequest, c: Candidate) -> float:
     return value if math.isfinite(value) and value > 0 else 0.0
 
 
+def sweep_isls(req: PlanRequest, points: int) -> list[int]:
+    """Input lengths to measure: ``points`` of them, geometrically spaced from a quarter of the
+    target ISL up to the target, which is always one. One is what the pick needs; the planner
+    fits curves through several (upstream's sweep measures a grid of ISLs for prefill and of
+    context lengths for decode), and its decode interpolation needs more than one context."""
+    if points <= 1:
+        return [req.isl]
+    low = max(1, req.isl // 4)
+    grid = np.unique(np.round(np.geomspace(low, req.isl, points)).astype(np.int64))
+    return sorted({int(v) for v in grid} | {req.isl})
+
+
 def concurrency_levels(
     req: PlanRequest,
     unit: Candidate,
@@ -304,10 +318,11 @@ def operating_point(req: PlanRequest, m: Measurement) -> BenchPoint:
     meeting the SLA (each point's own TTFT, queueing included), else the closest miss."""
     if not m.decode:
         raise ValueError("a measurement needs at least one decode point")
-    meets = [p for p in m.decode if _miss(req, p.ttft_ms, p.itl_ms) <= 1.0]
+    at_target = [p for p in m.decode if p.isl == req.isl] or list(m.decode)
+    meets = [p for p in at_target if _miss(req, p.ttft_ms, p.itl_ms) <= 1.0]
     if meets:
         return max(meets, key=lambda p: (p.tokens_s, -p.concurrency))
-    return min(m.decode, key=lambda p: (_miss(req, p.ttft_ms, p.itl_ms), p.concurrency))
+    return min(at_target, key=lambda p: (_miss(req, p.ttft_ms, p.itl_ms), p.concurrency))
 
 
 def measured_candidate(req: PlanRequest, predicted: Candidate, m: Measurement) -> Candidate:
@@ -317,7 +332,7 @@ def measured_candidate(req: PlanRequest, predicted: Candidate, m: Measurement) -
     the measured capacity needs, capped by ``totalGpus``."""
     point = operating_point(req, m)
     unit = unit_of(predicted)
-    prefill_ttft = min((p.ttft_ms for p in m.prefill), default=point.ttft_ms)
+    prefill_ttft = min((p.ttft_ms for p in m.prefill if p.isl == req.isl), default=point.ttft_ms)
     ttft = max(point.ttft_ms, prefill_ttft) if point.concurrency == 1 else point.ttft_ms
     fit = max(1, req.total_gpus // max(unit.gpus, 1))
     units = units_in(predicted)
@@ -377,14 +392,17 @@ def measured_profile_data(
     """The planner profile data (upstream's ``prefill_raw_data.json`` and
     ``decode_raw_data.json``, the keys of ``profiler.planner.profile_data``) from measurements:
     prefill TTFT and throughput per GPU against ISL; decode ITL and throughput per GPU against
-    KV usage at the target context length (ISL + OSL/2, as the predicted curves place it)."""
+    KV usage and context length (each point's ISL + OSL/2, as the predicted curves place it)."""
     pw, dw = prefill_worker(unit), decode_worker(unit)
     pgpus = max(pw.gpus * pw.replicas, 1)
     dgpus = max(dw.gpus * dw.replicas, 1)
     prefill = sorted(m.prefill, key=lambda p: p.isl)
     max_kv = m.max_kv_tokens or float(max(p.concurrency for p in m.decode) * (req.isl + req.osl))
-    ctx = req.isl + req.osl / 2
-    decode = sorted(m.decode, key=lambda p: p.concurrency)
+    decode = sorted(m.decode, key=lambda p: (p.isl, p.concurrency))
+
+    def ctx(p: BenchPoint) -> float:
+        return p.isl + p.osl / 2
+
     return {
         "prefill_raw_data.json": {
             "prefill_isl": [p.isl for p in prefill],
@@ -393,8 +411,8 @@ def measured_profile_data(
         },
         "decode_raw_data.json": {
             "max_kv_tokens": max_kv,
-            "x_kv_usage": [ctx * p.concurrency / max(dw.replicas, 1) / max_kv for p in decode],
-            "y_context_length": [ctx for _ in decode],
+            "x_kv_usage": [ctx(p) * p.concurrency / max(dw.replicas, 1) / max_kv for p in decode],
+            "y_context_length": [ctx(p) for p in decode],
             "z_itl": [p.itl_ms for p in decode],
             "z_thpt_per_gpu": [p.tokens_s / dgpus for p in decode],
         },

@@ -169,6 +169,8 @@ def thorough_setup(cfg: ControllerConfig) -> tuple[BenchmarkClient, SweepConfig]
         requests=cfg.thorough_requests,
         levels=cfg.thorough_concurrency_levels,
         max_concurrency=cfg.thorough_max_concurrency,
+        prefill_points=cfg.thorough_prefill_points,
+        decode_contexts=cfg.thorough_decode_contexts,
         endpoint=cfg.thorough_endpoint,
     )
     return bench, sweep

@@ -72,6 +72,7 @@ from profiler.thorough import (
     kv_tokens,
     measured_candidate,
     sweep_candidates,
+    sweep_isls,
     unit_of,
 )
 
@@ -267,8 +268,9 @@ def point_from_aiperf(m: Mapping[str, Any], *, concurrency: int, isl: int, osl: 
 @dataclass(frozen=True)
 class SweepConfig:
     """``budget`` candidates, ``parallel`` deployed at once (within ``totalGpus``), each given
-    ``ready_timeout`` seconds to serve; ``requests`` per benchmark run, ``levels`` decode
-    concurrencies up to the KV capacity or ``max_concurrency``."""
+    ``ready_timeout`` seconds to serve; ``requests`` per benchmark run, prefill at
+    ``prefill_points`` ISLs, decode at ``decode_contexts`` ISLs x ``levels`` concurrencies up to
+    the KV capacity or ``max_concurrency`` (the target ISL always among them)."""
 
     budget: int = 3
     parallel: int = 1
@@ -276,11 +278,21 @@ class SweepConfig:
     requests: int = 16
     levels: int = 3
     max_concurrency: int = 64
+    prefill_points: int = 3
+    decode_contexts: int = 2
     poll: float = 1.0
     endpoint: str = DEFAULT_ENDPOINT
 
     def __post_init__(self) -> None:
-        for name in ("budget", "parallel", "requests", "levels", "max_concurrency"):
+        for name in (
+            "budget",
+            "parallel",
+            "requests",
+            "levels",
+            "max_concurrency",
+            "prefill_points",
+            "decode_contexts",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.ready_timeout > 0:
@@ -559,13 +571,11 @@ class ThoroughSweeper:
     ) -> None:
         predicted = candidate_from_json(slot.predicted)
         unit = unit_of(predicted)
-        req = sweep.request
         what = f"candidate {slot.index + 1}/{total} {unit.label} ({slot.name})"
         sweep.in_flight.add(slot.name)
         try:
             await progress("SweepingPrefill", f"{what}: deploying")
             url = await self._deploy(sweep, slot, unit)
-            await progress("SweepingPrefill", f"{what}: prefill TTFT at ISL {req.isl}")
             measurement = await self._measure(sweep, unit, url, what, progress)
         except asyncio.CancelledError:
             raise
@@ -683,22 +693,30 @@ class ThoroughSweeper:
     ) -> Measurement:
         req, cfg = sweep.request, self._config
         model = req.model
-        prefill = await self._bench.run(
-            url, model, isl=req.isl, osl=PREFILL_OSL, concurrency=1, requests=cfg.requests
-        )
+        prefill: list[BenchPoint] = []
+        for isl in sweep_isls(req, cfg.prefill_points):
+            await progress("SweepingPrefill", f"{what}: prefill TTFT at ISL {isl}")
+            prefill.append(
+                await self._bench.run(
+                    url, model, isl=isl, osl=PREFILL_OSL, concurrency=1, requests=cfg.requests
+                )
+            )
         levels = await asyncio.to_thread(
             concurrency_levels, req, unit, cfg.levels, cfg.max_concurrency
         )
         decode: list[BenchPoint] = []
-        for c in levels:
-            await progress("SweepingDecode", f"{what}: decode at concurrency {c} of {levels}")
-            decode.append(
-                await self._bench.run(
-                    url, model, isl=req.isl, osl=req.osl, concurrency=c, requests=cfg.requests
+        for isl in sweep_isls(req, cfg.decode_contexts):
+            for c in levels:
+                await progress(
+                    "SweepingDecode", f"{what}: decode at ISL {isl}, concurrency {c} of {levels}"
                 )
-            )
+                decode.append(
+                    await self._bench.run(
+                        url, model, isl=isl, osl=req.osl, concurrency=c, requests=cfg.requests
+                    )
+                )
         kv = await asyncio.to_thread(kv_tokens, req, unit)
-        return Measurement(prefill=(prefill,), decode=tuple(decode), max_kv_tokens=kv)
+        return Measurement(prefill=tuple(prefill), decode=tuple(decode), max_kv_tokens=kv)
 
     # -- cleanup ---------------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from profiler.thorough import (
     measured_profile_data,
     pick,
     sweep_candidates,
+    sweep_isls,
     unit_of,
     units_in,
 )
@@ -246,3 +247,27 @@ def test_candidate_deployment_is_built_like_the_final_dgd_without_a_planner() ->
         "registry.example/"
     )
     assert [cm["metadata"]["name"] for cm in cms] == ["t-abc-0-profile"]
+
+
+def test_input_lengths_end_at_the_target_isl() -> None:
+    req = request()
+    assert sweep_isls(req, 1) == [1000]
+    assert sweep_isls(req, 3) == [250, 500, 1000]
+    assert sweep_isls(req, 2) == [250, 1000]
+
+
+def test_the_pick_reads_the_target_isl_and_the_curves_every_context() -> None:
+    req = request(features={"mocker": {"enabled": True}})
+    c = sweep_candidates(req, 1)[0]
+    short = [point(1, 20, 2, 90, isl=250), point(8, 25, 3, 800, isl=250)]
+    m = Measurement(
+        (point(1, 30, 5, 10, isl=250), point(1, 90, 5, 10)),
+        (*short, point(1, 60, 10, 100), point(8, 80, 12, 700)),
+        10_000.0,
+    )
+    # the faster short-context points are not the deployment's figures
+    got = measured_candidate(req, c, m)
+    assert (got.ttft_ms, got.itl_ms) == (80, 12)
+    decode = measured_profile_data(req, unit_of(c), m)["decode_raw_data.json"]
+    assert sorted(set(decode["y_context_length"])) == [300, 1050]
+    assert decode["z_itl"] == [2, 3, 10, 12]

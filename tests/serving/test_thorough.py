@@ -29,7 +29,7 @@ from tests.dgdr.conftest import (
     wait_phase,
 )
 from tests.eventually import eventually
-from tests.serving.conftest import RunnerProcess
+from tests.serving.conftest import RunnerProcess, chat, dgd_of, endpoint, wait_dgd_state
 
 pytestmark = pytest.mark.cluster
 
@@ -146,10 +146,8 @@ def test_thorough_dgdr_is_ready_with_a_measured_pick_and_measured_curves(
     assert len(slots) == 2 and all(s["status"] == "measured" for s in slots), slots
     # The pick is one of the measured candidates, with its measured figures.
     prediction = status["profilingResults"]["prediction"]
-    decoded = [
-        (s, [p["ttftMs"] for p in s["measurement"]["decode"]], s["measurement"]) for s in slots
-    ]
-    itls = {round(p["itlMs"], 2) for _, _, m in decoded for p in m["decode"]}
+    measurements = [s["measurement"] for s in slots]
+    itls = {round(p["itlMs"], 2) for m in measurements for p in m["decode"] if p["isl"] == 500}
     assert round(prediction["itlMs"], 2) in itls, (prediction, slots)
     # The planner profile data are the measured curves of the chosen unit.
     extra = dgdr["metadata"]["annotations"]["dgdr.nvidia.com/additional-resources"]
@@ -157,10 +155,11 @@ def test_thorough_dgdr_is_ready_with_a_measured_pick_and_measured_curves(
         doc for doc in yaml.safe_load_all(extra) if "profile-data" in doc["metadata"]["name"]
     )
     decode = json.loads(data_cm["data"]["decode_raw_data.json"])
-    measured_itls = [[p["itlMs"] for p in m["decode"]] for _, _, m in decoded]
-    assert decode["z_itl"] in measured_itls
+    assert decode["z_itl"] in [[p["itlMs"] for p in m["decode"]] for m in measurements]
+    assert sorted(set(decode["y_context_length"])) == [150, 525]  # ISL 125 and 500, + OSL/2
     prefill = json.loads(data_cm["data"]["prefill_raw_data.json"])
-    assert prefill["prefill_isl"] == [500]
+    assert prefill["prefill_isl"] == [125, 250, 500]
+    assert prefill["prefill_ttft"] in [[p["ttftMs"] for p in m["prefill"]] for m in measurements]
     reasons = [r for _, r, _ in events_for(kubectl, "measured", ns)]
     assert reasons.count("ProfilingCandidateMeasured") >= 1
     # Every test DGD is gone, and so are its processes.
@@ -298,6 +297,44 @@ def test_aiperf_measures_the_candidates(
     assert slot["status"] == "measured", slot
     points = [*slot["measurement"]["prefill"], *slot["measurement"]["decode"]]
     assert all(p["requests"] >= 4 and p["errors"] == 0 and p["ttftMs"] > 0 for p in points)
-    assert [p["concurrency"] for p in slot["measurement"]["decode"]] == [1, 4]
+    decoded = [(p["isl"], p["concurrency"]) for p in slot["measurement"]["decode"]]
+    assert decoded == [(125, 1), (125, 4), (500, 1), (500, 4)]
     assert dgdr["status"]["profilingResults"]["prediction"]["itlMs"] > 0
+    no_test_dgds_or_processes(kubectl, runner, ns)
+
+
+def test_mocker_deployment_serves_from_the_measured_curves(
+    controllers: Start, kubectl: Kubectl, runner: RunnerProcess, serving_namespace: str
+) -> None:
+    """With features.mocker and autoApply, the picked DGD is deployed and its mock engines are
+    timed by the planner profile data the sweep measured (the runner reads that ConfigMap)."""
+    ns = serving_namespace
+    controllers("--thorough-candidates", "1", "--thorough-ready-timeout", "90")
+    spec = {
+        **PLANNED,
+        "autoApply": True,
+        "hardware": {**PLANNED["hardware"], "totalGpus": 2},
+        "features": {"mocker": {"enabled": True}},
+    }
+    apply_dgdr(kubectl, ns, "mocked", **spec)
+    dgdr = wait_phase(kubectl, "mocked", ns, "Deployed", timeout=240)
+    dgd_name = dgd_of(kubectl, dgdr)
+    wait_dgd_state(kubectl, runner, dgd_name, ns, "successful", timeout=60)
+    dgd = get_json(kubectl, "dgd", dgd_name, ns)
+    mounted = {
+        v["configMap"]["name"]
+        for svc in dgd["spec"]["services"].values()
+        for v in (svc.get("extraPodSpec") or {}).get("volumes") or []
+    }
+    (data_cm,) = [n for n in mounted if n.startswith("planner-profile-data-")]
+    data = get_json(kubectl, "configmap", data_cm, ns)["data"]
+    state = sweep_state(kubectl, ns, "mocked")
+    assert state is not None
+    (slot,) = state["candidates"]
+    prefill = json.loads(data["prefill_raw_data.json"])
+    assert prefill["prefill_ttft"] == [p["ttftMs"] for p in slot["measurement"]["prefill"]]
+    assert "timing from ConfigMap " + data_cm in runner.tail(400)
+    answer = chat(endpoint(kubectl, dgd_name, ns), MODEL, max_tokens=8)
+    assert answer["usage"]["completion_tokens"] == 8
+    kubectl("delete", "dgd", dgd_name, namespace=ns)
     no_test_dgds_or_processes(kubectl, runner, ns)
