@@ -34,8 +34,8 @@ NAMESPACED_GRANTS = {
     "dynamographdeploymentrequests.nvidia.com": {"get", "list", "watch", "patch"},
     "dynamographdeploymentrequests.nvidia.com/status": {"update"},
     "dynamographdeploymentrequests.nvidia.com/finalizers": {"update"},
-    "dynamographdeployments.nvidia.com": {"get", "list", "watch", "create", "patch"},
-    "configmaps": {"get", "create", "patch"},
+    "dynamographdeployments.nvidia.com": {"get", "list", "watch", "create", "patch", "delete"},
+    "configmaps": {"get", "create", "patch", "delete"},
     "persistentvolumeclaims": {"get"},
     "pods": {"list", "watch"},
     "secrets[hf-token-secret]": {"get"},
@@ -314,10 +314,10 @@ def test_service_account_can_do_exactly_what_it_needs(
         ("list", "dynamographdeploymentrequests.nvidia.com", "--all-namespaces", "yes"),
         ("create", "dynamographdeploymentrequests.nvidia.com", "-n=default", "no"),
         ("delete", "dynamographdeploymentrequests.nvidia.com", "-n=default", "no"),
-        ("delete", "dynamographdeployments.nvidia.com", "-n=default", "no"),
+        ("delete", "dynamographdeployments.nvidia.com", "-n=default", "yes"),  # thorough
         ("update", "dynamographdeployments.nvidia.com", "-n=default", "no"),
         ("create", "dynamographdeployments.nvidia.com", "-n=default", "yes"),
-        ("delete", "configmaps", "-n=default", "no"),
+        ("delete", "configmaps", "-n=default", "yes"),  # the sweep's state
         ("get", "secrets", "-n=default", "no"),
         ("get", "secrets/hf-token-secret", "-n=default", "yes"),
         ("get", "secrets/another-secret", "-n=default", "no"),
