@@ -127,6 +127,7 @@ class ControllerConfig:
     thorough_tokenizer: str = ""
     thorough_benchmark_timeout: float = 600.0
     thorough_endpoint: str = "http://{name}-frontend.{namespace}.svc:8000"
+    thorough_orphan_interval: float = 300.0
     # Not options: what reading the configuration found worth a warning, logged at start.
     warnings: list[str] = field(default_factory=list)
 
@@ -447,6 +448,13 @@ _OPTIONS: tuple[_Option, ...] = (
         "searchStrategy thorough: a test DGD's frontend URL, {name} and {namespace} filled in "
         "(the local DGD runner's dgdrunner.local/endpoint annotation wins)",
     ),
+    _Option(
+        "thorough_orphan_interval",
+        "THOROUGH_ORPHAN_INTERVAL",
+        "searchStrategy thorough: seconds between the leader's looks for test DGDs and sweep "
+        "ConfigMaps whose DGDR is gone (deleted while no leader ran)",
+        float,
+    ),
     _Option("log_level", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
     _Option(
         "log_format",
@@ -531,7 +539,11 @@ def from_args(
             fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
     if not (math.isfinite(cfg.wait_deadline) and cfg.wait_deadline >= 0):
         fail(f"--wait-deadline must be a number of seconds >= 0, got {cfg.wait_deadline}")
-    for name in ("thorough_ready_timeout", "thorough_benchmark_timeout"):
+    for name in (
+        "thorough_ready_timeout",
+        "thorough_benchmark_timeout",
+        "thorough_orphan_interval",
+    ):
         value = getattr(cfg, name)
         if not (math.isfinite(value) and value > 0):
             fail(f"--{name.replace('_', '-')} must be a number of seconds > 0, got {value}")

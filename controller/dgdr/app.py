@@ -218,10 +218,15 @@ async def run(cfg: ControllerConfig) -> int:
                 controller.enqueue(key)
 
         recorder = EventRecorder(client, COMPONENT)
-        tracker = ProfileTracker(
-            StrategyRunner(runner, ThoroughSweeper(client, recorder, *thorough_setup(cfg))),
-            enqueue,
-        )
+        sweeper = ThoroughSweeper(client, recorder, *thorough_setup(cfg))
+        tracker = ProfileTracker(StrategyRunner(runner, sweeper), enqueue)
+
+        async def collect_orphans() -> None:
+            await sweeper.collect_orphans(
+                api.dgd_resource(dgd_version), cfg.namespaces, cfg.thorough_orphan_interval
+            )
+
+        manager.add_runnable("thorough-orphans", collect_orphans)
 
         def watch_pods(informer: object, to_keys: object) -> None:
             if controller is not None:

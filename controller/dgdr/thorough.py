@@ -28,7 +28,9 @@ left is adopted if its candidate is still pending, deleted otherwise.
 **Stops on deletion.** Deleting the DGDR cancels the task (the reconciler forgets the key);
 cancellation deletes the test DGDs in flight and, when the DGDR is gone, every test DGD labelled
 to it and the sweep ConfigMap. Test DGDs and ConfigMaps also carry an ownerReference to the DGDR,
-so a cluster's garbage collector removes them even when no leader is running.
+so a cluster's garbage collector removes them even when no leader is running; where there is no
+collector (the local control plane), the leader looks for sweep objects whose DGDR is gone every
+``--thorough-orphan-interval`` seconds (``collect_orphans``).
 
 Test DGDs: named ``<dgdr>-t<hash>-<i>`` (the hash of the DGDR's namespace, name and uid: two
 DGDRs, or two lives of one name, cannot collide), labelled with ``dgdr.nvidia.com/name`` and
@@ -46,7 +48,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -740,6 +742,61 @@ class ThoroughSweeper:
         for resource, name in await self._labelled(sweep):
             if name.removesuffix("-profile") not in pending:
                 await self._client.delete(resource, name, sweep.namespace)
+
+    async def collect_orphans(
+        self, dgd_resource: Any, namespaces: Sequence[str] | None, interval: float
+    ) -> None:
+        """Leader-only, for ever: every ``interval`` seconds, delete sweep objects whose DGDR is
+        gone. A DGDR deleted while no leader ran (its sweep was not there to clean up) leaves
+        its test DGDs behind on a cluster without a garbage collector, as the local control
+        plane is; a cluster's collector removes them by their ownerReference anyway."""
+        while True:
+            try:
+                gone = await self.collect_once(dgd_resource, namespaces)
+                if gone:
+                    log.info("deleted %d object(s) of thorough sweeps whose DGDR is gone", gone)
+            except (ApiError, OSError, aiohttp.ClientError, TimeoutError) as e:
+                log.warning("collecting orphaned thorough sweep objects failed: %s", e)
+            await asyncio.sleep(interval)
+
+    async def collect_once(self, dgd_resource: Any, namespaces: Sequence[str] | None) -> int:
+        """One pass of ``collect_orphans``; how many objects it deleted."""
+        deleted = 0
+        live: dict[tuple[str, str], str | None] = {}
+        scopes: list[str | None] = list(namespaces) if namespaces else [None]
+        for ns in scopes:
+            for resource in (dgd_resource, CONFIGMAPS):
+                listing = await self._client.list(resource, ns, label_selector=LABEL_SWEEP)
+                for obj in listing.get("items") or ():
+                    meta = obj["metadata"]
+                    owners = [
+                        o.get("uid")
+                        for o in meta.get("ownerReferences") or ()
+                        if o.get("kind") == api.DGDR_KIND
+                    ]
+                    labels = meta.get("labels") or {}
+                    key = (str(meta["namespace"]), str(labels.get(api.LABEL_DGDR_NAME) or ""))
+                    if key not in live:
+                        live[key] = await self._dgdr_uid(*key)
+                    if live[key] is not None and live[key] in owners:
+                        continue
+                    await self._client.delete(resource, str(meta["name"]), key[0])
+                    deleted += 1
+        return deleted
+
+    async def _dgdr_uid(self, namespace: str, name: str) -> str | None:
+        """The uid of the live DGDR of that name (None: absent or being deleted)."""
+        if not name:
+            return None
+        try:
+            obj = await self._client.get(api.DGDR_RESOURCE, name, namespace)
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+        if obj["metadata"].get("deletionTimestamp"):
+            return None
+        return str(obj["metadata"].get("uid") or "")
 
     async def _cleanup(self, sweep: _Sweep) -> None:
         """Cancelled: delete the test DGDs in flight; when the DGDR is gone (or is another one

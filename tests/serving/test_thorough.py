@@ -338,3 +338,36 @@ def test_mocker_deployment_serves_from_the_measured_curves(
     assert answer["usage"]["completion_tokens"] == 8
     kubectl("delete", "dgd", dgd_name, namespace=ns)
     no_test_dgds_or_processes(kubectl, runner, ns)
+
+
+def test_dgdr_deleted_while_no_leader_runs_is_cleaned_up_by_the_next_leader(
+    controllers: Start, kubectl: Kubectl, runner: RunnerProcess, serving_namespace: str
+) -> None:
+    """The leader killed mid-sweep, the DGDR deleted before another leads: nothing was there to
+    cancel the sweep, and this control plane has no garbage collector; the next leader finds
+    the sweep's objects orphaned and deletes them."""
+    ns = serving_namespace
+    flags = ("--thorough-candidates", "2", "--thorough-orphan-interval", "1")
+    a = controllers(*flags)
+    eventually(a.is_leader, timeout=20, message="a leads")
+    apply_dgdr(kubectl, ns, "orphan", **PLANNED)
+    eventually(
+        lambda: sweep_dgds(kubectl, ns) and runner.processes("mocker"),
+        timeout=60,
+        message="a test DGD running",
+        on_timeout=runner.tail,
+    )
+    a.stop(sig=9)
+    kubectl("delete", "dgdr", "orphan", namespace=ns)
+    assert sweep_dgds(kubectl, ns)  # left behind: no leader to cancel the sweep
+    controllers(*flags)
+    no_test_dgds_or_processes(kubectl, runner, ns)
+    eventually(
+        lambda: (
+            not kubectl(
+                "get", "configmap", "-l", "dgdr.nvidia.com/sweep", "-o", "name", namespace=ns
+            ).stdout.strip()
+        ),
+        timeout=20,
+        message="the sweep ConfigMap removed",
+    )
