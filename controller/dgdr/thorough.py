@@ -727,21 +727,22 @@ class ThoroughSweeper:
         await self._client.delete(resource, name, sweep.namespace)
         await self._client.delete(CONFIGMAPS, f"{name}-profile", sweep.namespace)
 
-    async def _labelled(self, sweep: _Sweep) -> list[tuple[Any, str]]:
+    async def _labelled(self, sweep: _Sweep) -> set[str]:
+        """Names of the test DGDs labelled to this DGDR, and of every candidate of its sweep.
+        ConfigMaps are never listed (the controller may not list them: deploy/controller/
+        rbac.yaml); a test DGD's are found by name, ``<test DGD>-profile``."""
         selector = f"{api.LABEL_DGDR_NAME}={sweep.name},{LABEL_CANDIDATE}"
-        out: list[tuple[Any, str]] = []
-        for resource in (api.dgd_resource(sweep.request.dgd_api_version), CONFIGMAPS):
-            listing = await self._client.list(resource, sweep.namespace, label_selector=selector)
-            out += [(resource, str(o["metadata"]["name"])) for o in listing.get("items") or ()]
-        return out
+        resource = api.dgd_resource(sweep.request.dgd_api_version)
+        listing = await self._client.list(resource, sweep.namespace, label_selector=selector)
+        names = {str(o["metadata"]["name"]) for o in listing.get("items") or ()}
+        return names | {s.name for s in sweep.slots}
 
     async def _drop_leftovers(self, sweep: _Sweep) -> None:
         """Test objects of candidates already finished (a leader that died between recording
         and deleting); a pending candidate's are adopted when it is deployed."""
         pending = {s.name for s in sweep.slots if s.status == "pending"}
-        for resource, name in await self._labelled(sweep):
-            if name.removesuffix("-profile") not in pending:
-                await self._client.delete(resource, name, sweep.namespace)
+        for name in await self._labelled(sweep) - pending:
+            await self._delete_test(sweep, name)
 
     async def collect_orphans(
         self, dgd_resource: Any, namespaces: Sequence[str] | None, interval: float
@@ -760,28 +761,35 @@ class ThoroughSweeper:
             await asyncio.sleep(interval)
 
     async def collect_once(self, dgd_resource: Any, namespaces: Sequence[str] | None) -> int:
-        """One pass of ``collect_orphans``; how many objects it deleted."""
+        """One pass of ``collect_orphans``; how many test DGDs it deleted. Each goes with its
+        ``-profile`` ConfigMap and its sweep's state ConfigMap, found by name (ConfigMaps are
+        not listed: the controller may not list them). A sweep's state left without any test
+        DGD is left to the garbage collector."""
         deleted = 0
         live: dict[tuple[str, str], str | None] = {}
         scopes: list[str | None] = list(namespaces) if namespaces else [None]
         for ns in scopes:
-            for resource in (dgd_resource, CONFIGMAPS):
-                listing = await self._client.list(resource, ns, label_selector=LABEL_SWEEP)
-                for obj in listing.get("items") or ():
-                    meta = obj["metadata"]
-                    owners = [
-                        o.get("uid")
-                        for o in meta.get("ownerReferences") or ()
-                        if o.get("kind") == api.DGDR_KIND
-                    ]
-                    labels = meta.get("labels") or {}
-                    key = (str(meta["namespace"]), str(labels.get(api.LABEL_DGDR_NAME) or ""))
-                    if key not in live:
-                        live[key] = await self._dgdr_uid(*key)
-                    if live[key] is not None and live[key] in owners:
-                        continue
-                    await self._client.delete(resource, str(meta["name"]), key[0])
-                    deleted += 1
+            listing = await self._client.list(dgd_resource, ns, label_selector=LABEL_SWEEP)
+            for obj in listing.get("items") or ():
+                meta = obj["metadata"]
+                owners = [
+                    str(o.get("uid"))
+                    for o in meta.get("ownerReferences") or ()
+                    if o.get("kind") == api.DGDR_KIND
+                ]
+                labels = meta.get("labels") or {}
+                key = (str(meta["namespace"]), str(labels.get(api.LABEL_DGDR_NAME) or ""))
+                if key not in live:
+                    live[key] = await self._dgdr_uid(*key)
+                if live[key] is not None and live[key] in owners:
+                    continue
+                name = str(meta["name"])
+                await self._client.delete(dgd_resource, name, key[0])
+                await self._client.delete(CONFIGMAPS, f"{name}-profile", key[0])
+                for uid in owners:
+                    state, _ = sweep_names(key[0], key[1], uid)
+                    await self._client.delete(CONFIGMAPS, state, key[0])
+                deleted += 1
         return deleted
 
     async def _dgdr_uid(self, namespace: str, name: str) -> str | None:
@@ -815,8 +823,8 @@ class ThoroughSweeper:
                         raise
                     gone = True
                 if gone:
-                    for resource, name in await self._labelled(sweep):
-                        await self._client.delete(resource, name, sweep.namespace)
+                    for name in await self._labelled(sweep):
+                        await self._delete_test(sweep, name)
                     await self._client.delete(CONFIGMAPS, sweep.cm_name, sweep.namespace)
                     log.info("%s: deleted; the sweep's test DGDs and state removed", sweep.key)
         except (TimeoutError, ApiError, OSError, aiohttp.ClientError) as e:
