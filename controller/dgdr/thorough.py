@@ -581,7 +581,12 @@ class ThoroughSweeper:
             measurement = await self._measure(sweep, unit, url, what, progress)
         except asyncio.CancelledError:
             raise
-        except (SkipError, BenchmarkError, ApiError, aiohttp.ClientError, OSError) as e:
+        except ApiError as e:
+            if e.status >= 500 or e.status in (0, 429):
+                raise  # the API server's trouble, not the candidate's: retried, then resumed
+            await self._record(sweep, slot, None, f"the API server refused it: {e}")
+            return
+        except (SkipError, BenchmarkError, aiohttp.ClientError, OSError) as e:
             await self._record(sweep, slot, None, f"{e}")
             return
         finally:
