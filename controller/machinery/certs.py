@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from controller.machinery.client import (
+    CRDS,
     ApiError,
     KubeClient,
     Resource,
@@ -59,13 +60,6 @@ log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 
 SECRETS = Resource("", "v1", "secrets", "Secret")
-CRDS = Resource(
-    "apiextensions.k8s.io",
-    "v1",
-    "customresourcedefinitions",
-    "CustomResourceDefinition",
-    namespaced=False,
-)
 
 CA_CERT, CA_KEY, TLS_CERT, TLS_KEY = "ca.crt", "ca.key", "tls.crt", "tls.key"
 PREVIOUS_CA_CERT = "ca-previous.crt"

@@ -106,6 +106,13 @@ NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
 PVCS = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
 EVENTS = Resource("events.k8s.io", "v1", "events", "Event")
+CRDS = Resource(
+    "apiextensions.k8s.io",
+    "v1",
+    "customresourcedefinitions",
+    "CustomResourceDefinition",
+    namespaced=False,
+)
 CORE_EVENTS = Resource("", "v1", "events", "Event")
 
 

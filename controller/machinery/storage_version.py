@@ -15,17 +15,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from controller.machinery.client import ApiError, KubeClient, Resource
+from controller.machinery.client import CRDS, ApiError, KubeClient, Resource
 
 log = logging.getLogger(__name__)
-
-CRDS = Resource(
-    "apiextensions.k8s.io",
-    "v1",
-    "customresourcedefinitions",
-    "CustomResourceDefinition",
-    namespaced=False,
-)
 
 
 @dataclass(frozen=True)
