@@ -7,8 +7,9 @@ that names the flag or the variable.
 
 Every variable carries the prefix ``DGDR_`` (``DGDR_WORKERS``, ``DGDR_QPS``...), so a generic
 name set in the pod for another program (``WORKERS``, ``QPS``) is never taken for ours. The
-unprefixed names of 0.1 are no longer read: one set in the environment is ignored with a
-warning naming its replacement. ``KUBECONFIG`` and ``HF_ENDPOINT`` keep their usual names, and
+unprefixed names of 0.1 are refused: one set in the environment is a usage error naming its
+replacement, so a setting meant for the controller is never silently dropped. ``KUBECONFIG``
+and ``HF_ENDPOINT`` keep their usual names, and
 ``POD_NAME``, ``POD_UID`` and ``POD_NAMESPACE`` (the downward API) are read as they are.
 """
 
@@ -30,6 +31,17 @@ from profiler.hub import DEFAULT_ENDPOINT
 from profiler.request import DEFAULT_IMAGE
 
 ENV_PREFIX = "DGDR_"
+# The unprefixed variables 0.1 read: refused, naming their replacement (a name that 0.1 never
+# read, such as CONTEXT, may well be set for another program and is simply not ours).
+RETIRED_VARIABLES = frozenset(
+    {
+        "WATCH_NAMESPACES", "WORKERS", "POOL_SIZE", "PROFILE_TIMEOUT", "PROFILE_RETRIES",
+        "BIND_ADDRESS", "HEALTH_PORT", "LEADER_ELECT", "LEASE_NAME", "LEASE_NAMESPACE",
+        "LEADER_IDENTITY", "LEASE_DURATION", "RENEW_DEADLINE", "RETRY_PERIOD", "WATCH_TIMEOUT",
+        "WATCHDOG_TIMEOUT", "DEFAULT_IMAGE", "DISCOVER_GPUS", "QPS", "BURST", "SHUTDOWN_GRACE",
+        "LOG_LEVEL",
+    }
+)  # fmt: skip
 # Variables with a meaning of their own in the ecosystem, read under their usual names.
 STANDARD_VARIABLES = frozenset({"KUBECONFIG", "HF_ENDPOINT"})
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -511,10 +523,12 @@ def from_args(
                 values[opt.dest] = parse(env[opt.variable])
             except ValueError as e:
                 fail(f"environment variable {opt.variable}: {e}")
-        if opt.variable != opt.env and opt.env in env:
-            warnings.append(
-                f"environment variable {opt.env} is ignored: the controller reads "
-                f"{opt.variable} (variables carry the prefix {ENV_PREFIX} since 0.2)"
+        if opt.env in RETIRED_VARIABLES and opt.env in env:
+            # Refused rather than ignored: a setting meant for this controller must not be
+            # silently dropped (the deployment would run with a default its admin did not want).
+            fail(
+                f"environment variable {opt.env} is no longer read: set {opt.variable} instead "
+                f"(variables carry the prefix {ENV_PREFIX} since 0.2), and unset {opt.env}"
             )
     for name in ("lease_namespace", "webhook_namespace"):
         if name not in values and env.get("POD_NAMESPACE"):

@@ -32,6 +32,7 @@ from profiler.search import min_gpus_to_fit
 from profiler.spec import (
     DEFAULT_PVC_MOUNT_PATH,
     INT32_MAX,
+    MAX_LOAD,
     RUNTIME_VERSION_PATTERN,
     DGDRSpec,
     FeaturesSpec,
@@ -61,7 +62,6 @@ DEFAULT_MOUNT_PATH = DEFAULT_PVC_MOUNT_PATH
 MAX_DGD_SERVICE_NAME = 45
 # Loads beyond any deployment (requests per second, or concurrent requests): 1e300 overflowed the
 # estimator's arithmetic and silently changed the plan.
-MAX_LOAD = 1e9
 RUNTIME_VERSION_RE = re.compile(RUNTIME_VERSION_PATTERN)
 DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 

@@ -56,6 +56,9 @@ DEFAULT_OSL = 1000
 DEFAULT_PVC_MOUNT_PATH = "/opt/model-cache"
 
 INT32_MAX = 2**31 - 1
+# Beyond any deployment (1e300 overflowed the estimator): the CRD's maximum of concurrency and
+# requestRate, checked by the controller and the command line with the same bound.
+MAX_LOAD = 1e9
 RUNTIME_VERSION_PATTERN = r"^(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})$"
 
 # What kubectl explain says of each field (the CRD's descriptions), by path below spec.
@@ -236,7 +239,7 @@ class ModelCacheSpec(Strict):
 
 class HardwareSpec(Strict):
     gpu_sku: GpuSku | None = Field(default=None, **_doc("hardware.gpuSku"))
-    vram_mb: float | None = _number("spec.hardware.vramMb")
+    vram_mb: float | None = _number("spec.hardware.vramMb", maximum=INT32_MAX)
     total_gpus: Int32Positive | None = Field(default=None, **_doc("hardware.totalGpus"))
     num_gpus_per_node: Int32Positive | None = Field(default=None, **_doc("hardware.numGpusPerNode"))
     interconnect: str | None = Field(default=None, max_length=64, **_doc("hardware.interconnect"))
@@ -258,8 +261,8 @@ class WorkloadSpec(Strict):
 
     isl: Int32Positive = Field(default=DEFAULT_ISL, **_doc("workload.isl"))
     osl: Int32Positive = Field(default=DEFAULT_OSL, **_doc("workload.osl"))
-    concurrency: float | None = _number("spec.workload.concurrency")
-    request_rate: float | None = _number("spec.workload.requestRate")
+    concurrency: float | None = _number("spec.workload.concurrency", maximum=MAX_LOAD)
+    request_rate: float | None = _number("spec.workload.requestRate", maximum=MAX_LOAD)
 
 
 class SLASpec(Strict):

@@ -89,20 +89,22 @@ def test_malformed_values_are_usage_errors_that_name_them(
     assert named in capsys.readouterr().err
 
 
-def test_every_variable_has_the_prefix_and_old_names_are_ignored_with_a_warning() -> None:
+def test_every_variable_has_the_prefix_and_old_names_are_refused_naming_the_new_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     for opt in config._OPTIONS:
         assert opt.variable in config.STANDARD_VARIABLES or opt.variable.startswith("DGDR_"), opt
-    # A generic variable meant for another program does not configure the controller ...
-    cfg = parse([], {"WORKERS": "64", "QPS": "1", "DGDR_BURST": "7"})
-    assert cfg.workers == config.ControllerConfig().workers and cfg.qps == 50.0
-    assert cfg.burst == 7
-    # ... and who set it for us is told which name to use now.
-    assert sorted(cfg.warnings) == [
-        "environment variable QPS is ignored: the controller reads DGDR_QPS "
-        "(variables carry the prefix DGDR_ since 0.2)",
-        "environment variable WORKERS is ignored: the controller reads DGDR_WORKERS "
-        "(variables carry the prefix DGDR_ since 0.2)",
-    ]
+    # A variable of 0.1 is refused, not silently dropped: who set it is told the name to use.
+    with pytest.raises(SystemExit) as exc:
+        parse([], {"WORKERS": "64", "DGDR_BURST": "7"})
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "environment variable WORKERS is no longer read: set DGDR_WORKERS instead" in err
+    assert "unset WORKERS" in err
+    assert parse([], {"DGDR_WORKERS": "8", "DGDR_BURST": "7"}).workers == 8
+    # A name 0.1 never read is not ours either way: another program's CONTEXT changes nothing.
+    assert parse([], {"CONTEXT": "elsewhere", "WEBHOOK_PORT": "1"}).context is None
+    assert parse([], {"CONTEXT": "elsewhere"}).webhook_port is None
     assert parse([], {"KUBECONFIG": "/k"}).kubeconfig == "/k"
     assert parse([], {"KUBECONFIG": "/k"}).warnings == []
     # The Hugging Face mirror keeps the name every HF tool reads.
