@@ -159,6 +159,27 @@ def test_invalid_request_is_rejected_naming_the_field(
 
 
 @pytest.mark.parametrize(
+    ("section", "field", "value"),
+    [
+        ("workload", "requestRate", 2e9),
+        ("workload", "concurrency", 1e300),
+        ("hardware", "vramMb", 2**31),
+    ],
+)
+def test_the_api_server_bounds_the_load_and_vram_as_the_controller_does(
+    crds: list[str], kubectl: Kubectl, namespace: str, section: str, field: str, value: float
+) -> None:
+    """Beyond the bounds the controller checks (the same constants, in the generated schema),
+    the API server refuses the object itself, naming the field."""
+    obj = Invalid("bounded", {section: {field: value}}, f"spec.{section}.{field}").obj()
+    res = _apply(kubectl, namespace, obj, check=False)
+    assert res.returncode != 0, res.stdout
+    assert f"spec.{section}.{field}" in res.stderr and "less than or equal to" in res.stderr
+    _, errors = validate_dgdr(obj)
+    assert f"spec.{section}.{field}" in [e.path for e in errors]
+
+
+@pytest.mark.parametrize(
     ("sla", "targets"), [c[1:] for c in VALID_SLA], ids=[c[0] for c in VALID_SLA]
 )
 def test_sla_pairing_is_upstreams(
