@@ -1,11 +1,13 @@
 """A pool of long-lived worker processes driven from asyncio, for CPU-heavy work such as profiling.
 
-Workers are plain child processes of this interpreter (``sys.executable``), started through
-``subprocess`` with two private pipes, not through ``multiprocessing``: the spawn and forkserver
-contexts start a resource-tracker or fork-server process that outlives every pool, which makes
-"no child process is left behind" impossible to guarantee. Each pipe carries length-prefixed
-pickles; the parent reads and writes them through asyncio transports, so no thread of the
-controller ever blocks on a worker.
+Workers are plain child processes of this interpreter (``sys.executable``), started with
+``asyncio.create_subprocess_exec``, not through ``multiprocessing`` nor a library on top of it
+(pebble): the spawn and forkserver contexts start a resource-tracker or fork-server process that
+outlives every pool, fork is unsafe in a process with threads, and neither stops a busy worker
+whose parent died, so "no child process is left behind" could not be guaranteed. Commands go to a
+worker's stdin and messages come from its stdout (the worker moves its own stdout to stderr, so a
+task that prints cannot garble the stream), as length-prefixed pickles read and written through
+asyncio streams: no thread of the controller ever blocks on a worker.
 
 Failure model: a task whose function raises gets that exception back and is never retried (the
 function is deterministic: the same input fails the same way). A worker that dies mid-task
@@ -192,14 +194,6 @@ USE_CONFIG = _Default.TOKEN
 """``submit(time_limit=USE_CONFIG)``: take the pool's ``task_timeout``."""
 
 
-class _WorkerState(Enum):
-    STARTING = "starting"
-    IDLE = "idle"
-    BUSY = "busy"
-    STOPPING = "stopping"  # asked to exit, or killed by us: its end is expected
-    DEAD = "dead"
-
-
 class _TaskState(Enum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -208,20 +202,14 @@ class _TaskState(Enum):
 
 
 class _Task:
-    def __init__(
-        self,
-        task_id: str,
-        payload: bytes,
-        timeout: float | None,
-    ) -> None:
+    def __init__(self, task_id: str, payload: bytes, timeout: float | None) -> None:
         self.id = task_id
         self.payload = payload
         self.timeout = timeout
         self.attempts = 0
-        self.last_exitcode: int | None = None
         self.state = _TaskState.QUEUED
         self.worker: _Worker | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.TimerHandle | None = None  # its timeout, or its retry after backoff
         self.events: asyncio.Queue[tuple[str, Any, Any]] = asyncio.Queue()
 
     def clear_timer(self) -> None:
@@ -230,84 +218,36 @@ class _Task:
             self.timer = None
 
 
-class _EventProtocol(asyncio.Protocol):
-    """Splits a worker's event pipe into frames and hands each message to the pool."""
-
-    def __init__(
-        self,
-        on_message: Callable[[Any], None],
-        on_eof: Callable[[], None],
-        on_corrupt: Callable[[], None],
-    ) -> None:
-        self._buf = bytearray()
-        self._on_message = on_message
-        self._on_eof = on_eof
-        self._on_corrupt = on_corrupt
-        self._corrupt = False
-
-    def data_received(self, data: bytes) -> None:
-        if self._corrupt:
-            return
-        self._buf += data
-        try:
-            while len(self._buf) >= _HEADER.size:
-                (size,) = _HEADER.unpack_from(self._buf)
-                if size > _MAX_FRAME:
-                    raise ValueError(f"a frame of {size} bytes")
-                end = _HEADER.size + size
-                if len(self._buf) < end:
-                    return
-                body = bytes(self._buf[_HEADER.size : end])
-                del self._buf[:end]
-                self._on_message(pickle.loads(body))
-        except Exception:
-            # Nothing after a bad frame can be trusted: the worker goes, its task is retried.
-            log.exception("unreadable message from a worker process; killing it")
-            self._corrupt = True
-            self._buf.clear()
-            self._on_corrupt()
-
-    def eof_received(self) -> bool:
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._on_eof()
-
-
 class _Worker:
-    """One child process, its two pipes and the task it runs."""
+    """One child process: commands go to its stdin, messages come from its stdout."""
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.pid = proc.pid
-        self.state = _WorkerState.STARTING
+        self.exited = asyncio.ensure_future(proc.wait())
         self.task: _Task | None = None
-        self.cmd: asyncio.WriteTransport | None = None
-        self.events: asyncio.ReadTransport | None = None
-        self.start_timer: asyncio.TimerHandle | None = None
-        self.started = asyncio.Event()  # set when ready, or when it died trying
-        self.exiting = False
-        self.init_error: str | None = None
+        self.stopping = False  # asked to exit, or killed by the pool: its end is expected
 
     def send(self, message: tuple[Any, ...]) -> None:
-        if self.cmd is None or self.cmd.is_closing():
+        stdin = self.proc.stdin
+        if stdin is None or stdin.is_closing() or self.exited.done():
             raise RuntimeError(f"worker {self.pid} has no open command pipe")
         data = pickle.dumps(message, protocol=_PICKLE_PROTOCOL)
-        self.cmd.write(_HEADER.pack(len(data)) + data)
+        stdin.write(_HEADER.pack(len(data)) + data)
 
-    def kill(self) -> None:
-        self.state = _WorkerState.STOPPING
+    async def recv(self) -> Any:
+        """The next message; raises ``IncompleteReadError`` at end of file, others on garbage."""
+        assert self.proc.stdout is not None
+        (size,) = _HEADER.unpack(await self.proc.stdout.readexactly(_HEADER.size))
+        if size > _MAX_FRAME:
+            raise ValueError(f"a frame of {size} bytes")
+        return pickle.loads(await self.proc.stdout.readexactly(size))
+
+    def kill(self, *, expected: bool = True) -> None:
+        self.stopping = self.stopping or expected
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
-
-    def close_pipes(self) -> None:
-        for transport in (self.cmd, self.events):
-            if transport is not None and not transport.is_closing():
-                transport.close()
-        if self.start_timer is not None:
-            self.start_timer.cancel()
-            self.start_timer = None
 
 
 _PATH_VAR = "WORKER_POOL_SYS_PATH"
@@ -332,6 +272,9 @@ class WorkerPool(Generic[P, R]):
     ``fn`` must be a top-level function (it travels to the workers by reference, as a pickle); its
     payload, result and exceptions must be picklable. Use ``async with WorkerPool(...)`` or call
     ``start()`` and ``close()``; ``submit()`` runs one task and returns its result.
+
+    Each worker slot is one coroutine (``_keep_worker``) that starts a process, feeds it tasks,
+    reads its messages and, when it ends, reaps it, settles its task and starts the next one.
     """
 
     def __init__(
@@ -345,11 +288,12 @@ class WorkerPool(Generic[P, R]):
         self._fn_pickle = pickle.dumps(fn, protocol=_PICKLE_PROTOCOL)
         self._on_stats = on_stats
         self._workers: set[_Worker] = set()
+        self._idle: deque[tuple[_Worker, asyncio.Future[_Task]]] = deque()
         self._queue: deque[_Task] = deque()
         self._tasks: dict[str, _Task] = {}
-        self._retry_handles: dict[str, asyncio.TimerHandle] = {}
-        self._background: set[asyncio.Task[None]] = set()
-        self._spawn_failures = 0
+        self._slots: set[asyncio.Task[None]] = set()
+        self._closing: asyncio.Event | None = None
+        self._close_deadline = 0.0
         self._broken: str | None = None
         self._started = False
         self._closed = False
@@ -370,8 +314,7 @@ class WorkerPool(Generic[P, R]):
     @property
     def queued(self) -> int:
         """Tasks waiting for a worker, including those backing off before a retry."""
-        waiting = (_TaskState.QUEUED, _TaskState.BACKOFF)
-        return sum(1 for t in self._tasks.values() if t.state in waiting)
+        return len(self._tasks) - self.busy
 
     @property
     def pids(self) -> list[int]:
@@ -393,19 +336,24 @@ class WorkerPool(Generic[P, R]):
         if self._started:
             return
         self._started = True
+        self._closing = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        firsts: list[asyncio.Future[bool]] = []
+        for _ in range(self._config.workers):
+            firsts.append(loop.create_future())
+            slot = asyncio.ensure_future(self._keep_worker(firsts[-1]))
+            self._slots.add(slot)
+            slot.add_done_callback(self._slot_done)
         try:
-            workers = [await self._spawn() for _ in range(self._config.workers)]
             try:
                 async with asyncio.timeout(self._config.start_timeout + 1.0):
-                    for worker in workers:
-                        await worker.started.wait()
+                    started = await asyncio.gather(*firsts)
             except TimeoutError:
                 raise PoolBrokenError(
                     f"worker processes did not start within {self._config.start_timeout} s"
                 ) from None
-            failed = [w for w in workers if w.state is not _WorkerState.IDLE]
-            if failed:
-                why = self._broken or f"worker {failed[0].pid} died while starting"
+            if not all(started):
+                why = self._broken or "a worker died while starting"
                 raise PoolBrokenError(f"worker processes could not start: {why}")
         except BaseException:
             await self.close()
@@ -470,28 +418,30 @@ class WorkerPool(Generic[P, R]):
         Returns once no worker process of this pool exists any more.
         """
         self._closed = True
+        self._close_deadline = time.monotonic() + self._config.close_timeout
+        if self._closing is not None:
+            self._closing.set()
         for task in list(self._tasks.values()):
             self._finish(
                 task, "error", PoolClosedError(f"the pool closed before task {task.id} ended")
             )
         for worker in list(self._workers):
-            if worker.state in (_WorkerState.IDLE, _WorkerState.STARTING):
+            if not worker.stopping:
                 with contextlib.suppress(RuntimeError):
                     worker.send(("stop",))
-                worker.state = _WorkerState.STOPPING
-        deadline = time.monotonic() + self._config.close_timeout
-        await asyncio.gather(*(self._reap(w, deadline) for w in list(self._workers)))
-        while self._background:
-            pending = list(self._background)
-            # Background jobs only reap (bounded) and respawn (skipped once closed): let them end.
-            _, not_done = await asyncio.wait(pending, timeout=self._config.close_timeout + 6.0)
-            for job in not_done:
-                job.cancel()
-            if not_done:
-                await asyncio.wait(not_done)
-            self._background.difference_update(pending)
-        for worker in list(self._workers):
-            await self._reap(worker, time.monotonic())
+                worker.stopping = True
+        while self._idle:
+            self._idle.popleft()[1].cancel()
+        if self._slots:
+            # Slots only reap (bounded by the deadline, then SIGKILL) once closed: let them end.
+            _, late = await asyncio.wait(list(self._slots), timeout=self._config.close_timeout + 8)
+            for slot in late:
+                slot.cancel()
+            if late:
+                await asyncio.wait(late)
+        for worker in list(self._workers):  # only if a slot was cancelled while it reaped
+            worker.kill()
+            await self._reap(worker, time.monotonic() + 5.0)
         self._report()
 
     async def __aenter__(self) -> WorkerPool[P, R]:
@@ -503,159 +453,135 @@ class WorkerPool(Generic[P, R]):
 
     # -- workers -----------------------------------------------------------------------------------
 
+    async def _keep_worker(self, first: asyncio.Future[bool]) -> None:
+        """One slot: start a worker, serve tasks with it, and replace it whenever it ends."""
+        failures = 0
+        while not self._closed and self._broken is None:
+            try:
+                worker = await self._spawn()
+            except OSError:
+                log.exception("could not start a worker process")
+                failures += 1
+                if not first.done():
+                    first.set_result(False)
+                await self._pause(failures)
+                continue
+            ready = asyncio.Event()
+            try:
+                await self._serve(worker, ready, first)
+            except asyncio.IncompleteReadError:
+                pass  # end of file: the worker is gone
+            except Exception:
+                # Nothing after a bad frame can be trusted: the worker goes, its task is retried.
+                log.exception("unreadable message from worker %d; killing it", worker.pid)
+                worker.kill(expected=False)
+            finally:
+                exitcode = await self._reap(worker)
+            task, worker.task = worker.task, None
+            if not worker.stopping:
+                log.warning(
+                    "worker %d %s%s",
+                    worker.pid,
+                    _describe_exit(exitcode),
+                    f" while running task {task.id}" if task else "",
+                )
+            if task is not None and task.state is _TaskState.RUNNING:
+                task.worker = None
+                task.clear_timer()
+                self._retry_or_fail(task, WorkerCrashedError(task.id, task.attempts, exitcode))
+            if not first.done():
+                first.set_result(False)
+            if ready.is_set():
+                failures = 0
+            elif self._broken is None and not self._closed:
+                # Not a broken function (that marks the pool broken): an outside kill, out of
+                # memory, a slow start. Keep replacing, slower each time, and say so.
+                failures += 1
+                log.error("worker %d did not start (%d in a row)", worker.pid, failures)
+                await self._pause(failures)
+
+    async def _pause(self, failures: int) -> None:
+        assert self._closing is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), self._config.backoff(failures))
+
     async def _spawn(self) -> _Worker:
-        loop = asyncio.get_running_loop()
-        cmd_read, cmd_write = os.pipe()
-        evt_read, evt_write = os.pipe()
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-c",
-                _BOOTSTRAP,
-                str(cmd_read),
-                str(evt_write),
-                str(os.getpid()),
-                repr(self._config.parent_check_interval),
-                pass_fds=(cmd_read, evt_write),
-                stdin=subprocess.DEVNULL,
-                env=self._env,
-            )
-        except BaseException:
-            os.close(cmd_write)
-            os.close(evt_read)
-            raise
-        finally:
-            os.close(cmd_read)
-            os.close(evt_write)
-        events_file = os.fdopen(evt_read, "rb", buffering=0)
-        cmd_file = os.fdopen(cmd_write, "wb", buffering=0)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _BOOTSTRAP,
+            str(os.getpid()),
+            repr(self._config.parent_check_interval),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=self._env,
+        )
         worker = _Worker(proc)
         self._workers.add(worker)
-        worker.start_timer = loop.call_later(
-            self._config.start_timeout, self._on_start_timeout, worker
-        )
-        try:
-            worker.events, _ = await loop.connect_read_pipe(
-                lambda: _EventProtocol(
-                    lambda message: self._on_message(worker, message),
-                    lambda: self._begin_exit(worker),
-                    lambda: self._kill_corrupt(worker),
-                ),
-                events_file,
-            )
-            worker.cmd, _ = await loop.connect_write_pipe(asyncio.Protocol, cmd_file)
-        except BaseException:
-            for transport, file in ((worker.events, events_file), (worker.cmd, cmd_file)):
-                if transport is None:
-                    file.close()
+        if self._closed:  # close() ran while it started
             worker.kill()
-            await asyncio.shield(self._reap(worker, time.monotonic()))
-            raise
-        if self._closed or worker.exiting:  # close() ran, or it died, while the pipes connected
-            worker.kill()
-            await self._reap(worker, time.monotonic())
         else:
             worker.send(("init", self._fn_pickle))
         return worker
 
-    def _kill_corrupt(self, worker: _Worker) -> None:
-        """Kill without marking the end as expected: its task is retried like after a crash."""
-        if worker.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                worker.proc.kill()
-        self._begin_exit(worker)
-
-    def _on_start_timeout(self, worker: _Worker) -> None:
-        worker.start_timer = None
-        if worker.state is _WorkerState.STARTING:
-            log.error(
-                "worker %d did not start within %ss; killing it",
-                worker.pid,
-                self._config.start_timeout,
-            )
-            worker.kill()
-            self._begin_exit(worker)
-
-    def _begin_exit(self, worker: _Worker) -> None:
-        """The worker is gone or going: detach its task, then reap and replace it in background."""
-        if worker.exiting:
-            return
-        worker.exiting = True
-        expected = worker.state is _WorkerState.STOPPING
-        was_starting = worker.state is _WorkerState.STARTING
-        worker.state = _WorkerState.STOPPING
-        worker.started.set()
-        task, worker.task = worker.task, None
-        if task is not None:
-            task.worker = None
-            task.clear_timer()
-        if not expected:
-            log.warning(
-                "worker %d ended unexpectedly%s",
-                worker.pid,
-                f" while running task {task.id}" if task else "",
-            )
-        self._spawn_background(self._after_exit(worker, task, was_starting))
-
-    async def _after_exit(self, worker: _Worker, task: _Task | None, was_starting: bool) -> None:
-        exitcode = await self._reap(worker, time.monotonic() + 2.0)
-        if task is not None and task.state is _TaskState.RUNNING:
-            task.last_exitcode = exitcode
-            self._retry_or_fail(task, WorkerCrashedError(task.id, task.attempts, exitcode))
-        if was_starting and worker.init_error is None:
-            # Not a broken function (that says init_error): an outside kill, out of memory, a
-            # slow start. Keep replacing, slower each time, and say so.
-            self._spawn_failures += 1
-            log.error(
-                "worker %d %s while starting (%d in a row)",
-                worker.pid,
-                _describe_exit(exitcode),
-                self._spawn_failures,
-            )
-        if self._closed or self._broken is not None:
-            return
-        if was_starting:
-            await asyncio.sleep(self._config.backoff(self._spawn_failures))
-        while (
-            not self._closed
-            and self._broken is None
-            and sum(1 for w in self._workers if not w.exiting) < self._config.workers
-        ):
-            try:
-                await self._spawn()
-            except OSError:
-                log.exception("could not start a replacement worker")
-                self._spawn_failures += 1
-                await asyncio.sleep(self._config.backoff(self._spawn_failures))
-
-    async def _reap(self, worker: _Worker, deadline: float) -> int | None:
-        """Wait (until ``deadline``, then SIGKILL) for the process to end; close its pipes."""
-        proc = worker.proc
+    async def _serve(
+        self, worker: _Worker, ready: asyncio.Event, first: asyncio.Future[bool]
+    ) -> None:
+        """Run tasks on ``worker`` until it ends, is killed, or the pool closes."""
         try:
-            await asyncio.wait_for(proc.wait(), max(0.0, deadline - time.monotonic()))
+            message = await asyncio.wait_for(worker.recv(), self._config.start_timeout)
+        except TimeoutError:
+            if not worker.stopping:
+                log.error(
+                    "worker %d did not start within %ss; killing it",
+                    worker.pid,
+                    self._config.start_timeout,
+                )
+            worker.kill()
+            return
+        if message[0] == "init_error":
+            self._mark_broken(f"worker could not load the task function:\n{message[1]}")
+            worker.stopping = True
+            return
+        ready.set()
+        if not first.done():
+            first.set_result(True)
+        while not worker.stopping:
+            slot: asyncio.Future[_Task] = asyncio.get_running_loop().create_future()
+            self._idle.append((worker, slot))
+            self._dispatch()
+            try:
+                await asyncio.wait((slot, worker.exited), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                slot.cancel()  # no-op when it holds a task; _dispatch skips a cancelled one
+            if slot.cancelled():
+                return  # the pool closes, or the worker died while idle
+            task = slot.result()
+            while worker.task is task:  # until it ends, or is cancelled or timed out (killed)
+                self._on_message(worker, task, await worker.recv())
+
+    async def _reap(self, worker: _Worker, deadline: float | None = None) -> int | None:
+        """Wait (until ``deadline``, then SIGKILL) for the process to end; close its pipes."""
+        if deadline is None:
+            deadline = self._close_deadline if self._closed else time.monotonic() + 2.0
+        try:
+            await asyncio.wait_for(asyncio.shield(worker.exited), deadline - time.monotonic())
         except TimeoutError:
             worker.kill()
             try:
-                await asyncio.wait_for(proc.wait(), 5.0)
+                await asyncio.wait_for(asyncio.shield(worker.exited), 5.0)
             except TimeoutError:
                 log.error("worker %d survived SIGKILL for 5s", worker.pid)
-        worker.close_pipes()
-        if proc.returncode is not None:
-            worker.state = _WorkerState.DEAD
+        if worker.proc.stdin is not None:
+            worker.proc.stdin.close()
+        if worker.proc.returncode is not None:
             self._workers.discard(worker)
-        if not worker.exiting:
-            self._begin_exit(worker)
-        return proc.returncode
+        return worker.proc.returncode
 
-    def _spawn_background(self, coro: Awaitable[None]) -> None:
-        job = asyncio.ensure_future(coro)
-        self._background.add(job)
-        job.add_done_callback(self._background_done)
-
-    def _background_done(self, job: asyncio.Task[None]) -> None:
-        self._background.discard(job)
-        if not job.cancelled() and job.exception() is not None:
-            log.error("worker pool background job failed", exc_info=job.exception())
+    def _slot_done(self, slot: asyncio.Task[None]) -> None:
+        self._slots.discard(slot)
+        if not slot.cancelled() and slot.exception() is not None:
+            log.error("worker pool slot failed", exc_info=slot.exception())
 
     def _mark_broken(self, why: str) -> None:
         if self._broken is None:
@@ -665,33 +591,14 @@ class WorkerPool(Generic[P, R]):
             if task.state is not _TaskState.RUNNING:
                 self._finish(task, "error", PoolBrokenError(why))
 
-    # -- messages from workers ---------------------------------------------------------------------
-
-    def _on_message(self, worker: _Worker, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        if kind == "ready":
-            if worker.state is _WorkerState.STARTING:
-                worker.state = _WorkerState.IDLE
-                if worker.start_timer is not None:
-                    worker.start_timer.cancel()
-                    worker.start_timer = None
-                self._spawn_failures = 0
-                worker.started.set()
-                self._dispatch()
+    def _on_message(self, worker: _Worker, task: _Task, message: tuple[Any, ...]) -> None:
+        if message[1] != task.id:
             return
-        if kind == "init_error":
-            worker.init_error = message[1]
-            self._mark_broken(f"worker could not load the task function:\n{message[1]}")
-            return
-        task = worker.task
-        if task is None or task.id != message[1]:
-            return  # a late message of a task that was cancelled or timed out
-        if kind == "progress":
+        if message[0] == "progress":
             task.events.put_nowait(("progress", message[2], message[3]))
             return
         worker.task, task.worker = None, None
-        worker.state = _WorkerState.IDLE
-        if kind == "ok":
+        if message[0] == "ok":
             try:
                 outcome: tuple[str, Any] = ("ok", pickle.loads(message[2]))
             except Exception as exc:
@@ -699,27 +606,28 @@ class WorkerPool(Generic[P, R]):
         else:
             outcome = ("error", _rebuild_exception(*message[2:]))
         self._finish(task, *outcome)
-        self._dispatch()
 
     # -- tasks -------------------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        if not self._closed:
-            idle = [w for w in self._workers if w.state is _WorkerState.IDLE]
-            while self._queue and idle:
-                worker, task = idle.pop(), self._queue.popleft()
-                try:
-                    worker.send(("run", task.id, task.payload))
-                except RuntimeError:
-                    self._queue.appendleft(task)
-                    continue
-                task.attempts += 1
-                task.state = _TaskState.RUNNING
-                task.worker, worker.task = worker, task
-                worker.state = _WorkerState.BUSY
-                if task.timeout is not None:
-                    loop = asyncio.get_running_loop()
-                    task.timer = loop.call_later(task.timeout, self._on_timeout, task)
+        """Hand queued tasks to idle workers."""
+        while self._queue and self._idle and not self._closed:
+            worker, slot = self._idle.popleft()
+            if slot.done():
+                continue
+            task = self._queue.popleft()
+            try:
+                worker.send(("run", task.id, task.payload))
+            except RuntimeError:
+                self._queue.appendleft(task)
+                continue
+            task.attempts += 1
+            task.state = _TaskState.RUNNING
+            task.worker, worker.task = worker, task
+            if task.timeout is not None:
+                loop = asyncio.get_running_loop()
+                task.timer = loop.call_later(task.timeout, self._on_timeout, task)
+            slot.set_result(task)
         self._report()
 
     def _on_timeout(self, task: _Task) -> None:
@@ -741,24 +649,22 @@ class WorkerPool(Generic[P, R]):
         delay = self._config.backoff(task.attempts)
         log.warning("retrying task %s in %.2f s: %s", task.id, delay, error)
         task.state = _TaskState.BACKOFF
-        loop = asyncio.get_running_loop()
-        self._retry_handles[task.id] = loop.call_later(delay, self._requeue, task)
+        task.timer = asyncio.get_running_loop().call_later(delay, self._requeue, task)
         self._report()
 
     def _requeue(self, task: _Task) -> None:
-        self._retry_handles.pop(task.id, None)
+        task.timer = None
         if task.state is _TaskState.BACKOFF:
             task.state = _TaskState.QUEUED
             self._queue.appendleft(task)  # it already waited its turn once
             self._dispatch()
 
     def _kill_worker_of(self, task: _Task) -> None:
-        worker = task.worker
+        worker, task.worker = task.worker, None
         task.clear_timer()
         if worker is not None:
-            worker.task, task.worker = None, None
+            worker.task = None
             worker.kill()
-            self._begin_exit(worker)
 
     def _finish(self, task: _Task, kind: str, value: Any) -> None:
         """The one place a task ends: stop whatever still runs it, then tell the submitter."""
@@ -769,9 +675,6 @@ class WorkerPool(Generic[P, R]):
         elif task.state is _TaskState.QUEUED:
             with contextlib.suppress(ValueError):
                 self._queue.remove(task)
-        handle = self._retry_handles.pop(task.id, None)
-        if handle is not None:
-            handle.cancel()
         task.clear_timer()
         task.state = _TaskState.DONE
         if self._tasks.get(task.id) is task:
@@ -869,23 +772,9 @@ def copy_exception(exc: BaseException) -> BaseException:
 
 # ---- child side ----------------------------------------------------------------------------------
 
-
-def _read_exact(fd: int, size: int) -> bytes | None:
-    chunks = bytearray()
-    while len(chunks) < size:
-        chunk = os.read(fd, size - len(chunks))
-        if not chunk:
-            return None
-        chunks += chunk
-    return bytes(chunks)
-
-
-def _read_frame(fd: int) -> Any:
-    header = _read_exact(fd, _HEADER.size)
-    if header is None:
-        return None
-    body = _read_exact(fd, _HEADER.unpack(header)[0])
-    return None if body is None else pickle.loads(body)
+_events_fd = -1
+"""In a worker: the descriptor its messages go out on (stdout at start; fd 1 then points at stderr,
+so a task that prints cannot garble the stream)."""
 
 
 def _watch_parent(parent_pid: int, interval: float) -> None:
@@ -897,24 +786,34 @@ def _watch_parent(parent_pid: int, interval: float) -> None:
 
 
 def _child_main() -> None:
-    """Entry point of a worker process (see ``_BOOTSTRAP``)."""
-    cmd_fd, evt_fd, parent_pid = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-    interval = float(sys.argv[4])
+    """Entry point of a worker (see ``_BOOTSTRAP``): commands on stdin, messages on stdout."""
+    global _events_fd
+    parent_pid, interval = int(sys.argv[1]), float(sys.argv[2])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     if os.getppid() != parent_pid:
         return
     threading.Thread(target=_watch_parent, args=(parent_pid, interval), daemon=True).start()
+    commands = os.fdopen(os.dup(0), "rb")
+    _events_fd = os.dup(1)
+    events = os.fdopen(_events_fd, "wb")
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    os.dup2(2, 1)
     lock = threading.Lock()
 
     def send(message: tuple[Any, ...]) -> None:
         data = pickle.dumps(message, protocol=_PICKLE_PROTOCOL)
-        frame = memoryview(_HEADER.pack(len(data)) + data)
         with lock:
-            while frame:
-                frame = frame[os.write(evt_fd, frame) :]
+            events.write(_HEADER.pack(len(data)) + data)
+            events.flush()
 
-    message = _read_frame(cmd_fd)
-    if message is None or message[0] != "init":
+    def receive() -> Any:
+        header = commands.read(_HEADER.size)
+        if len(header) < _HEADER.size:
+            return ("stop",)
+        return pickle.loads(commands.read(_HEADER.unpack(header)[0]))
+
+    message = receive()
+    if message[0] != "init":
         return
     try:
         fn = pickle.loads(message[1])
@@ -922,10 +821,7 @@ def _child_main() -> None:
         send(("init_error", traceback.format_exc()))
         return
     send(("ready", os.getpid()))
-    while True:
-        message = _read_frame(cmd_fd)
-        if message is None or message[0] == "stop":
-            return
+    while (message := receive())[0] != "stop":
         _run_task(fn, message[1], message[2], send)
 
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 import pytest
 import pytest_asyncio
 
@@ -330,12 +330,13 @@ async def test_mixed_load_with_cancels_and_kills_settles_cleanly(tmp_path: Path)
         payloads: dict[str, dict[str, Any]] = {}
         for i in range(60):
             kind = rng.choice(["echo", "sleep", "crash_once", "raise_value"])
-            payloads[f"t{i}"] = {
+            choices: dict[str, dict[str, Any]] = {
                 "echo": {"action": "echo", "value": i},
                 "sleep": {"action": "sleep", "seconds": rng.uniform(0.0, 0.05)},
                 "crash_once": {"action": "crash_once", "marker": str(tmp_path / f"m{i}")},
                 "raise_value": {"action": "raise_value", "message": f"v{i}"},
-            }[kind]
+            }
+            payloads[f"t{i}"] = choices[kind]
         tasks = {
             tid: asyncio.create_task(pool.submit(tid, payload)) for tid, payload in payloads.items()
         }
