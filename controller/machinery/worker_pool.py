@@ -610,9 +610,9 @@ class WorkerPool(Generic[P, R]):
     # -- tasks -------------------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        """Hand queued tasks to idle workers."""
+        """Hand queued tasks to idle workers, the most recently idle first (its caches are warm)."""
         while self._queue and self._idle and not self._closed:
-            worker, slot = self._idle.popleft()
+            worker, slot = self._idle.pop()
             if slot.done():
                 continue
             task = self._queue.popleft()
