@@ -50,6 +50,10 @@ def run(payload: dict[str, Any], progress: ProgressFn) -> Any:
         for i in range(payload["count"]):
             progress(f"Phase{i}", f"message {i}")
         return payload["count"]
+    if action == "print":  # what a chatty library does: stdout must not reach the message stream
+        print("x" * 100_000, flush=True)
+        os.write(1, b"\xff" * 64)
+        return payload["value"]
     if action == "sleep":
         progress("Running", str(os.getpid()))
         time.sleep(payload["seconds"])

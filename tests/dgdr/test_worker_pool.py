@@ -102,6 +102,12 @@ async def test_worker_that_garbles_its_pipe_is_replaced_and_task_retried(
 
 
 @pytest.mark.asyncio
+async def test_task_writing_to_stdout_does_not_garble_the_messages(pool: Pool) -> None:
+    assert await pool.submit(_tid(), {"action": "print", "value": "clean"}) == "clean"
+    assert await pool.submit(_tid(), {"action": "echo", "value": 2}) == 2
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize(
     ("action", "exitcode", "words"),
     [
