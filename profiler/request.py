@@ -20,6 +20,7 @@ from typing import Any
 from profiler.errors import FieldError, ProfilerError, SpecError
 from profiler.hardware import SKUS, GpuSpec, get_gpu
 from profiler.hub import HubError, HubSettings
+from profiler.layouts import min_gpus_to_fit
 from profiler.models import (
     ModelArch,
     UnsupportedArchitectureError,
@@ -28,7 +29,6 @@ from profiler.models import (
     resolve_model,
 )
 from profiler.naive import naive_gpus
-from profiler.search import min_gpus_to_fit
 from profiler.spec import (
     DEFAULT_PVC_MOUNT_PATH,
     INT32_MAX,
