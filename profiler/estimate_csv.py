@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from profiler.arch import ModelArch
 from profiler.errors import ProfilerError
-from profiler.estimator import BACKENDS, kv_capacity_tokens
+from profiler.estimator import BACKENDS, Engine, kv_capacity_tokens
 from profiler.features import decode_features, ttft_features
 from profiler.hardware import GpuSpec, get_gpu
 from profiler.models import quant_for, resolve_model
@@ -134,7 +134,7 @@ def parse_row(index: int, row: dict[str, str]) -> CalRow:
     else:
         raise ValueError(f"column mode: unsupported {mode!r}")
     for name, lay_ in (("decode" if mode == "disagg" else "worker", lay), ("prefill", p_lay)):
-        cap = kv_capacity_tokens(arch, gpu, quant, Layout.of(*lay_), backend=backend)
+        cap = kv_capacity_tokens(Engine(arch, gpu, backend, quant, Layout.of(*lay_)))
         if float(cap[0]) <= 0:
             raise ValueError(
                 f"{name} layout tp={lay_[0]} pp={lay_[1]} dp={lay_[3]} cannot hold "

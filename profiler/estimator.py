@@ -1,8 +1,8 @@
 """Serving-performance model: roofline physics per operator, scaled by fitted constants.
 
-Every function takes one model, one GPU, one backend and precision, and arrays of candidate
-worker layouts (one row per candidate), and returns one figure per row, so the search can cost
-thousands of candidates in one numpy pass.
+Every function takes an :class:`Engine` (one model, one GPU, one backend and precision, and
+arrays of candidate worker layouts, one row per candidate) and returns one figure per row, so
+the search can cost thousands of candidates in one numpy pass.
 
 The physics (``profiler.physics``) yields nominal times of the parts of a step (GEMM weight
 reads and FLOPs, attention and KV reads, collectives); ``profiler.features`` turns them into
@@ -14,6 +14,7 @@ engines differ in kernels and scheduling more than in physics.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ __all__ = [
     "DEFAULT_COEFS",
     "TPOT_COLUMNS",
     "TTFT_COLUMNS",
+    "Engine",
     "Layout",
     "agg_serving",
     "decode_tpot_ms",
@@ -80,19 +82,36 @@ def _coefs(metric: str, backend: str, cal: dict[str, Any] | None = None) -> F64:
 # contract functions
 
 
-def _phys(model: ModelArch, gpu: GpuSpec, backend: str, quant: str, layout: Layout) -> StepPhysics:
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
-    if quant not in WEIGHT_BYTES:
-        raise ValueError(f"unknown quantisation {quant!r}; expected bf16, fp8 or fp4")
-    return StepPhysics(model, gpu, backend, quant, layout)
+@dataclass(frozen=True, eq=False)
+class Engine:
+    """One engine's shape, as the estimator prices it: the model, the GPU, the serving backend
+    (one of ``BACKENDS``), the weight quantisation (``bf16``, ``fp8``, ``fp4``) and the parallel
+    layout of a worker.
+
+    ``layout`` may hold many candidate layouts, one row each; every function below then returns
+    one figure per row. The backend and quantisation are checked when a function prices it.
+    """
+
+    model: ModelArch
+    gpu: GpuSpec
+    backend: str
+    quant: str
+    layout: Layout
 
 
-def kv_capacity_tokens(
-    model: ModelArch, gpu: GpuSpec, quant: str, layout: Layout, backend: str = "vllm"
-) -> F64:
+def _phys(engine: Engine) -> StepPhysics:
+    if engine.backend not in BACKENDS:
+        raise ValueError(
+            f"unknown backend {engine.backend!r}; expected one of {', '.join(BACKENDS)}"
+        )
+    if engine.quant not in WEIGHT_BYTES:
+        raise ValueError(f"unknown quantisation {engine.quant!r}; expected bf16, fp8 or fp4")
+    return StepPhysics(engine.model, engine.gpu, engine.backend, engine.quant, engine.layout)
+
+
+def kv_capacity_tokens(engine: Engine) -> F64:
     """KV-cache tokens one worker holds after weights and activations; <= 0: does not fit."""
-    return kv_capacity_from(_phys(model, gpu, backend, quant, layout))
+    return kv_capacity_from(_phys(engine))
 
 
 def _ms(features: F64, coefs: F64) -> F64:
@@ -102,17 +121,13 @@ def _ms(features: F64, coefs: F64) -> F64:
 
 
 def prefill_ttft_ms(
-    model: ModelArch,
-    gpu: GpuSpec,
-    backend: str,
-    quant: str,
-    layout: Layout,
+    engine: Engine,
     isl: int,
     batch: ArrayLike = 1,
 ) -> F64:
     """TTFT of a prefill worker prefilling ``batch`` requests together, without queueing."""
-    ph = _phys(model, gpu, backend, quant, layout)
-    return _ms(ttft_features(ph, isl, batch, load=1, agg=False), _coefs("dttft", backend))
+    ph = _phys(engine)
+    return _ms(ttft_features(ph, isl, batch, load=1, agg=False), _coefs("dttft", engine.backend))
 
 
 # The TTFT column that occupies the prefill worker's GPUs (GEMMs, attention, collectives), as
@@ -123,11 +138,7 @@ _BUSY_COLUMNS = (TTFT_COLUMNS.index("prefill"),)
 
 
 def prefill_busy_ms(
-    model: ModelArch,
-    gpu: GpuSpec,
-    backend: str,
-    quant: str,
-    layout: Layout,
+    engine: Engine,
     isl: int,
     batch: ArrayLike = 1,
 ) -> F64:
@@ -136,20 +147,16 @@ def prefill_busy_ms(
     The part of :func:`prefill_ttft_ms` that keeps the worker busy; a prefill worker's request
     rate is ``batch`` over this, not over the TTFT, whose fixed latency overlaps other prompts.
     """
-    ph = _phys(model, gpu, backend, quant, layout)
+    ph = _phys(engine)
     feats = ttft_features(ph, isl, batch, load=1, agg=False)
-    coefs = _coefs("dttft", backend)
+    coefs = _coefs("dttft", engine.backend)
     cols = [c for c in _BUSY_COLUMNS if c < coefs.shape[0]]
     out: F64 = feats[:, cols] @ coefs[cols] * 1e3
     return out
 
 
 def disagg_ttft_ms(
-    model: ModelArch,
-    gpu: GpuSpec,
-    backend: str,
-    quant: str,
-    layout: Layout,
+    engine: Engine,
     isl: int,
     load: ArrayLike,
     *,
@@ -164,18 +171,14 @@ def disagg_ttft_ms(
     calibration fits this on measured disaggregated runs with :func:`decode_tpot_ms`'s figure
     there, so pass that figure, and apply no further queueing factor to the result.
     """
-    ph = _phys(model, gpu, backend, quant, layout)
+    ph = _phys(engine)
     step_s = np.asarray(tpot_ms, dtype=np.float64) / 1e3
     feats = ttft_features(ph, isl, batch, load=load, osl=osl, agg=False, decode_step_s=step_s)
-    return _ms(feats, _coefs("dttft", backend))
+    return _ms(feats, _coefs("dttft", engine.backend))
 
 
 def decode_tpot_ms(
-    model: ModelArch,
-    gpu: GpuSpec,
-    backend: str,
-    quant: str,
-    layout: Layout,
+    engine: Engine,
     isl: int,
     osl: int,
     batch: ArrayLike,
@@ -184,16 +187,12 @@ def decode_tpot_ms(
 
     ``batch`` is taken as running: check it against :func:`kv_capacity_tokens` first.
     """
-    ph = _phys(model, gpu, backend, quant, layout)
-    return _ms(decode_features(ph, isl, osl, batch, agg=False), _coefs("dtpot", backend))
+    ph = _phys(engine)
+    return _ms(decode_features(ph, isl, osl, batch, agg=False), _coefs("dtpot", engine.backend))
 
 
 def agg_serving(
-    model: ModelArch,
-    gpu: GpuSpec,
-    backend: str,
-    quant: str,
-    layout: Layout,
+    engine: Engine,
     isl: int,
     osl: int,
     batch: ArrayLike,
@@ -203,7 +202,9 @@ def agg_serving(
     TTFT includes the wait for a KV slot when ``batch`` requests do not fit; TPOT takes them
     all as running (check :func:`kv_capacity_tokens`).
     """
-    ph = _phys(model, gpu, backend, quant, layout)
-    tpot = _ms(decode_features(ph, isl, osl, batch, agg=True), _coefs("tpot", backend))
-    ttft = _ms(ttft_features(ph, isl, 1, load=batch, osl=osl, agg=True), _coefs("ttft", backend))
+    ph = _phys(engine)
+    tpot = _ms(decode_features(ph, isl, osl, batch, agg=True), _coefs("tpot", engine.backend))
+    ttft = _ms(
+        ttft_features(ph, isl, 1, load=batch, osl=osl, agg=True), _coefs("ttft", engine.backend)
+    )
     return ttft, tpot

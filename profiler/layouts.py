@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from profiler.estimator import Layout, kv_capacity_tokens
+from profiler.estimator import Engine, Layout, kv_capacity_tokens
 from profiler.hardware import GpuSpec
 from profiler.models import ModelArch
 
@@ -100,7 +100,7 @@ def min_gpus_to_fit(
     if not layouts:
         return None
     arr = np.asarray(layouts, dtype=np.int64)
-    cap = kv_capacity_tokens(arch, gpu, quant, layout_rows(arr))
+    cap = kv_capacity_tokens(Engine(arch, gpu, "vllm", quant, layout_rows(arr)))
     gpus = arr[:, 0] * arr[:, 1] * arr[:, 3]
     ok = np.isfinite(cap) & (cap >= isl + osl)
     return int(gpus[ok].min()) if ok.any() else None

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from profiler.estimator import Layout, decode_tpot_ms, kv_capacity_tokens, prefill_ttft_ms
+from profiler.estimator import Engine, Layout, decode_tpot_ms, kv_capacity_tokens, prefill_ttft_ms
 from profiler.generate import PLANNER_CONFIG_FILE, PROFILE_DATA_DIR
 from profiler.request import PlanRequest
 from profiler.search import Candidate, Worker
@@ -72,12 +72,12 @@ def profile_data(req: PlanRequest, chosen: Candidate) -> dict[str, dict[str, Any
     isls = np.unique(np.linspace(100, max_ctx - DECODE_OSL, PREFILL_POINTS).astype(np.int64))
     lay_p = _rows(prefill)
     ttft = [
-        float(np.asarray(prefill_ttft_ms(arch, gpu, backend, quant, lay_p, int(s), 1))[0])
+        float(np.asarray(prefill_ttft_ms(Engine(arch, gpu, backend, quant, lay_p), int(s), 1))[0])
         for s in isls
     ]
     thpt = [float(s) / (t / 1000.0) / prefill.gpus for s, t in zip(isls, ttft, strict=True)]
     lay_d = _rows(decode)
-    max_kv = float(np.asarray(kv_capacity_tokens(arch, gpu, quant, lay_d))[0])
+    max_kv = float(np.asarray(kv_capacity_tokens(Engine(arch, gpu, "vllm", quant, lay_d)))[0])
     x: list[float] = []
     y: list[float] = []
     z_itl: list[float] = []
@@ -88,7 +88,10 @@ def profile_data(req: PlanRequest, chosen: Candidate) -> dict[str, dict[str, Any
         conc = np.unique(np.linspace(1, most, 6).astype(np.int64))
         itl = np.asarray(
             decode_tpot_ms(
-                arch, gpu, backend, quant, _rows(decode, conc.size), int(s), DECODE_OSL, conc
+                Engine(arch, gpu, backend, quant, _rows(decode, conc.size)),
+                int(s),
+                DECODE_OSL,
+                conc,
             ),
             np.float64,
         )

@@ -39,6 +39,7 @@ from profiler.disagg import (
 )
 from profiler.errors import InfeasibleError
 from profiler.estimator import (
+    Engine,
     agg_serving,
     decode_tpot_ms,
     disagg_ttft_ms,
@@ -142,7 +143,7 @@ def _backend_layouts(req: PlanRequest, backend: str) -> tuple[I64, F64]:
     if lay.shape[0] == 0:
         return lay, np.zeros(0)
     cap = np.asarray(
-        kv_capacity_tokens(req.arch, req.gpu, req.quant, layout_rows(lay), backend=backend),
+        kv_capacity_tokens(Engine(req.arch, req.gpu, backend, req.quant, layout_rows(lay))),
         dtype=np.float64,
     )
     return lay, np.where(np.isfinite(cap), cap, 0.0)
@@ -223,7 +224,7 @@ def _agg_rows(ctx: _Ctx, bi: int, pool: _Pool) -> dict[str, NDArray[Any]]:
     fits = ctx.cap[li] >= b * (isl + osl)
     li, b = li[fits], b[fits]
     ttft, tpot = agg_serving(
-        req.arch, req.gpu, ctx.backend, req.quant, layout_rows(lay[li]), isl, osl, b
+        Engine(req.arch, req.gpu, ctx.backend, req.quant, layout_rows(lay[li])), isl, osl, b
     )
     ttft, tpot = np.asarray(ttft, np.float64), np.asarray(tpot, np.float64)
     ok = np.isfinite(ttft) & np.isfinite(tpot) & (ttft > 0) & (tpot > 0)
@@ -269,17 +270,20 @@ def _disagg_rows(ctx: _Ctx, bi: int, pool: _Pool, table: _BackendTables) -> tupl
     # A prefill worker alone: its TTFT, and its service time (GPU time per batch), which sets
     # its request rate; the queue in front of it is priced once the x:y match sets its load.
     pttft = np.asarray(
-        prefill_ttft_ms(arch, gpu, backend, quant, layout_rows(lay[pli]), isl, pb), np.float64
+        prefill_ttft_ms(Engine(arch, gpu, backend, quant, layout_rows(lay[pli])), isl, pb),
+        np.float64,
     )
     pbusy = np.asarray(
-        prefill_busy_ms(arch, gpu, backend, quant, layout_rows(lay[pli]), isl, pb), np.float64
+        prefill_busy_ms(Engine(arch, gpu, backend, quant, layout_rows(lay[pli])), isl, pb),
+        np.float64,
     )
     dli, db = _grid(lay.shape[0], DECODE_BATCHES)
     db = db * lay[dli, 3]
     keep = ctx.cap[dli] >= db * (isl + osl)
     dli, db = dli[keep], db[keep]
     dtpot = np.asarray(
-        decode_tpot_ms(arch, gpu, backend, quant, layout_rows(lay[dli]), isl, osl, db), np.float64
+        decode_tpot_ms(Engine(arch, gpu, backend, quant, layout_rows(lay[dli])), isl, osl, db),
+        np.float64,
     )
     okp = np.isfinite(pttft) & (pttft > 0) & np.isfinite(pbusy) & (pbusy > 0)
     okd = np.isfinite(dtpot) & (dtpot > 0)
@@ -337,11 +341,7 @@ def _disagg_rows(ctx: _Ctx, bi: int, pool: _Pool, table: _BackendTables) -> tupl
     rho = rate / (np.maximum(x, 1) * p_rate[pi])
     ttft = np.asarray(
         disagg_ttft_ms(
-            arch,
-            gpu,
-            backend,
-            quant,
-            layout_rows(lay[pli[pi]]),
+            Engine(arch, gpu, backend, quant, layout_rows(lay[pli[pi]])),
             isl,
             prefill_load(rho, pb[pi].astype(np.float64)),
             osl=osl,
@@ -376,11 +376,7 @@ def _ttft_curve(ctx: _Ctx, lay: I64, batch: I64, tpot_ms: float) -> F64:
     load = prefill_load(UTILISATION_GRID[None, :], batch.astype(np.float64)[:, None])
     rows = np.repeat(lay, k, axis=0)
     out = disagg_ttft_ms(
-        req.arch,
-        req.gpu,
-        ctx.backend,
-        req.quant,
-        layout_rows(rows),
+        Engine(req.arch, req.gpu, ctx.backend, req.quant, layout_rows(rows)),
         req.isl,
         load.ravel(),
         osl=req.osl,

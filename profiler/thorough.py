@@ -34,7 +34,7 @@ import numpy as np
 
 from profiler.candidates import Candidate, Targets, Worker
 from profiler.errors import FieldError, InfeasibleError, ProfilerError, SpecError
-from profiler.estimator import kv_capacity_tokens
+from profiler.estimator import Engine, kv_capacity_tokens
 from profiler.generate import build_dgd
 from profiler.layouts import layout_rows
 from profiler.naive import naive_search
@@ -239,7 +239,7 @@ def kv_tokens(req: PlanRequest, c: Candidate) -> float:
     engine reports its own on a GPU; the mocker is sized with this one)."""
     w = decode_worker(c)
     cap = kv_capacity_tokens(
-        req.arch, req.gpu, req.quant, layout_rows([(w.tp, w.pp, w.ep, w.dp)]), backend=c.backend
+        Engine(req.arch, req.gpu, c.backend, req.quant, layout_rows([(w.tp, w.pp, w.ep, w.dp)]))
     )
     value = float(np.asarray(cap)[0])
     return value if math.isfinite(value) and value > 0 else 0.0

@@ -15,7 +15,7 @@ import pytest
 from profiler import PlanRequest, plan
 from profiler.calibrate import EFFICIENCY_ALIASES, kernel_efficiency
 from profiler.disagg import PREFILL_DERATE, prefill_load
-from profiler.estimator import Layout, disagg_ttft_ms, prefill_busy_ms, prefill_ttft_ms
+from profiler.estimator import Engine, Layout, disagg_ttft_ms, prefill_busy_ms, prefill_ttft_ms
 from profiler.hardware import SKUS, get_gpu
 from profiler.models import resolve_model
 from profiler.physics import attention_efficiency, gemm_efficiency
@@ -83,20 +83,18 @@ def test_disagg_candidates_carry_the_loaded_prefill_worker_ttft() -> None:
         pw, dw = c.worker("prefill"), c.worker("decode")
         assert pw is not None and dw is not None
         lay = Layout.of(pw.tp, pw.pp, pw.ep, pw.dp)
-        unloaded = prefill_ttft_ms(req.arch, gpu, c.backend, req.quant, lay, req.isl, pw.batch)
+        unloaded = prefill_ttft_ms(
+            Engine(req.arch, gpu, c.backend, req.quant, lay), req.isl, pw.batch
+        )
         # The prefill worker's load is the prompts at it at the rate the x:y match gives it
         # (not the whole deployment's concurrency): utilisation = its request rate over what
         # it prefills per second of GPU time.
-        busy = prefill_busy_ms(req.arch, gpu, c.backend, req.quant, lay, req.isl, pw.batch)
+        busy = prefill_busy_ms(Engine(req.arch, gpu, c.backend, req.quant, lay), req.isl, pw.batch)
         rho = c.requests_s / pw.replicas / (pw.batch * 1000.0 / float(busy[0]))
         assert 0 < rho <= PREFILL_DERATE + 1e-9
         load = prefill_load(np.asarray(rho), np.asarray(float(pw.batch)))
         loaded = disagg_ttft_ms(
-            req.arch,
-            gpu,
-            c.backend,
-            req.quant,
-            lay,
+            Engine(req.arch, gpu, c.backend, req.quant, lay),
             req.isl,
             load,
             osl=req.osl,
@@ -113,12 +111,12 @@ def test_prefill_busy_time_is_the_compute_part_of_the_ttft(backend: str) -> None
     gpu = get_gpu("h200_sxm")
     lay = Layout.of([2, 4, 8])
     isls = [256, 1024, 4096, 16384]
-    busy = np.asarray([prefill_busy_ms(arch, gpu, backend, "fp8", lay, i) for i in isls])
-    ttft = np.asarray([prefill_ttft_ms(arch, gpu, backend, "fp8", lay, i) for i in isls])
+    busy = np.asarray([prefill_busy_ms(Engine(arch, gpu, backend, "fp8", lay), i) for i in isls])
+    ttft = np.asarray([prefill_ttft_ms(Engine(arch, gpu, backend, "fp8", lay), i) for i in isls])
     assert np.all(busy > 0) and np.all(busy <= ttft)
     assert np.all(np.diff(busy, axis=0) > 0)  # longer prompts keep the worker busy longer
     assert np.all(np.diff(busy, axis=1) < 0)  # wider workers get through a prompt faster
     # A batch of prompts costs the worker more time than one, but less than one each.
-    one = prefill_busy_ms(arch, gpu, backend, "fp8", lay, 2048, 1)
-    four = prefill_busy_ms(arch, gpu, backend, "fp8", lay, 2048, 4)
+    one = prefill_busy_ms(Engine(arch, gpu, backend, "fp8", lay), 2048, 1)
+    four = prefill_busy_ms(Engine(arch, gpu, backend, "fp8", lay), 2048, 4)
     assert np.all(one < four) and np.all(four <= 4 * one * (1 + 1e-9))

@@ -13,6 +13,7 @@ import profiler.search as search_mod
 from profiler import PlanRequest, PlanResult, plan
 from profiler.disagg import PREFILL_DERATE, prefill_load
 from profiler.estimator import (
+    Engine,
     Layout,
     agg_serving,
     decode_tpot_ms,
@@ -364,13 +365,15 @@ def test_dgd_batch_cap_is_the_batch_the_pick_was_scored_at(
     # the predicted ITL is the estimator's at exactly that batch
     if c.mode == "agg":
         ttft, tpot = agg_serving(
-            req.arch, req.gpu, backend, req.quant, lay, req.isl, req.osl, w.batch
+            Engine(req.arch, req.gpu, backend, req.quant, lay), req.isl, req.osl, w.batch
         )
         assert c.ttft_ms == pytest.approx(float(ttft[0])) and c.itl_ms == pytest.approx(
             float(tpot[0])
         )
     else:
-        tpot = decode_tpot_ms(req.arch, req.gpu, backend, req.quant, lay, req.isl, req.osl, w.batch)
+        tpot = decode_tpot_ms(
+            Engine(req.arch, req.gpu, backend, req.quant, lay), req.isl, req.osl, w.batch
+        )
         assert c.itl_ms == pytest.approx(float(tpot[0]))
 
 
@@ -389,8 +392,10 @@ def test_the_chosen_aggregated_batch_is_the_best_that_meets_the_sla() -> None:
     )
     b = AGG_BATCHES * w.dp
     lay = Layout.of(np.full(b.size, w.tp), w.pp, w.ep, w.dp)
-    cap = float(kv_capacity_tokens(req.arch, req.gpu, req.quant, lay, backend="trtllm")[0])
-    ttft, tpot = agg_serving(req.arch, req.gpu, "trtllm", req.quant, lay, req.isl, req.osl, b)
+    cap = float(kv_capacity_tokens(Engine(req.arch, req.gpu, "trtllm", req.quant, lay))[0])
+    ttft, tpot = agg_serving(
+        Engine(req.arch, req.gpu, "trtllm", req.quant, lay), req.isl, req.osl, b
+    )
     ok = (ttft <= 2000) & (tpot <= 30) & (b * (req.isl + req.osl) <= cap)
     per_req = b / (ttft + (req.osl - 1) * tpot)
     risk = RiskParams.from_calibration(load_calibration())
@@ -429,23 +434,19 @@ def synthetic(monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
     speed = dict.fromkeys(SPEED, 1.0)
     monkeypatch.setattr(f"{__name__}.SPEED", speed)
 
-    def agg(m: Any, g: Any, be: str, q: str, lay: Layout, isl: int, osl: int, b: ArrayLike):  # type: ignore[no-untyped-def]
-        one = _prefill(be, lay, isl, 1)
-        tpot = _step(be, lay, b) + _f(b) / _f(lay.dp) * one / osl
+    def agg(e: Engine, isl: int, osl: int, b: ArrayLike):  # type: ignore[no-untyped-def]
+        one = _prefill(e.backend, e.layout, isl, 1)
+        tpot = _step(e.backend, e.layout, b) + _f(b) / _f(e.layout.dp) * one / osl
         return one * (1 + 0.1 * np.log2(np.maximum(_f(b), 1))), tpot
 
-    def dtpot(m: Any, g: Any, be: str, q: str, lay: Layout, isl: int, osl: int, b: ArrayLike):  # type: ignore[no-untyped-def]
-        return _step(be, lay, b) * np.ones(len(lay))
+    def dtpot(e: Engine, isl: int, osl: int, b: ArrayLike):  # type: ignore[no-untyped-def]
+        return _step(e.backend, e.layout, b) * np.ones(len(e.layout))
 
-    def pttft(m: Any, g: Any, be: str, q: str, lay: Layout, isl: int, b: ArrayLike = 1):  # type: ignore[no-untyped-def]
-        return _prefill(be, lay, isl, b) * np.ones(len(lay))
+    def pttft(e: Engine, isl: int, b: ArrayLike = 1):  # type: ignore[no-untyped-def]
+        return _prefill(e.backend, e.layout, isl, b) * np.ones(len(e.layout))
 
     def dttft(
-        m: Any,
-        g: Any,
-        be: str,
-        q: str,
-        lay: Layout,
+        e: Engine,
         isl: int,
         load: ArrayLike,
         *,
@@ -453,10 +454,10 @@ def synthetic(monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
         tpot_ms: ArrayLike,
         batch: ArrayLike = 1,
     ):  # type: ignore[no-untyped-def]
-        return _prefill(be, lay, isl, batch) * (1 + np.log2(np.maximum(_f(load), 1)))
+        return _prefill(e.backend, e.layout, isl, batch) * (1 + np.log2(np.maximum(_f(load), 1)))
 
-    def kv(m: Any, g: Any, q: str, lay: Layout, backend: str = "vllm"):  # type: ignore[no-untyped-def]
-        return np.full(len(lay), 1e7) * _f(lay.dp)
+    def kv(e: Engine):  # type: ignore[no-untyped-def]
+        return np.full(len(e.layout), 1e7) * _f(e.layout.dp)
 
     for name, fn in (
         ("agg_serving", agg),
@@ -582,7 +583,7 @@ def test_each_backend_is_searched_with_its_own_kv_capacity() -> None:
     lays = {b: search_mod._backend_layouts(req, b)[0] for b in req.backends}
     for b in req.backends:
         expected = kv_capacity_tokens(
-            req.arch, req.gpu, req.quant, search_mod.layout_rows(lays[b]), backend=b
+            Engine(req.arch, req.gpu, b, req.quant, search_mod.layout_rows(lays[b]))
         )
         assert np.allclose(caps[b], np.where(np.isfinite(expected), expected, 0.0))
 
