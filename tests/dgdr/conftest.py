@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +176,40 @@ def running(
     finally:
         c.stop()
         SESSION_PIDS.remove(c.pids)
+
+
+Start = Callable[..., ControllerProcess]
+
+
+@pytest.fixture
+def controllers(
+    control_plane: LocalControlPlane, crds: list[str], namespace: str, tmp_path: Path
+) -> Iterator[Start]:
+    """Start ready controllers of the test's own (``--namespace``, a Lease per namespace), as
+    many as a test needs; each is stopped (SIGKILL if still running) and its pool workers are
+    gone when the test ends."""
+    started: list[ControllerProcess] = []
+
+    def start(*extra: str) -> ControllerProcess:
+        c = ControllerProcess(
+            control_plane,
+            tmp_path,
+            "--namespace",
+            namespace,
+            "--lease-name",
+            f"dgdr-{namespace}",
+            *extra,
+            name=f"c{len(started)}",
+        )
+        started.append(c)
+        c.wait_ready()
+        return c
+
+    yield start
+    for c in started:
+        c.stop(signal.SIGKILL if c.proc.poll() is None else signal.SIGTERM)
+    # Pool workers exit by themselves once their parent is gone.
+    eventually(lambda: not any(c.pids() for c in started), timeout=15, message="pool workers gone")
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
 
@@ -22,7 +20,7 @@ from devtools.localplane import LocalControlPlane
 from tests.conftest import Kubectl
 from tests.dgdr.conftest import (
     SMALL,
-    ControllerProcess,
+    Start,
     apply_dgdr,
     condition,
     dgdr_manifest,
@@ -34,35 +32,6 @@ from tests.dgdr.test_lifecycle import set_dgd_state
 from tests.eventually import eventually
 
 pytestmark = pytest.mark.cluster
-
-Start = Callable[..., ControllerProcess]
-
-
-@pytest.fixture
-def controllers(
-    control_plane: LocalControlPlane, crds: list[str], namespace: str, tmp_path: Path
-) -> Iterator[Start]:
-    started: list[ControllerProcess] = []
-
-    def start(*extra: str) -> ControllerProcess:
-        c = ControllerProcess(
-            control_plane,
-            tmp_path,
-            "--namespace",
-            namespace,
-            "--lease-name",
-            f"dgdr-{namespace}",
-            *extra,
-            name=f"c{len(started)}",
-        )
-        started.append(c)
-        c.wait_ready()
-        return c
-
-    yield start
-    for c in started:
-        c.stop(signal.SIGKILL if c.proc.poll() is None else signal.SIGTERM)
-    eventually(lambda: not any(c.pids() for c in started), timeout=15, message="pool workers gone")
 
 
 def test_no_finalizer_so_delete_completes_with_the_controller_stopped(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -18,7 +17,7 @@ from devtools.localplane import LocalControlPlane
 from tests.conftest import Kubectl
 from tests.dgdr.conftest import (
     SMALL,
-    ControllerProcess,
+    Start,
     apply_dgdr,
     condition,
     dgdr_manifest,
@@ -31,38 +30,10 @@ from tests.eventually import consistently, eventually
 pytestmark = pytest.mark.cluster
 
 
-@pytest.fixture
-def controllers(
-    control_plane: LocalControlPlane, crds: list[str], namespace: str, tmp_path: Path
-) -> Iterator[list[ControllerProcess]]:
-    started: list[ControllerProcess] = []
-
-    def start(*extra: str) -> ControllerProcess:
-        c = ControllerProcess(
-            control_plane,
-            tmp_path,
-            "--namespace",
-            namespace,
-            "--lease-name",
-            f"dgdr-{namespace}",
-            *extra,
-            name=f"c{len(started)}",
-        )
-        started.append(c)
-        return c
-
-    yield start  # type: ignore[misc]
-    for c in started:
-        c.stop(signal.SIGKILL if c.proc.poll() is None else signal.SIGTERM)
-    # Pool workers exit by themselves once their parent is gone.
-    eventually(lambda: not any(c.pids() for c in started), timeout=15, message="pool workers gone")
-
-
 def test_worker_killed_mid_profile_still_reaches_ready(
-    controllers, kubectl: Kubectl, namespace: str
+    controllers: Start, kubectl: Kubectl, namespace: str
 ) -> None:
     c = controllers("--pool-size", "1")
-    c.wait_ready()
     eventually(c.is_leader, timeout=30, message="leadership")
     workers = eventually(c.workers, timeout=30, message="pool worker")
     # Freeze the only worker so the profile is certainly mid-flight when it is killed.
@@ -101,12 +72,10 @@ def _audit_writers(audit_log: Path, namespace: str) -> list[tuple[str, str]]:
 
 
 def test_leader_killed_mid_run_follower_finishes_everything(
-    controllers, control_plane: LocalControlPlane, kubectl: Kubectl, namespace: str
+    controllers: Start, control_plane: LocalControlPlane, kubectl: Kubectl, namespace: str
 ) -> None:
     a = controllers()
     b = controllers()
-    a.wait_ready()
-    b.wait_ready()
     leader = eventually(
         lambda: next((c for c in (a, b) if c.is_leader()), None), timeout=30, message="one leader"
     )
@@ -148,14 +117,12 @@ def test_leader_killed_mid_run_follower_finishes_everything(
     assert not any(leader.identity in ua for ua in by[first_new:]), by
 
 
-def test_sigterm_hands_over_at_once(controllers, kubectl: Kubectl, namespace: str) -> None:
+def test_sigterm_hands_over_at_once(controllers: Start, kubectl: Kubectl, namespace: str) -> None:
     a = controllers()
-    a.wait_ready()
     eventually(a.is_leader, timeout=30, message="a leads")
     # b retries only every 30 s: it can take over sooner only by seeing the release.
     b = controllers("--lease-duration", "90", "--renew-deadline", "60", "--retry-period", "30")
-    b.wait_ready()  # ready = b's first attempt was answered: it follows a
-    # Its lease watch, started with the campaign, opens meanwhile; b must not lead all along.
+    # Ready = b's first attempt was answered: it follows a. Its lease watch, started with the campaign, opens meanwhile; b must not lead all along.
     consistently(lambda: not b.is_leader(), duration=1, message="b follows while a leads")
     assert a.stop(signal.SIGTERM) == 0
     # Released on the way out, not left to expire: a no longer holds the lease once it exited.
@@ -168,9 +135,10 @@ def test_sigterm_hands_over_at_once(controllers, kubectl: Kubectl, namespace: st
     wait_phase(kubectl, "after", namespace, "Ready")
 
 
-def test_deleting_a_dgdr_stops_its_profile(controllers, kubectl: Kubectl, namespace: str) -> None:
+def test_deleting_a_dgdr_stops_its_profile(
+    controllers: Start, kubectl: Kubectl, namespace: str
+) -> None:
     c = controllers("--pool-size", "1")
-    c.wait_ready()
     eventually(c.is_leader, timeout=30, message="leadership")
     workers = eventually(c.workers, timeout=30, message="pool worker")
     for w in workers:
