@@ -115,6 +115,15 @@ def get(kubectl: Kubectl, resource: str, name: str) -> dict[str, Any]:
     return json.loads(kubectl("get", resource, name, "-n", NS, "-o", "json").stdout)  # type: ignore[no-any-return]
 
 
+def wait_ready(kubectl: Kubectl, name: str) -> dict[str, Any]:
+    """The DGDR, read as v1beta1, once the controller took it to Ready."""
+    return eventually(  # type: ignore[no-any-return]
+        lambda: (o := get(kubectl, BETA, name)).get("status", {}).get("phase") == "Ready" and o,
+        timeout=90,
+        message=f"{name} Ready",
+    )
+
+
 def apply(kubectl: Kubectl, obj: dict[str, Any]) -> None:
     kubectl("apply", "--server-side", "-f", "-", input=json.dumps(obj))
 
@@ -211,11 +220,7 @@ def test_a_v1alpha1_object_edited_through_v1beta1_keeps_its_v1alpha1_fields(
 ) -> None:
     _, kubectl = plane
     apply(kubectl, alpha_manifest("edited", auto_apply=False))
-    eventually(
-        lambda: get(kubectl, BETA, "edited").get("status", {}).get("phase") == "Ready",
-        timeout=90,
-        message="phase Ready",
-    )
+    wait_ready(kubectl, "edited")
     before = get(kubectl, ALPHA, "edited")
     # An edit through v1beta1: a label, and autoApply (the one spec change accepted once Ready).
     beta = get(kubectl, BETA, "edited")
@@ -266,11 +271,7 @@ def test_a_follower_serves_conversions_while_the_leader_acts(
 
         eventually(pointed_at_follower, timeout=30, message="the CRD pointed at the follower")
         apply(kubectl, alpha_manifest("via-follower", auto_apply=False))
-        eventually(
-            lambda: get(kubectl, BETA, "via-follower").get("status", {}).get("phase") == "Ready",
-            timeout=90,
-            message="phase Ready (the leader acts)",
-        )
+        wait_ready(kubectl, "via-follower")
         assert get(kubectl, ALPHA, "via-follower")["status"]["state"] == "Ready"
         assert controller.is_leader() and not follower.is_leader()
         secret_after = kubectl(
@@ -304,11 +305,7 @@ def test_webhook_down_is_a_clear_api_error_and_nothing_is_lost(
 ) -> None:
     control_plane, kubectl = plane
     apply(kubectl, alpha_manifest("survivor", auto_apply=False))
-    eventually(
-        lambda: get(kubectl, BETA, "survivor").get("status", {}).get("phase") == "Ready",
-        timeout=90,
-        message="phase Ready",
-    )
+    wait_ready(kubectl, "survivor")
     before = get(kubectl, ALPHA, "survivor")
     controller.stop()
     res = kubectl("get", ALPHA, "survivor", "-n", NS, "-o", "json", check=False)
@@ -389,12 +386,7 @@ def migrate_and_check(p: LocalControlPlane, kubectl: Kubectl) -> None:
     )
     assert crd["status"]["storedVersions"] == ["v1beta1"]
     for i in range(3):
-        name = f"legacy-{i}"
-
-        def ready(name: str = name) -> bool:
-            return bool(get(kubectl, BETA, name).get("status", {}).get("phase") == "Ready")
-
-        eventually(ready, timeout=90, message=f"{name} Ready")
+        wait_ready(kubectl, f"legacy-{i}")
         alpha = get(kubectl, ALPHA, f"legacy-{i}")
         assert alpha["spec"]["profilingConfig"]["nodeSelector"] == {"pool": "profiling"}
         assert alpha["status"]["state"] == "Ready"
