@@ -226,23 +226,7 @@ def plan(request: PlanRequest, progress: Progress | None = None) -> PlanResult:
         report("BuildingCurves", "prefill and decode performance curves for the planner")
         curves = profile_data(request, chosen)
     report("GeneratingDGD", f"{chosen.mode} {chosen.backend}: {chosen.label}")
-    long = too_long_services(
-        request.dgd_name, chosen.backend, planner=request.planner_enabled, mocker=request.mocker
-    )
-    if long:
-        raise SpecError(
-            [
-                FieldError(
-                    "metadata.name",
-                    f"DGD name {request.dgd_name!r} plus service name {long[0]!r} is longer than "
-                    "45 characters; shorten the DGDR name",
-                )
-            ]
-        )
-    cfg_cm, data_cm, configmaps = planner_configmaps(request, chosen, curves)
-    dgd, merge_warnings = build_dgd(
-        request, chosen, planner_configmap=cfg_cm, profile_configmap=data_cm
-    )
+    dgd, configmaps, merge_warnings = generate(request, chosen, curves)
     warnings += merge_warnings
     elapsed = time.perf_counter() - start
     report("Done", f"{chosen.mode} {chosen.backend} on {chosen.gpus} GPUs in {elapsed:.2f} s")
@@ -262,6 +246,31 @@ def plan(request: PlanRequest, progress: Progress | None = None) -> PlanResult:
         request=plan_summary(request),
         not_modelled=request.not_modelled,
     )
+
+
+def generate(
+    request: PlanRequest, chosen: Candidate, curves: dict[str, dict[str, Any]] | None
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+    """The DGD and planner ConfigMaps of the chosen configuration (from modelled or measured
+    curves), and the overrides' merge warnings; a DGDR name too long for the services fails."""
+    long = too_long_services(
+        request.dgd_name, chosen.backend, planner=request.planner_enabled, mocker=request.mocker
+    )
+    if long:
+        raise SpecError(
+            [
+                FieldError(
+                    "metadata.name",
+                    f"DGD name {request.dgd_name!r} plus service name {long[0]!r} is longer than "
+                    "45 characters; shorten the DGDR name",
+                )
+            ]
+        )
+    cfg_cm, data_cm, configmaps = planner_configmaps(request, chosen, curves)
+    dgd, merge_warnings = build_dgd(
+        request, chosen, planner_configmap=cfg_cm, profile_configmap=data_cm
+    )
+    return dgd, configmaps, merge_warnings
 
 
 def plan_summary(req: PlanRequest) -> dict[str, Any]:

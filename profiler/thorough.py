@@ -33,14 +33,14 @@ from typing import Any
 import numpy as np
 
 from profiler.candidates import Candidate, Targets, Worker
-from profiler.errors import FieldError, InfeasibleError, ProfilerError, SpecError
+from profiler.errors import InfeasibleError, ProfilerError
 from profiler.estimator import Engine, kv_capacity_tokens
 from profiler.generate import build_dgd
 from profiler.layouts import layout_rows
 from profiler.naive import naive_search
-from profiler.plan import PlanResult, plan_summary, sla_verdict
-from profiler.planner import configmap, planner_configmaps, profile_data
-from profiler.request import PlanRequest, too_long_services
+from profiler.plan import PlanResult, generate, plan_summary, sla_verdict
+from profiler.planner import configmap, profile_data
+from profiler.request import PlanRequest
 from profiler.search import search
 
 Progress = Callable[[str, str], None]
@@ -468,23 +468,7 @@ def finish(
         report("BuildingCurves", "prefill and decode curves from the measurements")
         curves = measured_profile_data(req, unit_of(source.predicted), source.measurement)
     report("GeneratingDGD", f"{chosen.mode} {chosen.backend}: {chosen.label} (measured)")
-    long = too_long_services(
-        req.dgd_name, chosen.backend, planner=req.planner_enabled, mocker=req.mocker
-    )
-    if long:
-        raise SpecError(
-            [
-                FieldError(
-                    "metadata.name",
-                    f"DGD name {req.dgd_name!r} plus service name {long[0]!r} is longer than "
-                    "45 characters; shorten the DGDR name",
-                )
-            ]
-        )
-    cfg_cm, data_cm, configmaps = planner_configmaps(req, chosen, curves)
-    dgd, merge_warnings = build_dgd(
-        req, chosen, planner_configmap=cfg_cm, profile_configmap=data_cm
-    )
+    dgd, configmaps, merge_warnings = generate(req, chosen, curves)
     report("Done", f"{chosen.mode} {chosen.backend} on {chosen.gpus} GPUs, measured")
     return PlanResult(
         chosen=chosen,
