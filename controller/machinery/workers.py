@@ -213,12 +213,13 @@ class Controller:
                 self._active.dec()
             self._apply(key, outcome)
             if log.isEnabledFor(logging.DEBUG):
+                said = _outcome(outcome)
                 log.debug(
                     "reconciled %s: %s in %.1f ms",
                     key,
-                    _outcome(outcome),
+                    said,
                     elapsed * 1000,
-                    extra={"outcome": _outcome(outcome), "duration_ms": round(elapsed * 1000, 3)},
+                    extra={"outcome": said, "duration_ms": round(elapsed * 1000, 3)},
                 )
         finally:
             ctx.reconcile_id.reset(tokens[2])
