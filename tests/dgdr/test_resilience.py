@@ -122,7 +122,8 @@ def test_sigterm_hands_over_at_once(controllers: Start, kubectl: Kubectl, namesp
     eventually(a.is_leader, timeout=30, message="a leads")
     # b retries only every 30 s: it can take over sooner only by seeing the release.
     b = controllers("--lease-duration", "90", "--renew-deadline", "60", "--retry-period", "30")
-    # Ready = b's first attempt was answered: it follows a. Its lease watch, started with the campaign, opens meanwhile; b must not lead all along.
+    # Ready = b's first attempt was answered: it follows a. Its lease watch, started with the
+    # campaign, opens meanwhile; b must not lead all along.
     consistently(lambda: not b.is_leader(), duration=1, message="b follows while a leads")
     assert a.stop(signal.SIGTERM) == 0
     # Released on the way out, not left to expire: a no longer holds the lease once it exited.
